@@ -1,0 +1,30 @@
+"""Packaging for vaezoo. `pip install .` installs the library and the `vaezoo` command."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="vaezoo",
+    version="0.1.0",
+    description="A TensorFlow / Keras 3 model zoo of variational autoencoders with serving exports.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["vaezoo", "vaezoo.*"]),
+    package_data={"vaezoo": ["pretrained/*", "configs/*.yaml"]},
+    install_requires=[
+        # Tested with TensorFlow 2.21, Keras 3.15, TFP 0.25 (see README).
+        "tensorflow>=2.16,<2.22",
+        "tensorflow-probability[tf]>=0.24",
+        "keras>=3.0",
+        "tensorflow-datasets>=4.9",
+        "ai-edge-litert>=1.0",
+        "pyyaml>=6.0",
+        "pillow>=10.0",
+        "numpy>=1.26",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6"],
+    },
+    entry_points={"console_scripts": ["vaezoo=vaezoo.cli:main"]},
+    license="Apache-2.0",
+)

@@ -1,0 +1,258 @@
+"""The contract every vaezoo model family follows.
+
+A model maps images (uint8 in [0, 255] or float in [0, 1], channels last) to a posterior
+distribution and latents back to a likelihood distribution. Families implement four hooks:
+
+- `_encode(x, condition)` -> posterior `tfd.Distribution` (x: float32 in [0, 1])
+- `_decode(z, condition)` -> likelihood `tfd.Distribution`
+- `_loss_terms(x, condition, training, step)` -> dict of per-example tensors with a `loss`
+  entry (what is minimised) and `nll`/`kl` (so `elbo = -(nll + kl)`)
+- `_log_importance_weights(x, condition, num_samples)` -> `(num_samples, batch)` tensor of
+  `log p(x, z) - log q(z | x)` with z ~ q, for the IWAE bound
+- `_sample(n, condition, seed, temperature)` -> images in [0, 1]
+
+and inherit validated public methods (`encode`, `decode`, `sample`, `reconstruct`, `elbo`,
+`iwae`, `loss_terms`), Keras `train_step`/`test_step` (so `compile(); fit()` works), and the
+config round trip (constructor arguments are the config).
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+
+from vaezoo import validation
+
+
+class LatentVariableModel(keras.Model):
+    """Base class of every vaezoo model: validated public API on top of family hooks.
+
+    Args:
+        input_shape: image shape `(height, width, channels)`.
+        seed: integer seed for the model's random draws (posterior samples in training,
+            `sample()` without an explicit seed); `None` for a random seed.
+
+    Example:
+        >>> model = vaezoo.VAE(input_shape=(28, 28, 1), latent_dim=8)
+        >>> x = np.random.rand(4, 28, 28, 1).astype("float32")
+        >>> model.elbo(x).shape        # nats per example
+        TensorShape([4])
+        >>> model.iwae(x, k=64).shape  # tighter bound, still per example
+        TensorShape([4])
+    """
+
+    #: names of the per-example terms `_loss_terms` returns; one Mean metric each.
+    loss_term_names = ("loss", "nll", "kl")
+    #: whether the family takes a condition (class label or vector) beside the image.
+    conditional = False
+
+    def __init__(self, input_shape=(28, 28, 1), seed=None, **kwargs):
+        super().__init__(**kwargs)
+        input_shape = tuple(int(d) for d in input_shape)
+        if len(input_shape) != 3 or min(input_shape) < 1:
+            raise ValueError(f"input_shape must be (height, width, channels), got {input_shape}.")
+        self.image_shape = input_shape
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_term_names}
+
+    # ----------------------------------------------------------------- family hooks
+    def _encode(self, x, condition=None):
+        raise NotImplementedError
+
+    def _decode(self, z, condition=None):
+        raise NotImplementedError
+
+    def _loss_terms(self, x, condition=None, training=False, step=None):
+        raise NotImplementedError
+
+    def _log_importance_weights(self, x, condition, num_samples):
+        raise NotImplementedError
+
+    def _sample(self, n, condition=None, seed=None, temperature=1.0):
+        raise NotImplementedError
+
+    def _check_condition(self, condition, batch_size):
+        """Validate a condition; unconditional families refuse one."""
+        if condition is not None:
+            raise TypeError(f"{type(self).__name__} is unconditional; got a condition.")
+        return None
+
+    def _check_latents(self, z):
+        return validation.check_latents(z, self.latent_dim)
+
+    # ----------------------------------------------------------------- helpers
+    def _next_seed(self):
+        """A stateless seed for TFP's `sample(seed=...)`, drawn from the model's generator."""
+        return tf.cast(self.seed_generator.next(), tf.int32)
+
+    def _images(self, x, name="x"):
+        return validation.check_images(x, self.image_shape, name=name)
+
+    @property
+    def num_dims(self):
+        """Number of pixel dimensions per image (for bits/dim)."""
+        return int(math.prod(self.image_shape))
+
+    # ----------------------------------------------------------------- public API
+    def encode(self, x, condition=None):
+        """Posterior q(z | x) as a `tfd.Distribution` (batch shape `(batch,)`)."""
+        x = self._images(x)
+        return self._encode(x, self._check_condition(condition, x.shape[0]))
+
+    def decode(self, z, condition=None):
+        """Likelihood p(x | z) as a `tfd.Distribution` over the likelihood's event space."""
+        z = self._check_latents(z)
+        return self._decode(z, self._check_condition(condition, z.shape[0]))
+
+    def sample(self, n, seed=None, condition=None, temperature=1.0):
+        """Draw `n` images from the model, float32 in [0, 1], shape `(n, *input_shape)`.
+
+        Args:
+            n: number of images, >= 1.
+            seed: integer for reproducible samples; `None` draws from the model's generator.
+            condition: for conditional families, one condition per image.
+            temperature: scales the prior's standard deviation; must be > 0.
+        """
+        validation.check_int("n", n, 1)
+        validation.check_positive("temperature", temperature)
+        return self._sample(n, self._check_condition(condition, n), seed, float(temperature))
+
+    def reconstruct(self, x, condition=None):
+        """Decode the posterior mean of each image: float32 images in [0, 1]."""
+        x = self._images(x)
+        condition = self._check_condition(condition, x.shape[0])
+        posterior = self._encode(x, condition)
+        likelihood = self._decode(posterior.mean(), condition)
+        return self.likelihood.image(likelihood)
+
+    def elbo(self, x, condition=None):
+        """Evidence lower bound per example, in nats (one posterior sample, analytic KL)."""
+        x = self._images(x)
+        terms = self._loss_terms(x, self._check_condition(condition, x.shape[0]), training=False)
+        return -(terms["nll"] + terms["kl"])
+
+    def iwae(self, x, k=64, condition=None, chunk_size=256):
+        """Importance-weighted bound log (1/k) sum_i p(x, z_i) / q(z_i | x), per example, nats.
+
+        The k samples are drawn in batched chunks of `chunk_size` and combined with a
+        log-sum-exp, so memory stays bounded for k in the thousands. IWAE_1 is the ELBO;
+        the bound tightens towards log p(x) as k grows (Burda et al., 2016).
+        """
+        validation.check_int("k", k, 1)
+        validation.check_int("chunk_size", chunk_size, 1)
+        x = self._images(x)
+        condition = self._check_condition(condition, x.shape[0])
+        total = None
+        for start in range(0, k, chunk_size):
+            log_w = self._log_importance_weights(x, condition, min(chunk_size, k - start))
+            chunk = tf.reduce_logsumexp(log_w, axis=0)
+            total = chunk if total is None else tf.reduce_logsumexp(tf.stack([total, chunk]), axis=0)
+        return total - math.log(k)
+
+    def loss_terms(self, x, condition=None, training=False):
+        """The per-batch objective as a dict of per-example tensors (`loss`, `nll`, `kl`, ...)."""
+        x = self._images(x)
+        return self._loss_terms(x, self._check_condition(condition, x.shape[0]), training=training)
+
+    def call(self, x, condition=None, training=False):
+        """Forward pass used by Keras: the reconstruction of `x` (float images in [0, 1])."""
+        x = validation.check_images(x, self.image_shape)
+        posterior = self._encode(x, condition)
+        return self.likelihood.image(self._decode(posterior.mean(), condition))
+
+    # ----------------------------------------------------------------- Keras training
+    def unpack_batch(self, data):
+        """Split a dataset element into (images, condition). Labels are ignored if unconditional."""
+        if isinstance(data, dict):
+            x, condition = data["image"], data.get("condition", data.get("label"))
+        elif isinstance(data, (tuple, list)):
+            x, condition = data[0], (data[1] if len(data) > 1 else None)
+        else:
+            x, condition = data, None
+        x = validation.check_images(x, self.image_shape, name="batch images")
+        return x, (condition if self.conditional else None)
+
+    def per_replica_loss(self, data, training, step=None):
+        """Scalar loss for one replica's batch, averaged over the GLOBAL batch, and the terms.
+
+        The single objective both `fit` (via `train_step`) and the distributed Trainer use.
+        """
+        x, condition = self.unpack_batch(data)
+        terms = self._loss_terms(x, condition, training=training, step=step)
+        loss = tf.nn.compute_average_loss(terms["loss"])
+        if self.losses:
+            loss += tf.nn.scale_regularization_loss(tf.add_n(self.losses))
+        return loss, terms
+
+    def update_trackers(self, terms):
+        for name, tracker in self.trackers.items():
+            tracker.update_state(tf.reduce_mean(terms[name]))
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            loss, terms = self.per_replica_loss(data, training=True, step=self.optimizer.iterations)
+            scaled = self.optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        return self.update_trackers(terms)
+
+    def test_step(self, data):
+        _, terms = self.per_replica_loss(data, training=False)
+        return self.update_trackers(terms)
+
+    def build_from_images(self):
+        """Create every weight by running one forward pass on a dummy batch."""
+        if not self.built:
+            x = tf.zeros((1, *self.image_shape))
+            condition = self.dummy_condition(1)
+            self._loss_terms(x, condition, training=False)
+            self.built = True
+
+    def dummy_condition(self, batch_size):
+        return None
+
+    def build(self, input_shape=None):
+        self.build_from_images()
+
+    # Weights are created by a forward pass, so make sure one ran before Keras needs them.
+    def fit(self, *args, **kwargs):
+        self.build_from_images()
+        return super().fit(*args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        self.build_from_images()
+        return super().evaluate(*args, **kwargs)
+
+    def save(self, *args, **kwargs):
+        self.build_from_images()
+        return super().save(*args, **kwargs)
+
+    def save_weights(self, *args, **kwargs):
+        self.build_from_images()
+        return super().save_weights(*args, **kwargs)
+
+    def load_weights(self, *args, **kwargs):
+        self.build_from_images()
+        return super().load_weights(*args, **kwargs)
+
+    # Keras saving: every weight is created from the config alone, so no shapes are stored.
+    def get_build_config(self):
+        return {"from_images": True}
+
+    def build_from_config(self, config):
+        self.build_from_images()
+
+    # ----------------------------------------------------------------- config
+    def get_config(self):
+        """Constructor arguments as JSON-safe values (keras-hub style)."""
+        return {"input_shape": list(self.image_shape), "seed": self.seed, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
