@@ -17,6 +17,7 @@ setup(
         "tensorflow-probability[tf]>=0.24",
         "keras>=3.0",
         "tensorflow-datasets>=4.9",
+        "tensorboard>=2.16",
         "ai-edge-litert>=1.0",
         "pyyaml>=6.0",
         "pillow>=10.0",

@@ -15,6 +15,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "VAE": "vaezoo.models.vae",
     "BetaVAE": "vaezoo.models.vae",
+    "CVAE": "vaezoo.models.cvae",
+    "HierarchicalVAE": "vaezoo.models.hvae",
     "LatentVariableModel": "vaezoo.models.base",
     "MODEL_CLASSES": "vaezoo.models",
     "model_from_config": "vaezoo.models",

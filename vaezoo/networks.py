@@ -113,3 +113,31 @@ def build_decoder(spec, latent_size, output_shape, name="decoder"):
         layers.append(keras.layers.Conv2DTranspose(out, 4, strides=2, padding="same", activation="relu"))
     layers.append(keras.layers.Conv2D(channels, 3, padding="same"))
     return keras.Sequential(layers, name=name)
+
+
+def build_conditional_encoder(spec, image_shape, condition_size, output_size, name="encoder"):
+    """`[image (batch, *image_shape), condition (batch, condition_size)]` -> `(batch, output_size)`.
+
+    The same backbone as `build_encoder`, with the condition concatenated to the flattened
+    features: an MLP sees `[flatten(x), c]` at its input, a conv/resnet net sees
+    `[flatten(conv(x)), c]` at its dense layer. So the condition costs `condition_size`
+    extra inputs to one Dense layer, however large the image.
+    """
+    spec = resolve_spec(spec)
+    image = keras.Input(tuple(image_shape), name="image")
+    condition = keras.Input((int(condition_size),), name="condition")
+    h = image
+    if spec["type"] == "mlp":
+        hidden = list(spec["hidden"])
+    else:
+        _downsampling(spec, image_shape)
+        for filters in spec["filters"]:
+            h = keras.layers.Conv2D(filters, 4, strides=2, padding="same", activation="relu")(h)
+            if spec["type"] == "resnet":
+                for _ in range(spec["blocks"]):
+                    h = ResidualBlock(filters, max(filters // 2, 1))(h)
+        hidden = [spec["hidden"]]
+    h = keras.layers.Concatenate()([keras.layers.Flatten()(h), condition])
+    for units in hidden:
+        h = keras.layers.Dense(units, activation="relu")(h)
+    return keras.Model([image, condition], keras.layers.Dense(output_size)(h), name=name)

@@ -1,0 +1,123 @@
+"""Data sources and preprocessing: dSprites factors, determinism, npz/folder sources, errors."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vaezoo import data
+from vaezoo.data import DSprites
+
+
+def test_dsprites_grid_matches_higgins_et_al():
+    sprites = DSprites()
+    assert len(sprites) == 737_280 == 3 * 6 * 40 * 32 * 32
+    idx = np.array([0, 1, 32, 737_279])
+    classes = sprites.factor_classes(idx)
+    np.testing.assert_array_equal(classes[0], [0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(classes[1], [0, 0, 0, 0, 1])  # posY varies fastest
+    np.testing.assert_array_equal(classes[2], [0, 0, 0, 1, 0])
+    np.testing.assert_array_equal(classes[3], [2, 5, 39, 31, 31])
+    np.testing.assert_array_equal(sprites.index_of(classes), idx)
+    values = sprites.factor_values(idx)
+    np.testing.assert_allclose(values[3, 1:], [1.0, 2 * np.pi * 39 / 40, 1.0, 1.0])
+    np.testing.assert_allclose(values[0, 1:], [0.5, 0.0, 0.0, 0.0])
+
+
+def test_dsprites_images_follow_their_factors():
+    sprites = DSprites()
+    grid = sprites.factor_classes(np.arange(len(sprites)))
+    pick = lambda **f: sprites.index_of([[f.get(n, 0) for n in ("shape", "scale", "orientation", "pos_x", "pos_y")]])[0]
+    images = sprites.render([pick(scale=0), pick(scale=5), pick(pos_x=31, scale=5), pick(pos_y=31, scale=5)])
+    assert images.dtype == np.uint8 and set(np.unique(images)) == {0, 1}
+    area_small, area_big = images[0].sum(), images[1].sum()
+    assert area_big > 3 * area_small  # area scales with scale**2 = 4
+    centroid = lambda im: np.argwhere(im[..., 0]).mean(axis=0)  # (row, col)
+    assert centroid(images[2])[1] > centroid(images[1])[1] + 30  # posX moves right (columns)
+    assert centroid(images[3])[0] > centroid(images[1])[0] + 30  # posY moves down (rows)
+    assert grid.shape == (737_280, 5)
+
+
+def test_dsprites_index_errors():
+    with pytest.raises(ValueError, match=r"\[0, 737280\)"):
+        DSprites().render([737_280])
+
+
+def test_pipeline_is_deterministic_and_preprocesses():
+    spec = {"source": "dsprites", "subset": 64, "preprocess": "scale"}
+    a = next(iter(data.make_dataset(spec, 16, seed=3)))
+    b = next(iter(data.make_dataset(spec, 16, seed=3)))
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (16, 64, 64, 1) and set(np.unique(a)) <= {0.0, 1.0}
+
+
+def _grey_npz(tmp_path, n=64):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (n, 8, 8), dtype=np.uint8)
+    path = tmp_path / "grey.npz"
+    np.savez(path, x_train=x, y_train=np.arange(n) % 10)
+    return str(path), x
+
+
+def test_dynamic_binarization_is_a_fresh_bernoulli_draw(tmp_path):
+    path, x = _grey_npz(tmp_path, 32)
+    spec = {"source": "npz", "path": path, "preprocess": "binarize_dynamic"}
+    ds = data.make_dataset(spec, 32, seed=0, shuffle=False)
+    it = iter(ds)
+    draws = np.stack([next(it).numpy() for _ in range(200)])  # 200 epochs of the same 32 images
+    assert set(np.unique(draws)) == {0.0, 1.0}
+    assert not np.array_equal(draws[0], draws[1])  # fresh each time
+    # the mean over draws estimates the grey level (std of the mean <= 0.5/sqrt(200) = 0.035)
+    np.testing.assert_allclose(draws.mean(0)[..., 0], x / 255.0, atol=0.15)
+    assert abs(float(draws.mean() - (x / 255.0).mean())) < 0.01
+
+
+def test_static_binarization_is_fixed_per_image(tmp_path):
+    path, _ = _grey_npz(tmp_path, 32)
+    ds = data.make_dataset({"source": "npz", "path": path, "preprocess": "binarize_static"}, 32, seed=0, shuffle=False)
+    it = iter(ds)
+    np.testing.assert_array_equal(next(it), next(it))
+
+
+def test_dequantization_stays_within_the_pixel_bin(tmp_path):
+    path, x = _grey_npz(tmp_path, 32)
+    ds = data.make_dataset({"source": "npz", "path": path, "preprocess": "dequantize", "labels": True,
+                            "label_key": "y_train"}, 32,
+                           seed=0, shuffle=False)
+    images, labels = next(iter(ds))
+    v = images.numpy()[..., 0] * 256.0
+    assert np.all(v >= x) and np.all(v < x + 1.0)
+    np.testing.assert_array_equal(labels, np.arange(32) % 10)
+
+
+def test_image_folder_reads_classes_and_refuses_bad_files(tmp_path):
+    for cls in ("cats", "dogs"):
+        os.makedirs(tmp_path / cls)
+        for i in range(3):
+            Image.fromarray(np.full((10, 12, 3), 40 * i, np.uint8)).save(tmp_path / cls / f"{i}.png")
+    images, labels = data.load_image_folder(str(tmp_path), (8, 8), 3)
+    assert images.shape == (6, 8, 8, 3) and list(labels) == [0, 0, 0, 1, 1, 1]
+    (tmp_path / "dogs" / "notes.txt").write_text("not an image")
+    (tmp_path / "dogs" / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(ValueError, match="2 file\\(s\\) that are not readable images.*broken.png"):
+        data.load_image_folder(str(tmp_path), (8, 8), 3)
+
+
+def test_empty_folder_and_bad_specs(tmp_path):
+    with pytest.raises(ValueError, match="holds no images"):
+        data.list_image_folder(str(tmp_path))
+    with pytest.raises(ValueError, match="Unknown data source 'csv'"):
+        data.make_dataset({"source": "csv"}, 4)
+    with pytest.raises(ValueError, match="Did you mean 'subset'"):
+        data.make_dataset({"source": "dsprites", "subsets": 3}, 4)
+    with pytest.raises(ValueError, match="preprocess mode 'binarise'"):
+        data.make_dataset({"source": "dsprites", "preprocess": "binarise"}, 4)
+    with pytest.raises(KeyError, match="has no array 'x'"):
+        data.load_npz(_grey_npz(tmp_path)[0], key="x")
+
+
+def test_real_mnist_loads_from_shared_data(shared_data_dir):
+    images, labels = data.load_npz(os.path.join(shared_data_dir, "mnist.npz"), "x_test", "y_test")
+    assert images.shape == (10000, 28, 28, 1) and images.dtype == np.uint8
+    assert np.bincount(labels).tolist()[:2] == [980, 1135]  # the canonical MNIST test counts

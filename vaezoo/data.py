@@ -1,0 +1,299 @@
+"""Data sources and `tf.data` pipelines: tfds names, image folders, numpy arrays / `.npz`, dSprites.
+
+Every source ends as a `tf.data.Dataset` of float32 images in [0, 1] (channels last), or of
+`(image, label)` pairs when labels are asked for, after one of the preprocessing modes:
+
+- `"scale"`: uint8 / 255.
+- `"binarize_dynamic"`: a fresh Bernoulli draw from the grey level each time an image is used
+  (Burda et al. 2016), deterministic given the seed.
+- `"binarize_static"`: one Bernoulli draw per image, the same every epoch.
+- `"dequantize"`: uniform dequantization `(x * 255 + u) / 256`, u ~ U[0, 1).
+
+Example:
+    >>> ds = vaezoo.data.make_dataset({"source": "dsprites", "subset": 1000}, batch_size=64, seed=0)
+    >>> images = next(iter(ds))       # (64, 64, 64, 1) float32 in {0, 1}
+"""
+
+import math
+import os
+
+import numpy as np
+
+from vaezoo.validation import ConfigError, check_int, check_keys
+
+PREPROCESS_MODES = ("scale", "binarize_dynamic", "binarize_static", "dequantize")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+
+
+# --------------------------------------------------------------------------- dSprites
+class DSprites:
+    """Procedural dSprites: the exact factor grid of Higgins et al. (2017), rendered on demand.
+
+    Factors (in index order, row-major like the original `latents_classes`): shape 3
+    (square, ellipse, heart), scale 6 in [0.5, 1], orientation 40 in [0, 2 pi), posX 32 and
+    posY 32 in [0, 1]; 3 * 6 * 40 * 32 * 32 = 737,280 binary 64x64 images. The shapes are
+    drawn from implicit equations (pixel centres inside the rotated, scaled shape), so any
+    subset renders without the original file.
+
+    Example:
+        >>> sprites = DSprites()
+        >>> images = sprites.render([0, 1, 737_279])   # uint8 {0, 1}, (3, 64, 64, 1)
+        >>> sprites.factor_classes([737_279])
+        array([[ 2,  5, 39, 31, 31]])
+    """
+
+    factor_names = ("shape", "scale", "orientation", "pos_x", "pos_y")
+    factor_sizes = (3, 6, 40, 32, 32)
+    image_shape = (64, 64, 1)
+
+    def __len__(self):
+        return math.prod(self.factor_sizes)
+
+    def _check_indices(self, indices):
+        indices = np.asarray(indices)
+        if indices.dtype.kind not in "iu":
+            raise TypeError(f"dSprites indices must be integers, got dtype {indices.dtype}.")
+        if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
+            raise ValueError(f"dSprites indices must be in [0, {len(self)}), got [{indices.min()}, {indices.max()}].")
+        return indices.astype(np.int64)
+
+    def factor_classes(self, indices):
+        """Integer class of each factor, `(n, 5)`."""
+        return np.stack(np.unravel_index(self._check_indices(indices), self.factor_sizes), axis=-1)
+
+    def index_of(self, classes):
+        """Inverse of `factor_classes`."""
+        classes = np.asarray(classes)
+        return np.ravel_multi_index(tuple(classes.T), self.factor_sizes)
+
+    def factor_values(self, indices):
+        """Real value of each factor, `(n, 5)`: shape id, scale, angle (rad), posX, posY."""
+        c = self.factor_classes(indices).astype(np.float64)
+        scale = 0.5 + 0.5 * c[:, 1] / (self.factor_sizes[1] - 1)
+        angle = 2 * np.pi * c[:, 2] / self.factor_sizes[2]
+        pos_x = c[:, 3] / (self.factor_sizes[3] - 1)
+        pos_y = c[:, 4] / (self.factor_sizes[4] - 1)
+        return np.stack([c[:, 0], scale, angle, pos_x, pos_y], axis=-1)
+
+    def render(self, indices):
+        """Images for the given indices: uint8 in {0, 1}, shape `(n, 64, 64, 1)`."""
+        values = self.factor_values(indices)
+        shape, scale, angle, pos_x, pos_y = (values[:, i, None, None] for i in range(5))
+        pixel = np.arange(64) + 0.5
+        ys, xs = np.meshgrid(pixel, pixel, indexing="ij")
+        # Shape centres range over [12, 52] px; the largest shape has radius ~11 px.
+        cx, cy = 12 + 40 * pos_x, 12 + 40 * pos_y
+        radius = 11.0 * scale
+        dx, dy = (xs - cx) / radius, (ys - cy) / radius
+        cos, sin = np.cos(angle), np.sin(angle)
+        u, v = cos * dx + sin * dy, -sin * dx + cos * dy
+        square = np.maximum(np.abs(u), np.abs(v)) <= 0.75
+        ellipse = u**2 + (v / 0.55) ** 2 <= 1.0
+        hx, hy = 1.15 * u, -1.15 * v + 0.15
+        heart = (hx**2 + hy**2 - 1.0) ** 3 - hx**2 * hy**3 <= 0.0
+        mask = np.where(shape == 0, square, np.where(shape == 1, ellipse, heart))
+        return mask.astype(np.uint8)[..., None]
+
+
+# --------------------------------------------------------------------------- sources
+def load_npz(path, key="x_train", label_key=None):
+    """Arrays from an `.npz` file: images (and labels if `label_key`)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No .npz file at {path!r}.")
+    with np.load(path, allow_pickle=False) as archive:
+        for k in [key] + ([label_key] if label_key else []):
+            if k not in archive:
+                raise KeyError(f"{path!r} has no array {k!r}; it has {sorted(archive.files)}.")
+        images = archive[key]
+        labels = archive[label_key] if label_key else None
+    if images.ndim == 3:  # (n, h, w) greyscale -> channels last
+        images = images[..., None]
+    return images, labels
+
+
+def list_image_folder(path):
+    """Image files under `path` (recursively) and their class labels (first-level folders).
+
+    Raises a ValueError naming the offending files if the folder is empty or holds files that
+    are not images Pillow can open.
+    """
+    from PIL import Image
+
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"Image folder {path!r} does not exist.")
+    files, bad = [], []
+    for root, _, names in sorted(os.walk(path)):
+        for name in sorted(names):
+            full = os.path.join(root, name)
+            if name.startswith("."):
+                continue
+            if not name.lower().endswith(IMAGE_EXTENSIONS):
+                bad.append(full)
+                continue
+            try:
+                with Image.open(full) as image:
+                    image.verify()
+            except Exception:
+                bad.append(full)
+                continue
+            files.append(full)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ValueError(
+            f"Image folder {path!r} holds {len(bad)} file(s) that are not readable images "
+            f"({', '.join(IMAGE_EXTENSIONS)}): {shown}."
+        )
+    if not files:
+        raise ValueError(f"Image folder {path!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+    classes = sorted({os.path.relpath(f, path).split(os.sep)[0] for f in files if os.sep in os.path.relpath(f, path)})
+    labels = [classes.index(os.path.relpath(f, path).split(os.sep)[0]) if classes else 0 for f in files]
+    return files, np.asarray(labels, np.int64), classes
+
+
+def load_image_folder(path, image_size, channels):
+    """Decode every image of a folder to uint8 `(n, h, w, channels)` (resized) and labels."""
+    from PIL import Image
+
+    files, labels, _ = list_image_folder(path)
+    mode = {1: "L", 3: "RGB"}[channels]
+    images = []
+    for f in files:
+        with Image.open(f) as image:
+            image = image.convert(mode).resize((image_size[1], image_size[0]), Image.BILINEAR)
+            images.append(np.asarray(image, np.uint8).reshape(image_size[0], image_size[1], channels))
+    return np.stack(images), labels
+
+
+def load_tfds(name, split="train", data_dir=None, download=False):
+    """A tfds dataset as a `tf.data.Dataset` of `(image, label)`; offline with a prepared `data_dir`."""
+    import tensorflow_datasets as tfds
+
+    return tfds.load(name, split=split, data_dir=data_dir, download=download, as_supervised=True)
+
+
+# --------------------------------------------------------------------------- pipeline
+SOURCE_KEYS = {
+    "dsprites": {"subset"},
+    "npz": {"path", "key", "label_key"},
+    "folder": {"path", "image_size", "channels"},
+    "tfds": {"name", "split", "data_dir", "download"},
+}
+COMMON_KEYS = {"source", "preprocess", "labels"}
+
+
+def preprocess_images(images, mode, seeds):
+    """Apply a preprocessing mode to a uint8 or [0, 1] batch; `seeds` (batch, 2) int32 (stateless)."""
+    import tensorflow as tf
+
+    if mode not in PREPROCESS_MODES:
+        raise ConfigError(f"Unknown preprocess mode {mode!r}; expected one of {PREPROCESS_MODES}.")
+    raw = tf.cast(images, tf.float32)
+    x = raw / 255.0 if images.dtype == tf.uint8 else raw
+    if mode == "scale":
+        return x
+    if mode == "dequantize":
+        levels = raw if images.dtype == tf.uint8 else tf.round(raw * 255.0)
+        noise = tf.map_fn(lambda s: tf.random.stateless_uniform(tf.shape(x)[1:], s), seeds, fn_output_signature=tf.float32)
+        return (levels + noise) / 256.0
+    noise = tf.map_fn(lambda s: tf.random.stateless_uniform(tf.shape(x)[1:], s), seeds, fn_output_signature=tf.float32)
+    return tf.cast(noise < x, tf.float32)
+
+
+def _source_dataset(spec, seed):
+    """(tf.data.Dataset of (image, label) with uint8 or float images, number of examples or None)."""
+    import tensorflow as tf
+
+    kind = spec["source"]
+    if kind == "dsprites":
+        sprites = DSprites()
+        subset = spec.get("subset")
+        if subset is None:
+            indices = np.arange(len(sprites))
+        elif isinstance(subset, int):
+            check_int("subset", subset, 1)
+            indices = np.random.default_rng(seed).choice(len(sprites), size=min(subset, len(sprites)), replace=False)
+        else:
+            indices = sprites._check_indices(subset)
+        labels = sprites.factor_classes(indices)
+        # Elements carry the sprite index; whole batches are rendered at once (see make_dataset).
+        return tf.data.Dataset.from_tensor_slices((indices, labels)), len(indices)
+    if kind == "npz":
+        if spec.get("labels") and not spec.get("label_key"):
+            raise ConfigError("An npz source with labels: true needs 'label_key' (e.g. 'y_train').")
+        images, labels = load_npz(spec["path"], spec.get("key", "x_train"), spec.get("label_key"))
+    elif kind == "folder":
+        if "image_size" not in spec or "channels" not in spec:
+            raise ConfigError("A folder source needs 'image_size' [height, width] and 'channels' (1 or 3).")
+        images, labels = load_image_folder(spec["path"], spec["image_size"], spec["channels"])
+    elif kind == "tfds":
+        if "name" not in spec:
+            raise ConfigError("A tfds source needs 'name', e.g. {'source': 'tfds', 'name': 'mnist'}.")
+        ds = load_tfds(spec["name"], spec.get("split", "train"), spec.get("data_dir"), spec.get("download", False))
+        return ds, None
+    else:
+        raise ConfigError(f"Unknown data source {kind!r}; expected one of {sorted(SOURCE_KEYS)}.")
+    if labels is None:
+        labels = np.zeros(len(images), np.int64)
+    return tf.data.Dataset.from_tensor_slices((images, labels)), len(images)
+
+
+def make_dataset(spec, batch_size, seed=0, shuffle=True, repeat=True, drop_remainder=True):
+    """A batched `tf.data.Dataset` from a data spec dict (see module docstring).
+
+    Args:
+        spec: `{"source": "dsprites"|"npz"|"folder"|"tfds", "preprocess": mode,
+            "labels": bool, ...source options}`.
+        batch_size: global batch size.
+        seed: seeds shuffling and random preprocessing; same seed, same stream.
+        shuffle, repeat: as in tf.data.
+        drop_remainder: keep static batch shapes (TPU-safe, and needed for equal replicas).
+    """
+    import tensorflow as tf
+
+    spec = dict(spec)
+    kind = spec.get("source")
+    if kind not in SOURCE_KEYS:
+        raise ConfigError(f"Unknown data source {kind!r}; expected one of {sorted(SOURCE_KEYS)}.")
+    check_keys(spec, SOURCE_KEYS[kind] | COMMON_KEYS, f"{kind} data spec")
+    check_int("batch_size", batch_size, 1)
+    mode = spec.get("preprocess", "scale")
+    if mode not in PREPROCESS_MODES:
+        raise ConfigError(f"Unknown preprocess mode {mode!r}; expected one of {PREPROCESS_MODES}.")
+    ds, size = _source_dataset(spec, seed)
+    ds = ds.enumerate()
+    if shuffle:
+        ds = ds.shuffle(min(size or 10_000, 10_000), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    # Random preprocessing draws from stateless seeds: (seed, index) for static binarization,
+    # (seed, a fresh counter) otherwise, so a given seed always yields the same stream.
+    ds = tf.data.Dataset.zip((ds, tf.data.Dataset.counter()))
+    static = mode == "binarize_static"
+
+    def seeded(item, count):
+        (index, (image, label)) = item
+        key = index if static else count
+        return image, label, tf.stack([tf.cast(seed, tf.int64), key])
+
+    ds = ds.map(seeded).batch(batch_size, drop_remainder=drop_remainder)
+    with_labels = spec.get("labels", False)
+
+    def finish(images, labels, seeds):
+        if kind == "dsprites":  # images are sprite indices here: render the batch in numpy
+            rendered = tf.numpy_function(lambda i: DSprites().render(i) * np.uint8(255), [images], tf.uint8)
+            images = tf.ensure_shape(rendered, (batch_size if drop_remainder else None, *DSprites.image_shape))
+        x = preprocess_images(images, mode, tf.cast(seeds % (2**31 - 1), tf.int32))
+        return (x, labels) if with_labels else x
+
+    return ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def image_shape_of(spec):
+    """The image shape a data spec produces, without loading all of it."""
+    kind = spec.get("source")
+    if kind == "dsprites":
+        return DSprites.image_shape
+    if kind == "folder":
+        return (*spec["image_size"], spec["channels"])
+    ds = make_dataset(spec, batch_size=1, shuffle=False, repeat=False)
+    return tuple(next(iter(ds)).shape[1:]) if not spec.get("labels") else tuple(next(iter(ds))[0].shape[1:])

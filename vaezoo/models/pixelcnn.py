@@ -1,0 +1,283 @@
+"""A gated PixelCNN prior over grids of discrete codes (the VQ-VAE's second stage)."""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from vaezoo import validation
+from vaezoo.quantizer import check_codes
+
+
+class _ShiftedConv2D(keras.layers.Layer):
+    """A conv whose padded, masked kernel only sees rows above and/or columns to the left.
+
+    The input is zero-padded `pad_top` rows above and `pad_left`/`pad_right` columns beside
+    (never below), so output `(i, j)` covers input rows `i - kh + 1 .. i` and columns
+    `j - pad_left .. j + pad_right`. `mask` (shape `(kh, kw)`) zeroes kernel taps, e.g. the
+    last row (the current row) or the last column (the current position).
+    """
+
+    def __init__(self, filters, kernel_size, pad_left, pad_right, mask, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.kernel_size = tuple(int(k) for k in kernel_size)
+        self.pad_left, self.pad_right = int(pad_left), int(pad_right)
+        self.mask = np.asarray(mask, np.float32)
+
+    def build(self, input_shape):
+        kh, kw = self.kernel_size
+        self.kernel = self.add_weight(
+            name="kernel", shape=(kh, kw, input_shape[-1], self.filters), initializer="glorot_uniform"
+        )
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+
+    def call(self, x):
+        kh, _ = self.kernel_size
+        x = tf.pad(x, [[0, 0], [kh - 1, 0], [self.pad_left, self.pad_right], [0, 0]])
+        kernel = self.kernel * self.mask[:, :, None, None]
+        return tf.nn.conv2d(x, kernel, strides=1, padding="VALID") + self.bias
+
+
+class _GatedLayer(keras.layers.Layer):
+    """One gated layer with a vertical and a horizontal stack (van den Oord et al., 2016b).
+
+    The vertical stack at row i sees rows < i (all columns within reach), the horizontal
+    stack at (i, j) sees columns < j of row i plus the vertical stack, so together they see
+    every earlier position in raster order and nothing else (no blind spot). The first layer
+    (`first=True`) masks the current row/column; later layers may look at the previous
+    layer's features at the current position, which already exclude the current code.
+    """
+
+    def __init__(self, filters, kernel_size, first, **kwargs):
+        super().__init__(**kwargs)
+        k = int(kernel_size)
+        half = k // 2
+        self.first = bool(first)
+        v_mask = np.ones((half + 1, k), np.float32)
+        h_mask = np.ones((1, half + 1), np.float32)
+        if self.first:
+            v_mask[-1, :] = 0.0  # the current row
+            h_mask[:, -1] = 0.0  # the current position
+        self.vertical = _ShiftedConv2D(2 * filters, (half + 1, k), half, half, v_mask, name="vertical")
+        self.horizontal = _ShiftedConv2D(2 * filters, (1, half + 1), half, 0, h_mask, name="horizontal")
+        self.vertical_to_horizontal = keras.layers.Conv2D(2 * filters, 1, name="vertical_to_horizontal")
+        self.horizontal_out = keras.layers.Conv2D(filters, 1, name="horizontal_out")
+
+    @staticmethod
+    def _gate(x):
+        a, b = tf.split(x, 2, axis=-1)
+        return tf.tanh(a) * tf.sigmoid(b)
+
+    def call(self, x_v, x_h):
+        v = self.vertical(x_v)
+        h = self.horizontal(x_h) + self.vertical_to_horizontal(v)
+        out_h = self.horizontal_out(self._gate(h))
+        if not self.first:  # a residual from the first layer's input would leak the current code
+            out_h = out_h + x_h
+        return self._gate(v), out_h
+
+
+@keras.saving.register_keras_serializable(package="vaezoo")
+class PixelCNN(keras.Model):
+    """Autoregressive prior p(c) = prod_i p(c_i | c_<i) over `(height, width)` grids of codes.
+
+    Codes are embedded, passed through gated masked-convolution layers with vertical and
+    horizontal stacks (van den Oord et al., 2016b; no blind spot), and mapped to K logits per
+    position; position i's logits depend only on the codes before i in raster order. It is
+    the second stage of a VQ-VAE: trained with `fit` on a dataset of code grids (int arrays
+    `(batch, height, width)`, or tuples/dicts whose first entry / `"codes"` is that).
+
+    Args:
+        num_embeddings: number of codes K.
+        grid_shape: `(height, width)` of a code grid.
+        filters: channels of the hidden layers.
+        layers: number of gated layers (the receptive field grows by `kernel_size // 2` rows
+            and columns per layer).
+        kernel_size: odd width of the masked kernels.
+        seed: integer seed for `sample()` without an explicit seed.
+
+    Example:
+        >>> prior = PixelCNN(num_embeddings=512, grid_shape=(8, 8), filters=64, layers=6)
+        >>> prior.compile(optimizer="adam")
+        >>> prior.fit(codes, epochs=10, batch_size=64)   # int codes (n, 8, 8)
+        >>> prior.log_prob(codes[:4]).shape              # nats per grid
+        TensorShape([4])
+        >>> prior.sample(16, seed=0).shape               # int32 codes
+        TensorShape([16, 8, 8])
+
+    References:
+        van den Oord, Kalchbrenner & Kavukcuoglu, "Pixel Recurrent Neural Networks", ICML
+        2016. van den Oord et al., "Conditional Image Generation with PixelCNN Decoders",
+        NeurIPS 2016.
+    """
+
+    def __init__(self, num_embeddings=512, grid_shape=(8, 8), filters=64, layers=6, kernel_size=3, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        validation.check_int("num_embeddings", num_embeddings, 1)
+        grid_shape = tuple(grid_shape)
+        if len(grid_shape) != 2:
+            raise ValueError(f"grid_shape must be (height, width), got {grid_shape}.")
+        for d in grid_shape:
+            validation.check_int("grid_shape entries", d, 1)
+        validation.check_int("filters", filters, 1)
+        validation.check_int("layers", layers, 1)
+        validation.check_int("kernel_size", kernel_size, 1)
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}.")
+        if seed is not None:
+            validation.check_int("seed", seed, 0)
+        self.num_embeddings = int(num_embeddings)
+        self.grid_shape = tuple(int(d) for d in grid_shape)
+        self.filters = int(filters)
+        self.num_layers = int(layers)
+        self.kernel_size = int(kernel_size)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+        self.embedding = keras.layers.Embedding(self.num_embeddings, self.filters, name="embedding")
+        self.gated = [
+            _GatedLayer(self.filters, self.kernel_size, first=(i == 0), name=f"gated_{i}")
+            for i in range(self.num_layers)
+        ]
+        self.head_hidden = keras.layers.Conv2D(self.filters, 1, name="head_hidden")
+        self.head_logits = keras.layers.Conv2D(self.num_embeddings, 1, name="head_logits")
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "bits_per_code")}
+        self._logits(tf.zeros((1, *self.grid_shape), tf.int32))  # create every weight now
+        self.built = True
+
+    # ----------------------------------------------------------------- network
+    def _logits(self, codes):
+        x = self.embedding(codes)
+        x_v, x_h = x, x
+        for layer in self.gated:
+            x_v, x_h = layer(x_v, x_h)
+        h = tf.nn.relu(self.head_hidden(tf.nn.relu(x_h)))
+        return self.head_logits(h)
+
+    def _log_prob(self, codes, temperature=1.0):
+        logits = self._logits(codes) / temperature
+        log_probs = tf.nn.log_softmax(logits, axis=-1)
+        picked = tf.gather(log_probs, codes, axis=-1, batch_dims=3)
+        return tf.reduce_sum(picked, axis=[1, 2])
+
+    def _codes(self, codes, name="codes"):
+        return check_codes(codes, self.num_embeddings, self.grid_shape, name=name)
+
+    @property
+    def num_positions(self):
+        return int(math.prod(self.grid_shape))
+
+    # ----------------------------------------------------------------- public API
+    def call(self, codes, training=False):
+        """Logits `(batch, height, width, K)` of p(c_i | c_<i) at every position."""
+        return self._logits(check_codes(codes, self.num_embeddings, self.grid_shape))
+
+    def logits(self, codes):
+        """Logits `(batch, height, width, K)`; position i depends only on codes before i."""
+        return self._logits(self._codes(codes))
+
+    def log_prob(self, codes):
+        """log p(codes) per grid in nats, shape `(batch,)`, for int codes `(batch, height, width)`."""
+        return self._log_prob(self._codes(codes))
+
+    def bits_per_code(self, codes):
+        """-log2 p(codes) divided by the number of positions: bits per code, shape `(batch,)`."""
+        return -self.log_prob(codes) / (self.num_positions * math.log(2.0))
+
+    def sample(self, n, seed=None, temperature=1.0):
+        """Draw `n` code grids by ancestral sampling in raster order: int32 `(n, height, width)`.
+
+        Args:
+            n: number of grids, >= 1.
+            seed: integer (or a shape-(2,) int tensor) for reproducible samples; `None`
+                draws from the model's generator.
+            temperature: divides the logits; must be > 0 (1: the model's distribution).
+        """
+        validation.check_int("n", n, 1)
+        validation.check_positive("temperature", temperature)
+        if seed is None:
+            seed = tf.cast(self.seed_generator.next(), tf.int32)
+        elif isinstance(seed, (int, np.integer)):
+            seed = tf.constant([int(seed), 0], tf.int32)
+        seed = tf.cast(seed, tf.int32)
+        return self._sample_grid(tf.constant(int(n)), seed, tf.constant(float(temperature)))
+
+    @tf.function(reduce_retracing=True)
+    def _sample_grid(self, n, seed, temperature):
+        height, width = self.grid_shape
+        codes = tf.zeros((n, height, width), tf.int32)
+        for position in tf.range(height * width):
+            row, col = position // width, position % width
+            logits = self._logits(codes)[:, row, col, :] / temperature
+            step_seed = tf.random.experimental.stateless_fold_in(seed, position)
+            drawn = tf.random.stateless_categorical(logits, 1, seed=step_seed, dtype=tf.int32)[:, 0]
+            index = tf.stack([tf.range(n), tf.fill([n], row), tf.fill([n], col)], axis=1)
+            codes = tf.tensor_scatter_nd_update(codes, index, drawn)
+        return codes
+
+    # ----------------------------------------------------------------- Keras training
+    def unpack_batch(self, data):
+        """The code grids of a dataset element (array, `(codes, ...)` or `{"codes": ...}`)."""
+        if isinstance(data, dict):
+            data = data["codes"]
+        elif isinstance(data, (tuple, list)):
+            data = data[0]
+        return self._codes(data, name="batch codes")
+
+    def per_replica_loss(self, data, training=False, step=None):
+        """Mean negative log-likelihood (nats per grid) over the GLOBAL batch, and the terms."""
+        codes = self.unpack_batch(data)
+        nll = -self._log_prob(codes)
+        terms = {"loss": nll, "bits_per_code": nll / (self.num_positions * math.log(2.0))}
+        loss = tf.nn.compute_average_loss(nll)
+        if self.losses:
+            loss += tf.nn.scale_regularization_loss(tf.add_n(self.losses))
+        return loss, terms
+
+    def update_trackers(self, terms):
+        for name, tracker in self.trackers.items():
+            tracker.update_state(tf.reduce_mean(terms[name]))
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            loss, terms = self.per_replica_loss(data, training=True, step=self.optimizer.iterations)
+            scaled = self.optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        return self.update_trackers(terms)
+
+    def test_step(self, data):
+        _, terms = self.per_replica_loss(data, training=False)
+        return self.update_trackers(terms)
+
+    def build(self, input_shape=None):  # every weight is created in __init__
+        pass
+
+    def get_build_config(self):
+        return {}
+
+    def build_from_config(self, config):
+        pass
+
+    # ----------------------------------------------------------------- config
+    def get_config(self):
+        return {
+            "num_embeddings": self.num_embeddings,
+            "grid_shape": list(self.grid_shape),
+            "filters": self.filters,
+            "layers": self.num_layers,
+            "kernel_size": self.kernel_size,
+            "seed": self.seed,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

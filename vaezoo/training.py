@@ -1,0 +1,433 @@
+"""The Trainer: one custom loop on `tf.distribute` for every strategy, resumable from a workdir.
+
+Keras 3 `fit` fails under MultiWorkerMirroredStrategy (tensorflow/tensorflow#72388), so the
+Trainer runs its own loop (`strategy.run` over an `experimental_distribute_dataset`); it calls
+the same per-batch objective as `model.fit` (`model.per_replica_loss`), which averages the
+per-example losses over the GLOBAL batch.
+
+A training config is a dict (or a YAML/JSON file) with the sections:
+
+```yaml
+model: {class: BetaVAE, config: {input_shape: [64, 64, 1], latent_dim: 10, beta: 4.0}}
+data: {source: dsprites, subset: 20000, preprocess: scale}
+eval_data: {...}        # optional; default: `data` without shuffling
+train: {steps: 500, batch_size: 64, learning_rate: 1.0e-3, ...}   # see TRAIN_DEFAULTS
+smoke: {train: {steps: 20}}   # deep-merged over the rest with --smoke
+```
+
+The workdir gets `config.json`, `checkpoints/` (tf.train.CheckpointManager: model, optimizer,
+step, RNG state), `tensorboard/` (scalars and image summaries), PNG grids at each evaluation,
+`final/model.keras` and `final/model.weights.h5`, and `metrics.json`.
+"""
+
+import copy
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+from vaezoo import validation
+from vaezoo.io import atomic_path, write_json
+
+log = logging.getLogger("vaezoo")
+
+TRAIN_DEFAULTS = {
+    "steps": 500,
+    "batch_size": 64,
+    "learning_rate": 1e-3,
+    "lr_schedule": "constant",  # or "cosine" (decays to 0 at `steps`)
+    "warmup_steps": 0,  # linear learning-rate warm-up
+    "log_every": 50,
+    "checkpoint_every": 100,
+    "keep_checkpoints": 3,
+    "eval_every": 0,  # 0: evaluate only at the end
+    "eval_batches": 8,
+    "seed": 0,
+    "strategy": "auto",
+    "on_nonfinite": "stop",  # or "skip": drop the update, count it, go on
+    "max_nonfinite": 100,  # with "skip": stop after this many skipped steps
+    "mixed_precision": None,  # None, "mixed_float16" or "mixed_bfloat16"
+    "jit_compile": False,
+}
+CONFIG_SECTIONS = {"name", "description", "model", "data", "eval_data", "train", "smoke"}
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/Inf loss; the last good checkpoint is kept intact."""
+
+
+def deep_merge(base, override):
+    """Recursively merge dict `override` into a copy of `base`."""
+    merged = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def load_config(config, smoke=False, steps=None):
+    """Read a config (dict or YAML/JSON path), apply `smoke` and `steps`, validate, fill defaults."""
+    if isinstance(config, (str, os.PathLike)):
+        import yaml
+
+        path = os.fspath(config)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"No config file at {path!r}.")
+        with open(path, encoding="utf-8") as f:
+            try:
+                config = yaml.safe_load(f)
+            except yaml.YAMLError as error:
+                raise validation.ConfigError(f"{path!r} is not valid YAML: {error}") from None
+        if not isinstance(config, dict):
+            raise validation.ConfigError(f"{path!r} must hold a mapping with sections {sorted(CONFIG_SECTIONS)}.")
+    config = copy.deepcopy(dict(config))
+    validation.check_keys(config, CONFIG_SECTIONS, "training config")
+    for section in ("model", "data"):
+        if section not in config:
+            raise validation.ConfigError(f"The training config needs a {section!r} section.")
+    if smoke:
+        config = deep_merge(config, config.get("smoke", {}))
+    train = dict(config.get("train") or {})
+    validation.check_keys(train, TRAIN_DEFAULTS, "train section")
+    train = {**TRAIN_DEFAULTS, **train}
+    if steps is not None:
+        train["steps"] = steps
+    validation.check_int("steps", train["steps"], 1)
+    validation.check_int("batch_size", train["batch_size"], 1)
+    validation.check_positive("learning_rate", train["learning_rate"])
+    if train["on_nonfinite"] not in ("stop", "skip"):
+        raise validation.ConfigError(f"on_nonfinite must be 'stop' or 'skip', got {train['on_nonfinite']!r}.")
+    if train["lr_schedule"] not in ("constant", "cosine"):
+        raise validation.ConfigError(f"lr_schedule must be 'constant' or 'cosine', got {train['lr_schedule']!r}.")
+    if train["mixed_precision"] not in (None, "mixed_float16", "mixed_bfloat16"):
+        raise validation.ConfigError(
+            f"mixed_precision must be null, 'mixed_float16' or 'mixed_bfloat16', got {train['mixed_precision']!r}.")
+    config["train"] = train
+    return config
+
+
+def learning_rate_schedule(train):
+    import keras
+
+    base, steps, warmup = train["learning_rate"], train["steps"], train["warmup_steps"]
+    if train["lr_schedule"] == "cosine":
+        return keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else base, max(steps - warmup, 1), warmup_target=base if warmup else None,
+            warmup_steps=warmup)
+    if warmup:
+        return keras.optimizers.schedules.CosineDecay(0.0, 1, warmup_target=base, warmup_steps=warmup, alpha=1.0)
+    return base
+
+
+class Trainer:
+    """Trains a model from a config in a workdir, on any `tf.distribute` strategy.
+
+    Args:
+        config: a training config dict or YAML/JSON path (see module docstring).
+        workdir: folder for checkpoints, summaries, pictures and the final model. Running
+            again with the same workdir resumes from the newest checkpoint.
+        smoke: apply the config's `smoke` overrides (tiny, fast run).
+        steps: override `train.steps`.
+        strategy: a `tf.distribute.Strategy` or a strategy name; default `train.strategy`.
+        verbose: show a progress bar with ETA.
+
+    Example:
+        >>> trainer = Trainer("zoo_configs/beta-vae-dsprites.yaml", "runs/bvae", smoke=True)
+        >>> metrics = trainer.run()
+        >>> metrics["elbo"]
+    """
+
+    def __init__(self, config, workdir, smoke=False, steps=None, strategy=None, verbose=True):
+        import tensorflow as tf
+
+        from vaezoo import data
+        from vaezoo import strategy as strategies
+
+        self.config = load_config(config, smoke=smoke, steps=steps)
+        self.workdir = os.path.abspath(workdir)
+        self.verbose = verbose
+        train = self.config["train"]
+        self.train_cfg = train
+        if isinstance(strategy, tf.distribute.Strategy):
+            self.strategy = strategy
+        else:
+            self.strategy = strategies.make_strategy(strategy or train["strategy"])
+        self.replicas = self.strategy.num_replicas_in_sync
+        if train["batch_size"] % self.replicas:
+            raise ValueError(
+                f"batch_size {train['batch_size']} is not divisible by the {self.replicas} replicas of "
+                f"{type(self.strategy).__name__}; use a multiple of {self.replicas}.")
+        self.is_chief = strategies.is_chief(self.strategy)
+        log.info("strategy: %s with %d replica(s)", type(self.strategy).__name__, self.replicas)
+        if self.verbose:
+            print(f"[vaezoo] strategy {type(self.strategy).__name__}, {self.replicas} replica(s), "
+                  f"global batch {train['batch_size']}", flush=True)
+        self._data = data
+
+    # ------------------------------------------------------------------ setup
+    def _build(self):
+        import keras
+        import tensorflow as tf
+
+        from vaezoo.models import model_from_config
+
+        train = self.train_cfg
+        if train["mixed_precision"]:
+            keras.mixed_precision.set_global_policy(train["mixed_precision"])
+        with self.strategy.scope():
+            self.model = model_from_config(self.config["model"])
+            self.model.build_from_images()
+            optimizer = keras.optimizers.Adam(learning_rate_schedule(train))
+            if train["mixed_precision"] == "mixed_float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            optimizer.build(self.model.trainable_variables)
+            self.optimizer = optimizer
+            self.nonfinite_count = tf.Variable(0, dtype=tf.int64, trainable=False, name="nonfinite_count")
+        self.checkpoint = tf.train.Checkpoint(
+            model=self.model, optimizer=self.optimizer, nonfinite_count=self.nonfinite_count)
+        # In multi-worker training every worker must save (the save is collective), but only
+        # the chief's checkpoint is kept; the others write to a temporary folder.
+        if self.is_chief:
+            ckpt_dir = os.path.join(self.workdir, "checkpoints")
+        else:
+            ckpt_dir = tempfile.mkdtemp(prefix="vaezoo-worker-ckpt-")
+        self._ckpt_dir = ckpt_dir
+        self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir, max_to_keep=train["keep_checkpoints"])
+        restored = self.manager.restore_or_initialize()
+        if restored is None and not self.is_chief:
+            # A restarted non-chief worker resumes from the chief's checkpoint.
+            latest = tf.train.latest_checkpoint(os.path.join(self.workdir, "checkpoints"))
+            if latest:
+                self.checkpoint.restore(latest)
+                restored = latest
+        self.start_step = int(self.optimizer.iterations.numpy())
+        if restored and self.verbose:
+            print(f"[vaezoo] resumed from {restored} at step {self.start_step}", flush=True)
+
+    def _dataset(self, spec, shuffle, repeat, skip_batches=0):
+        ds = self._data.make_dataset(
+            spec, self.train_cfg["batch_size"], seed=self.train_cfg["seed"], shuffle=shuffle, repeat=repeat)
+        if skip_batches:  # resume at the data position of the restored step
+            ds = ds.skip(skip_batches)
+        return self.strategy.experimental_distribute_dataset(ds)
+
+    def _make_train_step(self):
+        import tensorflow as tf
+
+        model, optimizer, strategy = self.model, self.optimizer, self.strategy
+        skip = self.train_cfg["on_nonfinite"] == "skip"
+        nonfinite = self.nonfinite_count
+
+        def step_fn(batch):
+            with tf.GradientTape() as tape:
+                loss, terms = model.per_replica_loss(batch, training=True, step=optimizer.iterations)
+                scaled = optimizer.scale_loss(loss)
+            grads = tape.gradient(scaled, model.trainable_variables)
+            # every replica must take the same branch: agree on finiteness across replicas
+            context = tf.distribute.get_replica_context()
+            bad = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.cast(~tf.math.is_finite(loss), tf.float32))
+            if skip:
+                def apply():
+                    optimizer.apply(grads, model.trainable_variables)
+                    return tf.constant(0.0)
+
+                def drop():
+                    optimizer.iterations.assign_add(1)
+                    return tf.constant(1.0)
+
+                skipped = tf.cond(bad > 0, drop, apply)
+            else:
+                optimizer.apply(grads, model.trainable_variables)
+                skipped = tf.cast(bad > 0, tf.float32)
+            means = {k: tf.reduce_mean(v) for k, v in terms.items()}
+            return loss, means, skipped
+
+        @tf.function(jit_compile=self.train_cfg["jit_compile"] or None)
+        def train_step(iterator):
+            loss, means, skipped = strategy.run(step_fn, args=(next(iterator),))
+            loss = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+            means = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in means.items()}
+            # identical on every replica (the flag was all-reduced), so the mean is that value
+            skipped = tf.cast(strategy.reduce(tf.distribute.ReduceOp.MEAN, skipped, axis=None) > 0, tf.int64)
+            nonfinite.assign_add(skipped)
+            return loss, means, skipped
+
+        return train_step
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self):
+        """Mean ELBO (nats), its terms and bits/dim over `train.eval_batches` batches of eval data."""
+        import tensorflow as tf
+
+        spec = self.config.get("eval_data") or self.config["data"]
+        ds = self._data.make_dataset(spec, self.train_cfg["batch_size"], seed=self.train_cfg["seed"] + 1,
+                                     shuffle="eval_data" not in self.config, repeat=True)
+        sums, count = {}, 0
+        for batch in ds.take(self.train_cfg["eval_batches"]):
+            x, condition = self.model.unpack_batch(batch)
+            terms = self.model._loss_terms(x, condition, training=False)
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(tf.reduce_sum(v))
+            count += int(x.shape[0])
+        metrics = {k: v / count for k, v in sums.items()}
+        metrics["elbo"] = -(metrics["nll"] + metrics["kl"])
+        metrics["bits_per_dim"] = -metrics["elbo"] / (self.model.num_dims * math.log(2.0))
+        metrics["examples"] = count
+        self._last_eval_batch = x
+        return metrics
+
+    def _write_pictures(self, step, writer):
+        import tensorflow as tf
+
+        from vaezoo import visualize
+
+        x = self._last_eval_batch[:8]
+        cond = None
+        if self.model.conditional:
+            cond = self.model.dummy_condition(8)
+        recon = self.model.reconstruct(x, condition=cond) if cond is not None else self.model.reconstruct(x)
+        samples = self.model.sample(16, seed=0, condition=self.model.dummy_condition(16)) \
+            if self.model.conditional else self.model.sample(16, seed=0)
+        path = os.path.join(self.workdir, f"pictures/step_{step:07d}.png")
+        visualize.save_rows_png({"input": x, "reconstruction": recon, "samples": samples[:8],
+                                 "more samples": samples[8:]}, path, scale=2)
+        with writer.as_default(step=step):
+            tf.summary.image("reconstructions", tf.concat([x, recon], axis=2), max_outputs=8)
+            tf.summary.image("samples", samples, max_outputs=16)
+        return path
+
+    # ------------------------------------------------------------------ loop
+    def run(self):
+        """Train to `train.steps` (resuming if possible), evaluate, save; returns final metrics."""
+        import tensorflow as tf
+
+        train = self.train_cfg
+        self._build()
+        if self.is_chief:
+            os.makedirs(self.workdir, exist_ok=True)
+            write_json(self.config, os.path.join(self.workdir, "config.json"))
+        tb_dir = os.path.join(self.workdir, "tensorboard") if self.is_chief else tempfile.mkdtemp()
+        writer = tf.summary.create_file_writer(tb_dir)
+        total = train["steps"]
+        step = self.start_step
+        iterator = iter(self._dataset(self.config["data"], shuffle=True, repeat=True, skip_batches=step))
+        train_step = self._make_train_step()
+        progress = _Progress(total, step, self.verbose)
+        started, first = time.time(), step
+        eval_every = train["eval_every"]
+        while step < total:
+            loss, means, skipped = train_step(iterator)
+            step += 1
+            loss_value = float(loss)
+            if not math.isfinite(loss_value):
+                count = int(self.nonfinite_count.numpy())
+                log.warning("non-finite loss at step %d (%d so far)", step, count)
+                if train["on_nonfinite"] == "stop":
+                    raise NonFiniteLossError(
+                        f"Loss became {loss_value} at step {step}. Training stopped; the last good "
+                        f"checkpoint in {self._ckpt_dir} is intact. Lower the learning rate, or set "
+                        f"train.on_nonfinite: skip to drop such steps.")
+                if count > train["max_nonfinite"]:
+                    raise NonFiniteLossError(
+                        f"{count} steps had a non-finite loss (max_nonfinite={train['max_nonfinite']}); stopping.")
+            if step % train["log_every"] == 0 or step == total:
+                values = {k: float(v) for k, v in means.items()}
+                with writer.as_default(step=step):
+                    for k, v in values.items():
+                        tf.summary.scalar(f"train/{k}", v)
+                    tf.summary.scalar("train/images_per_second",
+                                      (step - first) * train["batch_size"] / max(time.time() - started, 1e-9))
+                values["nonfinite"] = int(self.nonfinite_count.numpy())
+                progress.update(step, values)
+            if step % train["checkpoint_every"] == 0 or step == total:
+                self.manager.save(checkpoint_number=step)
+            if eval_every and step % eval_every == 0 and step != total:
+                self._log_eval(step, writer)
+        metrics = self._log_eval(step, writer)
+        metrics["steps"] = step
+        metrics["nonfinite_steps"] = int(self.nonfinite_count.numpy())
+        if self.is_chief:
+            self._save_final(metrics)
+        else:
+            shutil.rmtree(self._ckpt_dir, ignore_errors=True)
+            shutil.rmtree(tb_dir, ignore_errors=True)
+        return metrics
+
+    def _log_eval(self, step, writer):
+        import tensorflow as tf
+
+        metrics = self.evaluate()
+        with writer.as_default(step=step):
+            for k, v in metrics.items():
+                tf.summary.scalar(f"eval/{k}", v)
+        if self.is_chief:
+            metrics["picture"] = self._write_pictures(step, writer)
+        if self.verbose:
+            print(f"\n[vaezoo] step {step}: eval ELBO {metrics['elbo']:.3f} nats "
+                  f"(nll {metrics['nll']:.3f}, kl {metrics['kl']:.3f}; {metrics['bits_per_dim']:.4f} bits/dim "
+                  f"over {metrics['examples']} examples)", flush=True)
+        return metrics
+
+    def _save_final(self, metrics):
+        final = os.path.join(self.workdir, "final")
+        os.makedirs(final, exist_ok=True)
+        with atomic_path(os.path.join(final, "model.weights.h5")) as tmp:
+            self.model.save_weights(tmp)
+        with atomic_path(os.path.join(final, "model.keras")) as tmp:
+            self.model.save(tmp)
+        write_json(self.config["model"], os.path.join(final, "model_config.json"))
+        write_json(metrics, os.path.join(self.workdir, "metrics.json"))
+
+
+class _Progress:
+    """Keras' progress bar (with ETA) on a terminal; one log line per update otherwise."""
+
+    keys = ("loss", "nll", "kl", "nonfinite")
+
+    def __init__(self, total, start, verbose):
+        import keras
+
+        self.total, self.start, self.verbose = total, start, verbose
+        self.tty = sys.stdout.isatty()
+        self.started = time.time()
+        if verbose and self.tty:
+            self.bar = keras.utils.Progbar(total, stateful_metrics=list(self.keys))
+            if start:
+                self.bar.update(start)
+
+    def update(self, step, values):
+        if not self.verbose:
+            return
+        shown = [(k, values[k]) for k in self.keys if k in values]
+        if self.tty:
+            self.bar.update(step, shown)
+            return
+        rate = (step - self.start) / max(time.time() - self.started, 1e-9)
+        eta = (self.total - step) / rate if rate > 0 else float("nan")
+        text = " ".join(f"{k} {v:.4g}" for k, v in shown)
+        print(f"[vaezoo] step {step}/{self.total} {text} ({rate:.2f} steps/s, ETA {eta:.0f}s)", flush=True)
+
+
+def train(config, workdir, smoke=False, steps=None, strategy=None, verbose=True):
+    """Train from a config into `workdir` and return the final evaluation metrics.
+
+    See `Trainer` for the arguments; the model is available as `Trainer(...).model`.
+    """
+    return Trainer(config, workdir, smoke=smoke, steps=steps, strategy=strategy, verbose=verbose).run()
+
+
+def load_trained(workdir):
+    """The model saved by a finished run in `workdir` (config + weights; no code is loaded)."""
+    from vaezoo.models import model_from_config
+
+    final = os.path.join(workdir, "final")
+    with open(os.path.join(final, "model_config.json"), encoding="utf-8") as f:
+        model = model_from_config(json.load(f))
+    model.load_weights(os.path.join(final, "model.weights.h5"))
+    return model
