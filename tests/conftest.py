@@ -39,3 +39,16 @@ def shared_data_dir():
     if not os.path.isdir(SHARED_DATA):
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def mirrored_strategy():
+    """One MirroredStrategy over the two logical CPUs for the whole session.
+
+    Several MirroredStrategies with collective all-reduce in one process collide on their
+    collective keys (tensorflow/tensorflow#62790), so tests share this one, which reduces
+    through one device.
+    """
+    return tf.distribute.MirroredStrategy(
+        ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice()
+    )

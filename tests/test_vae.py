@@ -80,3 +80,48 @@ def test_bad_arguments_are_named():
         vaezoo.VAE(input_shape=(30, 30, 1))
     with pytest.raises(vaezoo.ConfigError, match="Did you mean 'filters'"):
         vaezoo.VAE(encoder={"type": "conv", "filter": [8]})
+
+
+def test_elbo_below_iwae_k_below_iwae_bigger_k_on_trained_model(binary_images):
+    """mean ELBO <= mean IWAE_5 <= mean IWAE_500 on a trained toy model (Burda et al. Thm 1)."""
+    model = vaezoo.VAE(input_shape=(28, 28, 1), latent_dim=2, encoder={"type": "mlp", "hidden": [64]}, seed=4)
+    model.compile(optimizer="adam")
+    model.fit(tf.data.Dataset.from_tensor_slices(binary_images).batch(16), epochs=30, verbose=0)
+    elbo = float(np.mean(model.elbo(binary_images)))
+    iwae5 = float(np.mean(model.iwae(binary_images, k=5)))
+    iwae500 = float(np.mean(model.iwae(binary_images, k=500)))
+    assert elbo < iwae5 < iwae500, (elbo, iwae5, iwae500)
+
+
+@pytest.mark.parametrize(
+    "bad, error, message",
+    [
+        (np.zeros((2, 28, 28, 3), np.float32), ValueError, r"shape \(batch, 28, 28, 1\).*got shape \(2, 28, 28, 3\)"),
+        (np.zeros((28, 28, 1), np.float32), ValueError, r"got shape \(28, 28, 1\)"),
+        (np.zeros((2, 28, 28, 1), np.int32) + 3, TypeError, "uint8 in \\[0, 255\\] or float.*int32"),
+        (np.full((2, 28, 28, 1), 255.0, np.float32), ValueError, "pass uint8 or divide by 255"),
+        (np.full((2, 28, 28, 1), np.nan, np.float32), ValueError, "NaN or Inf"),
+        (np.zeros((0, 28, 28, 1), np.float32), ValueError, "empty batch"),
+        (np.array([["a"]]), TypeError, "dtype <U1"),
+    ],
+    ids=["channels", "rank", "dtype", "range", "nan", "empty", "strings"],
+)
+def test_bad_images_are_refused_before_tensorflow(bad, error, message):
+    model = vaezoo.VAE(input_shape=(28, 28, 1), latent_dim=2, encoder={"type": "mlp", "hidden": [8]})
+    for call in (model.encode, model.reconstruct, model.elbo, lambda x: model.iwae(x, k=2)):
+        with pytest.raises(error, match=message):
+            call(bad)
+
+
+def test_bad_latents_and_arguments(binary_images):
+    model = vaezoo.VAE(input_shape=(28, 28, 1), latent_dim=2, encoder={"type": "mlp", "hidden": [8]})
+    with pytest.raises(ValueError, match=r"shape \(batch, 2\), got shape \(3, 5\)"):
+        model.decode(np.zeros((3, 5), np.float32))
+    with pytest.raises(ValueError, match="k must be an integer >= 1"):
+        model.iwae(binary_images[:2], k=0)
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+        model.sample(2, temperature=0.0)
+    with pytest.raises(TypeError, match="unconditional"):
+        model.elbo(binary_images[:2], condition=np.zeros(2))
+    uint8 = (binary_images[:2] * 255).astype(np.uint8)  # uint8 in [0, 255] is accepted and scaled
+    np.testing.assert_allclose(model.reconstruct(uint8), model.reconstruct(binary_images[:2]), atol=1e-6)

@@ -72,6 +72,7 @@ def build_parser():
 
 
 def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines are noise here
     from vaezoo.validation import ConfigError
 
     errors = (ConfigError, ValueError, TypeError, FileNotFoundError, KeyError)

@@ -128,7 +128,7 @@ class VectorQuantizer(keras.layers.Layer):
         >>> out = vq(tf.random.normal([8, 8, 8, 64]), training=True)
         >>> out["codes"].shape, out["quantized"].shape, out["loss"].shape
         (TensorShape([8, 8, 8]), TensorShape([8, 8, 8, 64]), TensorShape([8]))
-        >>> vq.quantize(vq.embed(out["codes"])) == out["codes"]   # exact round trip
+        >>> vq.nearest_codes(vq.embed(out["codes"])) == out["codes"]   # exact round trip
 
     References:
         van den Oord, Vinyals & Kavukcuoglu, "Neural Discrete Representation Learning",
@@ -150,6 +150,7 @@ class VectorQuantizer(keras.layers.Layer):
         seed=None,
         **kwargs,
     ):
+        kwargs.setdefault("dtype", "float32")  # distances in float32 even under mixed precision
         super().__init__(**kwargs)
         validation.check_int("num_embeddings", num_embeddings, 1)
         validation.check_int("embedding_dim", embedding_dim, 1)
@@ -178,7 +179,7 @@ class VectorQuantizer(keras.layers.Layer):
                 f"got shape {tuple(input_shape)}."
             )
         k, d = self.num_embeddings, self.embedding_dim
-        limit = math.sqrt(3.0 / d)  # unit-variance code vectors after summing over D
+        limit = math.sqrt(3.0 / d)  # code vectors of expected squared norm 1
         # Every variable a training call assigns is written identically by all replicas
         # (statistics are all-reduced first), so the first replica's value is kept.
         sync = {"aggregation": "only_first_replica"}
@@ -208,7 +209,7 @@ class VectorQuantizer(keras.layers.Layer):
 
     # ----------------------------------------------------------------- lookups
     def _codebook(self):
-        return tf.convert_to_tensor(self.embeddings)
+        return tf.cast(tf.convert_to_tensor(self.embeddings), tf.float32)
 
     def _nearest(self, flat):
         """Index of the nearest code (squared Euclidean distance) of each row of `flat` (N, D)."""
@@ -228,7 +229,7 @@ class VectorQuantizer(keras.layers.Layer):
             )
         return z
 
-    def quantize(self, z):
+    def nearest_codes(self, z):
         """Code index of the nearest code vector for each vector of `z` `(..., D)`: int32 `(...)`."""
         if not self.built:
             self.build(tuple(z.shape))
@@ -248,7 +249,11 @@ class VectorQuantizer(keras.layers.Layer):
         z = self._check_vectors(inputs)
         flat = tf.reshape(z, (-1, self.embedding_dim))
         codes_flat = self._nearest(flat)
-        quantized = tf.reshape(tf.gather(self._codebook(), codes_flat), tf.shape(z))
+        one_hot = tf.one_hot(codes_flat, self.num_embeddings, dtype=tf.float32)
+        # one_hot @ codebook (exactly the code vectors) rather than a gather: the codebook's
+        # gradient is then dense, which all-reduces like every other gradient (a gather's
+        # IndexedSlices need an all-gather across replicas).
+        quantized = tf.reshape(tf.matmul(one_hot, self._codebook()), tf.shape(z))
 
         batch = tf.shape(z)[0]
         commitment = tf.reduce_sum(
@@ -261,7 +266,6 @@ class VectorQuantizer(keras.layers.Layer):
             )
             loss = loss + codebook_loss
 
-        one_hot = tf.one_hot(codes_flat, self.num_embeddings, dtype=tf.float32)
         counts = tf.reduce_sum(one_hot, axis=0)
         if training:
             sums = tf.matmul(one_hot, tf.stop_gradient(flat), transpose_a=True)

@@ -155,19 +155,20 @@ class Trainer:
         train = self.config["train"]
         self.train_cfg = train
         if isinstance(strategy, tf.distribute.Strategy):
-            self.strategy = strategy
+            self.strategy, self.strategy_name = strategy, "given"
         else:
-            self.strategy = strategies.make_strategy(strategy or train["strategy"])
+            self.strategy_name = strategies.choose_strategy_name(strategy or train["strategy"])
+            self.strategy = strategies.make_strategy(self.strategy_name)
         self.replicas = self.strategy.num_replicas_in_sync
         if train["batch_size"] % self.replicas:
             raise ValueError(
                 f"batch_size {train['batch_size']} is not divisible by the {self.replicas} replicas of "
                 f"{type(self.strategy).__name__}; use a multiple of {self.replicas}.")
         self.is_chief = strategies.is_chief(self.strategy)
-        log.info("strategy: %s with %d replica(s)", type(self.strategy).__name__, self.replicas)
+        described = f"{self.strategy_name} ({type(self.strategy).__name__}), {self.replicas} replica(s)"
+        log.info("strategy: %s", described)
         if self.verbose:
-            print(f"[vaezoo] strategy {type(self.strategy).__name__}, {self.replicas} replica(s), "
-                  f"global batch {train['batch_size']}", flush=True)
+            print(f"[vaezoo] strategy {described}, global batch {train['batch_size']}", flush=True)
         self._data = data
 
     # ------------------------------------------------------------------ setup
@@ -352,6 +353,9 @@ class Trainer:
         metrics = self._log_eval(step, writer)
         metrics["steps"] = step
         metrics["nonfinite_steps"] = int(self.nonfinite_count.numpy())
+        metrics["weights_sha256"] = weights_fingerprint(self.model)
+        if self.verbose:
+            print(f"[vaezoo] final weights sha256 {metrics['weights_sha256']}", flush=True)
         if self.is_chief:
             self._save_final(metrics)
         else:
@@ -383,6 +387,16 @@ class Trainer:
             self.model.save(tmp)
         write_json(self.config["model"], os.path.join(final, "model_config.json"))
         write_json(metrics, os.path.join(self.workdir, "metrics.json"))
+
+
+def weights_fingerprint(model):
+    """sha256 of all weights' bytes, in order: equal fingerprints mean identical weights."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(weight.numpy().tobytes())
+    return digest.hexdigest()
 
 
 class _Progress:

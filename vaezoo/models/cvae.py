@@ -71,17 +71,15 @@ class CVAE(VAE):
         prior_hidden = list(prior_hidden)
         for units in prior_hidden:
             validation.check_int("prior_hidden entries", units, 1)
-        super().__init__(**kwargs)
+        # Plain attributes first: VAE.__init__ calls our _build_networks, which needs them.
         self.num_classes = None if num_classes is None else int(num_classes)
         self.condition_dim = None if condition_dim is None else int(condition_dim)
         self.prior_type = prior
         self.prior_hidden = [int(units) for units in prior_hidden]
-        size = self.condition_size
+        super().__init__(**kwargs)
 
-        # VAE.__init__ built unconditional networks; swap in conditional ones and untrack the
-        # old ones (Keras keeps reassigned layers tracked, so their weights would be saved).
-        for attr in ("encoder", "decoder"):
-            self._tracker.untrack(getattr(self, attr))
+    def _build_networks(self):
+        size = self.condition_size
         self.encoder = networks.build_conditional_encoder(
             self.encoder_spec, self.image_shape, size, self.posterior.params_size(self.latent_dim)
         )
@@ -90,7 +88,7 @@ class CVAE(VAE):
             self.latent_dim + size,
             (*self.image_shape[:2], self.likelihood.params_size(self.image_shape[-1])),
         )
-        if prior == "learned":
+        if self.prior_type == "learned":
             self.prior_head = DiagonalGaussian(self.posterior.min_scale, name="conditional_prior")
             layers = [keras.Input((size,))]
             layers += [keras.layers.Dense(units, activation="relu") for units in self.prior_hidden]
@@ -120,9 +118,12 @@ class CVAE(VAE):
         if not isinstance(condition, (tf.Tensor, tf.Variable)):
             condition = tf.convert_to_tensor(condition)
         shape = condition.shape
+        if shape.rank is None:  # a tf.function relaxed the shape after traces of other ranks
+            return self._unknown_rank_condition(condition)
         if condition.dtype.is_integer and self.num_classes is not None:
             if shape.rank == 1 or (shape.rank == 2 and shape[-1] == 1):
-                return tf.one_hot(tf.reshape(condition, [-1]), self.num_classes, dtype=tf.float32)
+                labels = tf.cast(tf.reshape(condition, [-1]), tf.int64)
+                return tf.one_hot(labels, self.num_classes, dtype=tf.float32)
         if not (condition.dtype.is_integer or condition.dtype.is_floating or condition.dtype == tf.bool):
             raise TypeError(
                 f"condition must be {self._expected_condition('batch')}, got dtype {condition.dtype.name}."
@@ -133,6 +134,18 @@ class CVAE(VAE):
                 f"condition must be {self._expected_condition('batch')}, got{kind} shape {tuple(shape)}."
             )
         return tf.cast(condition, tf.float32)
+
+    def _unknown_rank_condition(self, condition):
+        """Graph condition of unknown rank: integer labels have one value per row."""
+        width = [None, self.condition_size]
+        if condition.dtype.is_integer and self.num_classes is not None:
+            is_labels = tf.equal(tf.size(condition), tf.shape(condition)[0])
+            return tf.cond(
+                is_labels,
+                lambda: tf.one_hot(tf.cast(tf.reshape(condition, [-1]), tf.int64), self.num_classes),
+                lambda: tf.cast(tf.ensure_shape(condition, width), tf.float32),
+            )
+        return tf.cast(tf.ensure_shape(condition, width), tf.float32)
 
     def _check_condition(self, condition, batch_size):
         """Validate a condition before TensorFlow sees it; returns float32 `(batch, C)`."""

@@ -11,9 +11,15 @@ corrects the prior with the bottom-up features (the residual parameterisation of
     posterior params = prior params + posterior_net_l(concat(s_l, d_l))
     s_{l-1}          = cell_l(s_l + embed_l(z_l))
 
-where `s_l` is the top-down state and `d_l` the bottom-up features of layer l. The decoder
-network maps the final state to the likelihood's parameters.
+where `s_l` is the top-down state (`s_{L-1}` is empty: the top cell sees only `embed(z_{L-1})`)
+and `d_l` the bottom-up features of layer l. The decoder network maps the final state to the
+likelihood's parameters. The last layers of the prior and posterior nets start small and the
+raw scales are offset by softplus^-1(1), so at initialisation every prior is close to N(0, I)
+and every posterior close to its prior: training starts without the KL spikes that a prior
+scale near its floor would cause (VDVAE damps its residual outputs at init for the same reason).
 """
+
+import math
 
 import keras
 import tensorflow as tf
@@ -54,10 +60,14 @@ class DenseResidualCell(keras.layers.Layer):
         return {**super().get_config(), "units": self.units, "hidden_units": self.hidden_units}
 
 
+#: softplus^-1(1): a raw scale of 0 plus this offset is a standard deviation of about 1.
+_UNIT_RAW_SCALE = math.log(math.e - 1.0)
+
+
 def _mlp(hidden, output, name):
-    return keras.Sequential(
-        [keras.layers.Dense(hidden, activation="relu"), keras.layers.Dense(output)], name=name
-    )
+    """Dense-relu-dense whose output starts small (VDVAE-style damped init of the last layer)."""
+    last = keras.layers.Dense(output, kernel_initializer=keras.initializers.VarianceScaling(0.1))
+    return keras.Sequential([keras.layers.Dense(hidden, activation="relu"), last], name=name)
 
 
 @keras.saving.register_keras_serializable(package="vaezoo")
@@ -180,6 +190,16 @@ class HierarchicalVAE(LatentVariableModel):
             features.append(h)
         return features
 
+    def _unit_scale(self, params):
+        """Shift the raw scales so that zero network outputs mean a standard deviation of ~1."""
+        offset = tf.concat([tf.zeros([self.latent_dim]), tf.fill([self.latent_dim], _UNIT_RAW_SCALE)], 0)
+        return params + tf.cast(offset, params.dtype)
+
+    def _top_posterior(self, features):
+        """q(z_{L-1} | x) from the top bottom-up features."""
+        top = self.num_latent_layers - 1
+        return self.posterior(self._unit_scale(self.posterior_nets[top](features[top])))
+
     def _step(self, state, layer, z):
         """Top-down state after latent `z` of `layer`."""
         embedded = self.latent_embeddings[layer](z)
@@ -204,15 +224,14 @@ class HierarchicalVAE(LatentVariableModel):
             if layer == L - 1:
                 prior = self.prior()
             else:
-                prior_params = self.prior_nets[layer](state)
+                prior_params = self._unit_scale(self.prior_nets[layer](state))
                 prior = self.conditional_prior(prior_params)
             if features is not None:
                 if layer == L - 1:
-                    params = self.posterior_nets[layer](features[layer])
+                    posterior = self._top_posterior(features)
                 else:
                     delta = self.posterior_nets[layer](tf.concat([state, features[layer]], -1))
-                    params = prior_params + delta
-                posterior = self.posterior(params)
+                    posterior = self.posterior(prior_params + delta)
                 z = posterior.mean() if use_mean else posterior.sample(seed=seeds[layer])
                 out["posterior"][layer] = posterior
             elif layer == L - 1 and top is not None:
@@ -250,8 +269,7 @@ class HierarchicalVAE(LatentVariableModel):
 
     # ----------------------------------------------------------------- hooks
     def _encode(self, x, condition=None):
-        top = self.num_latent_layers - 1
-        return self.posterior(self.posterior_nets[top](self._bottom_up(x)[top]))
+        return self._top_posterior(self._bottom_up(x))
 
     def _decode(self, z, condition=None):
         out = self._top_down(n=tf.shape(z)[0], use_mean=True, top=z)

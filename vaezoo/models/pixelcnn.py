@@ -36,8 +36,8 @@ class _ShiftedConv2D(keras.layers.Layer):
     def call(self, x):
         kh, _ = self.kernel_size
         x = tf.pad(x, [[0, 0], [kh - 1, 0], [self.pad_left, self.pad_right], [0, 0]])
-        kernel = self.kernel * self.mask[:, :, None, None]
-        return tf.nn.conv2d(x, kernel, strides=1, padding="VALID") + self.bias
+        kernel = tf.cast(self.kernel, x.dtype) * tf.constant(self.mask[:, :, None, None], x.dtype)
+        return tf.nn.conv2d(x, kernel, strides=1, padding="VALID") + tf.cast(self.bias, x.dtype)
 
 
 class _GatedLayer(keras.layers.Layer):
@@ -154,7 +154,7 @@ class PixelCNN(keras.Model):
         for layer in self.gated:
             x_v, x_h = layer(x_v, x_h)
         h = tf.nn.relu(self.head_hidden(tf.nn.relu(x_h)))
-        return self.head_logits(h)
+        return tf.cast(self.head_logits(h), tf.float32)
 
     def _log_prob(self, codes, temperature=1.0):
         logits = self._logits(codes) / temperature

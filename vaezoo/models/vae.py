@@ -68,14 +68,17 @@ class VAE(LatentVariableModel):
         self.posterior = DiagonalGaussian(posterior_min_scale, name="posterior")
         self.prior = StandardNormalPrior((self.latent_dim,), name="prior")
         self.likelihood = build_likelihood(likelihood)
-        channels = self.image_shape[-1]
+        self._build_networks()
+
+    def _build_networks(self):
+        """Create `self.encoder` and `self.decoder` (conditional families override this)."""
         self.encoder = networks.build_encoder(
             self.encoder_spec, self.image_shape, self.posterior.params_size(self.latent_dim)
         )
         self.decoder = networks.build_decoder(
             self.decoder_spec,
             self.latent_dim,
-            (*self.image_shape[:2], self.likelihood.params_size(channels)),
+            (*self.image_shape[:2], self.likelihood.params_size(self.image_shape[-1])),
         )
 
     # ----------------------------------------------------------------- hooks

@@ -1,0 +1,102 @@
+"""Distributed training with real processes on 127.0.0.1: multi-worker, and resume after SIGKILL."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _write_config(tmp_path, steps, checkpoint_every, batch_size=8):
+    rng = np.random.default_rng(0)
+    x = (rng.random((64, 16, 16, 1)) > 0.7).astype(np.float32)
+    np.savez(tmp_path / "data.npz", x_train=x)
+    config = {
+        "model": {"class": "VAE", "config": {"input_shape": [16, 16, 1], "latent_dim": 2, "seed": 0,
+                                             "encoder": {"type": "mlp", "hidden": [32]}}},
+        "data": {"source": "npz", "path": str(tmp_path / "data.npz")},
+        "train": {"steps": steps, "batch_size": batch_size, "log_every": 1, "learning_rate": 3e-3,
+                  "checkpoint_every": checkpoint_every, "eval_batches": 1},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def _env(**extra):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
+    env.pop("TF_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+def _train_cmd(config, workdir, *more):
+    return [sys.executable, "-m", "vaezoo.cli", "train", config, "--workdir", workdir, *more]
+
+
+def _losses(stdout):
+    return [float(v) for v in re.findall(r"step \d+/\d+ loss ([0-9.e+-]+)", stdout)]
+
+
+@pytest.mark.slow
+def test_two_workers_on_loopback_train_identical_weights(tmp_path):
+    config = _write_config(tmp_path, steps=30, checkpoint_every=10)
+    workdir = str(tmp_path / "run")
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        procs.append(subprocess.Popen(_train_cmd(config, workdir, "--strategy", "multi_worker"),
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env=_env(TF_CONFIG=tf_config)))
+    outputs = [p.communicate(timeout=400) for p in procs]
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, err[-3000:]
+    fingerprints = [re.search(r"final weights sha256 (\w+)", out).group(1) for out, _ in outputs]
+    assert fingerprints[0] == fingerprints[1]
+    assert "strategy multi_worker (CollectiveAllReduceStrategy), 2 replica(s)" in outputs[0][0]
+    losses = _losses(outputs[0][0])
+    assert len(losses) == 30 and np.mean(losses[-5:]) < np.mean(losses[:5])
+    # only the chief's checkpoints remain; the other worker's temporary ones are gone
+    names = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
+    assert "checkpoint" in names and any(n.startswith("ckpt-30") for n in names)
+    leftovers = [n for n in os.listdir(os.environ.get("TMPDIR", "/tmp")) if n.startswith("vaezoo-worker-ckpt-")]
+    assert not [n for n in leftovers if os.path.getmtime(os.path.join(os.environ.get("TMPDIR", "/tmp"), n)) > time.time() - 400]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_same_command_resumes(tmp_path):
+    config = _write_config(tmp_path, steps=400, checkpoint_every=5)
+    workdir = str(tmp_path / "run")
+    cmd = _train_cmd(config, workdir, "--strategy", "one_device")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+    index = os.path.join(workdir, "checkpoints", "checkpoint")
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(index) and "ckpt-10" in open(index).read():
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    out = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=400)
+    assert out.returncode == 0, out.stderr[-3000:]
+    resumed = int(re.search(r"resumed from .*ckpt-(\d+) at step (\d+)", out.stdout).group(2))
+    assert resumed >= 10
+    first_logged = int(re.search(r"step (\d+)/400", out.stdout).group(1))
+    assert first_logged == resumed + 1  # the step count continues
+    assert json.load(open(os.path.join(workdir, "metrics.json")))["steps"] == 400

@@ -1,0 +1,130 @@
+"""The Trainer: end-to-end smoke run, resume, non-finite policies, config errors; the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import vaezoo
+from vaezoo.training import NonFiniteLossError, Trainer, load_config, load_trained
+
+
+def tiny_config(tmp_path, steps=6, nan_images=0, **train):
+    rng = np.random.default_rng(0)
+    x = (rng.random((32, 16, 16, 1)) > 0.7).astype(np.float32)
+    if nan_images:
+        x[:nan_images] = np.nan
+    path = tmp_path / f"data_{nan_images}.npz"
+    np.savez(path, x_train=x)
+    return {
+        "model": {"class": "VAE", "config": {"input_shape": [16, 16, 1], "latent_dim": 2, "seed": 0,
+                                             "encoder": {"type": "mlp", "hidden": [16]}}},
+        "data": {"source": "npz", "path": str(path)},
+        "train": {"steps": steps, "batch_size": 8, "log_every": 2, "checkpoint_every": 3,
+                  "eval_batches": 1, "strategy": "one_device", **train},
+    }
+
+
+def test_smoke_run_writes_everything_and_final_model_reloads(tmp_path):
+    workdir = tmp_path / "run"
+    metrics = vaezoo.train(tiny_config(tmp_path), str(workdir), verbose=False)
+    assert metrics["steps"] == 6 and np.isfinite(metrics["elbo"])
+    assert metrics["elbo"] == pytest.approx(-(metrics["nll"] + metrics["kl"]))
+    assert metrics["bits_per_dim"] == pytest.approx(-metrics["elbo"] / (256 * np.log(2)))
+    for name in ("config.json", "metrics.json", "final/model.keras", "final/model.weights.h5"):
+        assert (workdir / name).exists(), name
+    assert list((workdir / "pictures").glob("*.png"))
+    assert list((workdir / "tensorboard").glob("events.*"))
+    assert tf.train.latest_checkpoint(str(workdir / "checkpoints")).endswith("ckpt-6")
+    model = load_trained(str(workdir))
+    x = np.zeros((2, 16, 16, 1), np.float32)
+    keras_model = __import__("keras").saving.load_model(str(workdir / "final/model.keras"))
+    np.testing.assert_array_equal(model.reconstruct(x), keras_model.reconstruct(x))
+
+
+def test_resume_continues_the_step_count(tmp_path):
+    workdir = str(tmp_path / "run")
+    first = Trainer(tiny_config(tmp_path, steps=3), workdir, verbose=False)
+    first.run()
+    weights_at_3 = [w.numpy() for w in first.model.weights]
+    second = Trainer(tiny_config(tmp_path, steps=7), workdir, verbose=False)
+    second._build()
+    assert second.start_step == 3
+    for a, b in zip(weights_at_3, second.model.weights):  # restored, not re-initialised
+        np.testing.assert_array_equal(a, b.numpy())
+    metrics = Trainer(tiny_config(tmp_path, steps=7), workdir, verbose=False).run()
+    assert metrics["steps"] == 7
+
+
+def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    workdir = str(tmp_path / "run")
+    Trainer(tiny_config(tmp_path, steps=3), workdir, verbose=False).run()
+    good = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+    with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
+        Trainer(tiny_config(tmp_path, steps=30, nan_images=32), workdir, verbose=False).run()
+    assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")) == good
+    reader = tf.train.load_checkpoint(good)
+    for name in reader.get_variable_to_shape_map():
+        value = reader.get_tensor(name)
+        if np.issubdtype(np.asarray(value).dtype, np.floating):
+            assert np.all(np.isfinite(value)), name
+
+
+def test_nonfinite_loss_skip_policy_counts_and_keeps_weights_finite(tmp_path):
+    config = tiny_config(tmp_path, steps=12, nan_images=8, on_nonfinite="skip")
+    config["eval_data"] = tiny_config(tmp_path)["data"]  # NaN images in eval data are refused
+    trainer = Trainer(config, str(tmp_path / "run"), verbose=False)
+    metrics = trainer.run()
+    assert metrics["nonfinite_steps"] > 0 and metrics["steps"] == 12
+    assert int(trainer.optimizer.iterations.numpy()) == 12
+    assert all(np.all(np.isfinite(w.numpy())) for w in trainer.model.weights)
+
+
+def test_config_errors_name_the_key(tmp_path, mirrored_strategy):
+    config = tiny_config(tmp_path)
+    config["train"]["learnig_rate"] = 0.1
+    with pytest.raises(vaezoo.ConfigError, match="Did you mean 'learning_rate'"):
+        load_config(config)
+    with pytest.raises(vaezoo.ConfigError, match="needs a 'data' section"):
+        load_config({"model": config["model"]})
+    bad_model = tiny_config(tmp_path)
+    bad_model["model"]["config"]["latent_dims"] = 3
+    with pytest.raises(vaezoo.ConfigError, match="Did you mean 'latent_dim'"):
+        Trainer(bad_model, str(tmp_path / "r"), verbose=False).run()
+    with pytest.raises(ValueError, match="not divisible by the 2 replicas"):
+        Trainer(tiny_config(tmp_path, batch_size=7), str(tmp_path / "r"), verbose=False,
+                strategy=mirrored_strategy)
+
+
+def _cli(*args, cwd=None):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "vaezoo.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=600)
+
+
+def test_cli_help_and_clear_errors(tmp_path):
+    out = _cli("--help")
+    assert out.returncode == 0 and "demo" in out.stdout and "train" in out.stdout
+    (tmp_path / "bad.yaml").write_text("model: {class: VAE}\ndata: {source: dsprites}\ntrain: {stpes: 3}\n")
+    out = _cli("train", str(tmp_path / "bad.yaml"), "--workdir", str(tmp_path / "w"))
+    assert out.returncode == 2 and "Did you mean 'steps'" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_cli_demo_smoke_end_to_end(tmp_path):
+    out = _cli("demo", "--smoke", "--workdir", str(tmp_path / "demo"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "ELBO on dSprites" in out.stdout
+    assert (tmp_path / "demo" / "demo.png").stat().st_size > 1000
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert metrics["steps"] == 20 and np.isfinite(metrics["elbo"])
+
+
+def test_import_is_cheap():
+    code = "import sys, vaezoo; vaezoo.__version__; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr

@@ -1,0 +1,353 @@
+"""The VQ-VAE (van den Oord et al., 2017) with a gated PixelCNN prior over its code grids."""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from vaezoo import validation
+from vaezoo.distributions import build_likelihood
+from vaezoo.models.base import LatentVariableModel
+from vaezoo.models.pixelcnn import PixelCNN
+from vaezoo.networks import ResidualBlock
+from vaezoo.quantizer import VectorQuantizer, check_codes
+
+tfd = tfp.distributions
+
+#: defaults of the `prior` spec (the PixelCNN's arguments besides the codebook and grid).
+PRIOR_DEFAULTS = {"filters": 64, "layers": 6, "kernel_size": 3}
+#: the default likelihood: Gaussian pixels with a fixed scale (a scaled squared error).
+DEFAULT_LIKELIHOOD = {"type": "gaussian", "scale": 0.15}
+
+
+def resolve_prior_spec(spec):
+    """Fill a PixelCNN prior spec with defaults; `None` stays `None` (uniform prior)."""
+    if spec is None:
+        return None
+    if not isinstance(spec, dict):
+        raise validation.ConfigError(
+            f"prior must be None (uniform) or a dict with keys {sorted(PRIOR_DEFAULTS)}, got {spec!r}."
+        )
+    validation.check_keys(spec, set(PRIOR_DEFAULTS), "prior spec")
+    return {**PRIOR_DEFAULTS, **spec}
+
+
+@keras.saving.register_keras_serializable(package="vaezoo")
+class VQVAE(LatentVariableModel):
+    """Vector-quantized VAE: conv encoder, nearest-code bottleneck, conv decoder, PixelCNN prior.
+
+    The encoder (`num_downsamples` stride-2 4x4 convs, a 3x3 conv and `num_residual_blocks`
+    residual blocks, as in the paper and the Sonnet CIFAR-10 example) and a 1x1 conv map an
+    image to a grid of `embedding_dim` vectors, each replaced by its nearest code
+    (`vaezoo.quantizer.VectorQuantizer`); the decoder mirrors the encoder and outputs the
+    likelihood's parameters. The objective per example is `nll + vq` where `vq` is the
+    codebook loss (unless `ema`) plus `commitment_cost` times the commitment loss, summed
+    over the latent grid.
+
+    Probabilistic reading, as in the paper: the posterior q(z | x) is deterministic, a
+    one-hot categorical over codes at each of the `h * w` positions, and training uses a
+    uniform prior, so `KL = h * w * log K` per example (a constant, reported as `kl` and left
+    out of `loss`), `elbo = -(nll + kl)`, and `iwae` equals the ELBO for every k.
+    `encode(x)` returns that posterior as a point mass (`tfd.Deterministic`) on the
+    quantized latents `(batch, h, w, embedding_dim)`; `decode(z)` takes such latents;
+    `encode_to_codes` / `decode_codes` work with the int32 code grids `(batch, h, w)`.
+
+    The PixelCNN `prior` (a `vaezoo.models.pixelcnn.PixelCNN`, built from the `prior` spec)
+    is the second stage: `fit` trains the autoencoder only (the prior's weights are left
+    out of `trainable_variables`), `fit_prior` then encodes images and trains the prior on
+    their codes, and `sample` draws codes from the prior and decodes them (its `temperature`
+    divides the PixelCNN's logits). With `prior=None` codes are sampled uniformly.
+
+    Args:
+        input_shape: image shape `(height, width, channels)`; height and width divisible
+            by `2 ** num_downsamples`.
+        num_embeddings: codebook size K.
+        embedding_dim: size D of a code vector.
+        hidden_channels: channels of the encoder and decoder.
+        residual_channels: channels inside a residual block.
+        num_residual_blocks: residual blocks in the encoder and in the decoder.
+        num_downsamples: stride-2 convs in the encoder (transposed convs in the decoder);
+            the code grid is the image size divided by `2 ** num_downsamples`.
+        commitment_cost: weight beta of the commitment loss.
+        ema: learn the codebook by exponential moving averages instead of the loss.
+        decay: decay of the moving averages.
+        epsilon: Laplace smoothing of the moving-average counts.
+        restart_dead_codes: re-initialise unused codes from encoder outputs in training.
+        dead_code_threshold: moving-average assignments per step below which a code is dead.
+        likelihood: likelihood spec (see `vaezoo.distributions.build_likelihood`); the
+            default Gaussian with fixed scale 0.15 makes `nll` a scaled squared error that
+            weighs reconstruction against `vq` about as the Sonnet example's
+            `MSE / data variance` does for CIFAR-10.
+        prior: PixelCNN spec `{"filters", "layers", "kernel_size"}` (missing keys take
+            defaults) or `None` for a uniform prior over codes.
+        seed: integer seed for the model's random draws.
+
+    Example:
+        >>> model = vaezoo.VQVAE(input_shape=(32, 32, 3), num_embeddings=512, embedding_dim=64)
+        >>> model.compile(optimizer=keras.optimizers.Adam(2e-4))
+        >>> model.fit(images, epochs=10, batch_size=32)       # uint8 or [0, 1] floats
+        >>> codes = model.encode_to_codes(images[:8])        # int32 (8, 8, 8)
+        >>> model.decode_codes(codes).shape                   # images in [0, 1]
+        TensorShape([8, 32, 32, 3])
+        >>> model.fit_prior(images, epochs=10)                # second stage on the codes
+        >>> model.sample(16, seed=0).shape
+        TensorShape([16, 32, 32, 3])
+
+    References:
+        van den Oord, Vinyals & Kavukcuoglu, "Neural Discrete Representation Learning",
+        NeurIPS 2017. van den Oord et al., "Conditional Image Generation with PixelCNN
+        Decoders", NeurIPS 2016. Sonnet's VQ-VAE example (vqvae_example.ipynb, DeepMind).
+    """
+
+    loss_term_names = ("loss", "nll", "kl", "vq", "perplexity", "usage")
+
+    def __init__(
+        self,
+        input_shape=(32, 32, 3),
+        num_embeddings=512,
+        embedding_dim=64,
+        hidden_channels=128,
+        residual_channels=32,
+        num_residual_blocks=2,
+        num_downsamples=2,
+        commitment_cost=0.25,
+        ema=True,
+        decay=0.99,
+        epsilon=1e-5,
+        restart_dead_codes=False,
+        dead_code_threshold=1e-2,
+        likelihood=DEFAULT_LIKELIHOOD,
+        prior=PRIOR_DEFAULTS,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(input_shape=input_shape, seed=seed, **kwargs)
+        validation.check_int("num_embeddings", num_embeddings, 1)
+        validation.check_int("embedding_dim", embedding_dim, 1)
+        validation.check_int("hidden_channels", hidden_channels, 2)
+        validation.check_int("residual_channels", residual_channels, 1)
+        validation.check_int("num_residual_blocks", num_residual_blocks, 0)
+        validation.check_int("num_downsamples", num_downsamples, 1)
+        height, width, channels = self.image_shape
+        factor = 2**num_downsamples
+        if height % factor or width % factor:
+            raise ValueError(
+                f"A VQVAE with {num_downsamples} stride-2 stages needs height and width "
+                f"divisible by {factor}; got image shape {self.image_shape}."
+            )
+        self.num_embeddings = int(num_embeddings)
+        self.embedding_dim = int(embedding_dim)
+        self.hidden_channels = int(hidden_channels)
+        self.residual_channels = int(residual_channels)
+        self.num_residual_blocks = int(num_residual_blocks)
+        self.num_downsamples = int(num_downsamples)
+        self.grid_shape = (height // factor, width // factor)
+        self.latent_shape = (*self.grid_shape, self.embedding_dim)
+        self.likelihood_spec = dict(likelihood) if isinstance(likelihood, dict) else likelihood
+        self.prior_spec = resolve_prior_spec(prior)
+
+        self.likelihood = build_likelihood(self.likelihood_spec)
+        self.quantizer = VectorQuantizer(
+            num_embeddings=self.num_embeddings,
+            embedding_dim=self.embedding_dim,
+            commitment_cost=commitment_cost,
+            ema=ema,
+            decay=decay,
+            epsilon=epsilon,
+            restart_dead_codes=restart_dead_codes,
+            dead_code_threshold=dead_code_threshold,
+            seed=seed,
+            name="quantizer",
+        )
+        self.encoder = self._build_encoder()
+        self.decoder = self._build_decoder(self.likelihood.params_size(channels))
+        self.prior = (
+            None
+            if self.prior_spec is None
+            else PixelCNN(self.num_embeddings, self.grid_shape, seed=seed, name="prior", **self.prior_spec)
+        )
+
+    # ----------------------------------------------------------------- networks
+    def _residual_stack(self):
+        blocks = [ResidualBlock(self.hidden_channels, self.residual_channels) for _ in range(self.num_residual_blocks)]
+        return [*blocks, keras.layers.ReLU()]
+
+    def _build_encoder(self):
+        hidden = self.hidden_channels
+        layers = [keras.Input(self.image_shape)]
+        for i in range(self.num_downsamples):
+            filters = hidden if i == self.num_downsamples - 1 else hidden // 2
+            layers.append(keras.layers.Conv2D(filters, 4, strides=2, padding="same", activation="relu"))
+        layers.append(keras.layers.Conv2D(hidden, 3, padding="same"))
+        layers += self._residual_stack()
+        layers.append(keras.layers.Conv2D(self.embedding_dim, 1, name="pre_quantization"))
+        return keras.Sequential(layers, name="encoder")
+
+    def _build_decoder(self, out_channels):
+        hidden = self.hidden_channels
+        layers = [keras.Input(self.latent_shape), keras.layers.Conv2D(hidden, 3, padding="same")]
+        layers += self._residual_stack()
+        for i in range(self.num_downsamples):
+            last = i == self.num_downsamples - 1
+            layers.append(
+                keras.layers.Conv2DTranspose(
+                    out_channels if last else hidden // 2, 4, strides=2, padding="same",
+                    activation=None if last else "relu",
+                )
+            )
+        return keras.Sequential(layers, name="decoder")
+
+    # ----------------------------------------------------------------- hooks
+    @property
+    def kl_per_example(self):
+        """KL of the one-hot posterior from the uniform prior: `h * w * log K` nats."""
+        return float(math.prod(self.grid_shape) * math.log(self.num_embeddings))
+
+    def _encode(self, x, condition=None):
+        codes = self.quantizer.nearest_codes(self.encoder(x))
+        return tfd.Independent(tfd.Deterministic(self.quantizer.embed(codes)), reinterpreted_batch_ndims=3)
+
+    def _decode(self, z, condition=None):
+        return self.likelihood(self.decoder(z))
+
+    def _loss_terms(self, x, condition=None, training=False, step=None):
+        quantized = self.quantizer(self.encoder(x), training=training)
+        nll = -self._decode(quantized["quantized"]).log_prob(self.likelihood.targets(x))
+        shape = tf.shape(nll)
+        return {
+            "loss": nll + quantized["loss"],
+            "nll": nll,
+            "kl": tf.fill(shape, self.kl_per_example),
+            "vq": quantized["loss"],
+            "perplexity": tf.fill(shape, quantized["perplexity"]),
+            "usage": tf.fill(shape, quantized["usage"]),
+        }
+
+    def _log_importance_weights(self, x, condition, num_samples):
+        # q(z | x) is a point mass: every sample is the same z and log q = 0, so each weight is
+        # log p(x | z) + log p(z) = -(nll + kl), and IWAE_k = ELBO for all k.
+        terms = self._loss_terms(x, condition, training=False)
+        log_w = -(terms["nll"] + terms["kl"])
+        return tf.tile(log_w[None, :], [num_samples, 1])
+
+    def _sample(self, n, condition=None, seed=None, temperature=1.0):
+        seed = self._next_seed() if seed is None else tf.constant([int(seed), 0], tf.int32)
+        if self.prior is None:
+            codes = tf.random.stateless_uniform(
+                (n, *self.grid_shape), seed=seed, minval=0, maxval=self.num_embeddings, dtype=tf.int32
+            )
+        else:
+            codes = self.prior.sample(n, seed=seed, temperature=temperature)
+        return self.likelihood.image(self._decode(self.quantizer.embed(codes)))
+
+    def _check_latents(self, z):
+        expected = f"(batch, {', '.join(str(d) for d in self.latent_shape)})"
+        if not isinstance(z, (tf.Tensor, tf.Variable)):
+            z = np.asarray(z)
+            if z.dtype.kind not in "iuf":
+                raise TypeError(f"z must be quantized latents of shape {expected}, got dtype {z.dtype}.")
+        shape = tuple(z.shape)
+        if len(shape) != 4 or any(got is not None and got != want for got, want in zip(shape[1:], self.latent_shape)):
+            raise ValueError(
+                f"z must be quantized latents of shape {expected} (for code grids use "
+                f"decode_codes), got shape {shape}."
+            )
+        if shape[0] == 0:
+            raise ValueError(f"z is an empty batch; expected shape {expected} with batch >= 1.")
+        if not validation._is_symbolic(z) and not np.all(np.isfinite(np.asarray(z))):
+            raise ValueError("z contains NaN or Inf.")
+        return tf.cast(z, tf.float32)
+
+    # ----------------------------------------------------------------- codes
+    def encode_to_codes(self, x):
+        """Code grids of images (uint8 in [0, 255] or float in [0, 1]): int32 `(batch, h, w)`."""
+        x = self._images(x)
+        return self.quantizer.nearest_codes(self.encoder(x))
+
+    def decode_codes(self, codes):
+        """Images float32 in [0, 1] decoded from int code grids `(batch, h, w)` in [0, K)."""
+        codes = check_codes(codes, self.num_embeddings, self.grid_shape)
+        return self.likelihood.image(self._decode(self.quantizer.embed(codes)))
+
+    def fit_prior(self, data, epochs=1, batch_size=64, learning_rate=1e-3, verbose="auto", **fit_kwargs):
+        """Second stage: train the PixelCNN prior on the codes of `data`; returns the History.
+
+        Args:
+            data: images `(n, *input_shape)` (uint8 or [0, 1] floats; encoded in batches of
+                `batch_size`), int code grids `(n, h, w)`, or a `tf.data.Dataset` of
+                batched code grids (passed to the prior's `fit` as is).
+            epochs: passes over the codes.
+            batch_size: batch size for encoding and training (array inputs).
+            learning_rate: Adam learning rate, used when the prior is not compiled yet.
+            verbose, **fit_kwargs: passed on to `PixelCNN.fit`.
+        """
+        if self.prior is None:
+            raise ValueError("This VQVAE has prior=None (uniform prior over codes); there is no prior to fit.")
+        validation.check_int("epochs", epochs, 1)
+        validation.check_int("batch_size", batch_size, 1)
+        if isinstance(data, tf.data.Dataset):
+            dataset = data
+        else:
+            values = data if isinstance(data, (tf.Tensor, tf.Variable)) else np.asarray(data)
+            if tf.as_dtype(values.dtype).is_integer and len(values.shape) == 3:
+                codes = check_codes(values, self.num_embeddings, self.grid_shape)
+            else:
+                self._images(values)  # validate all images once, with a clear error
+                codes = tf.concat(
+                    [self.encode_to_codes(values[i : i + batch_size]) for i in range(0, len(values), batch_size)],
+                    axis=0,
+                )
+            dataset = tf.data.Dataset.from_tensor_slices(codes).shuffle(
+                len(codes), seed=self.seed, reshuffle_each_iteration=True
+            ).batch(batch_size)
+        if getattr(self.prior, "optimizer", None) is None:
+            self.prior.compile(optimizer=keras.optimizers.Adam(learning_rate))
+        fit_kwargs.setdefault("shuffle", False)  # the dataset is shuffled above
+        return self.prior.fit(dataset, epochs=epochs, verbose=verbose, **fit_kwargs)
+
+    # ----------------------------------------------------------------- training
+    def _prior_variable_ids(self):
+        return set() if self.prior is None else {id(v) for v in self.prior.variables}
+
+    # `fit` (stage 1) trains the autoencoder and codebook only; the prior has its own stage.
+    @property
+    def trainable_variables(self):
+        excluded = self._prior_variable_ids()
+        return [v for v in super().trainable_variables if id(v) not in excluded]
+
+    @property
+    def trainable_weights(self):
+        excluded = self._prior_variable_ids()
+        return [v for v in super().trainable_weights if id(v) not in excluded]
+
+    @property
+    def non_trainable_weights(self):
+        trainable = {id(v) for v in self.trainable_weights}
+        return [v for v in self.weights if id(v) not in trainable]
+
+    @property
+    def non_trainable_variables(self):
+        trainable = {id(v) for v in self.trainable_variables}
+        return [v for v in self.variables if id(v) not in trainable]
+
+    def get_config(self):
+        q = self.quantizer
+        return {
+            **super().get_config(),
+            "num_embeddings": self.num_embeddings,
+            "embedding_dim": self.embedding_dim,
+            "hidden_channels": self.hidden_channels,
+            "residual_channels": self.residual_channels,
+            "num_residual_blocks": self.num_residual_blocks,
+            "num_downsamples": self.num_downsamples,
+            "commitment_cost": q.commitment_cost,
+            "ema": q.ema,
+            "decay": q.decay,
+            "epsilon": q.epsilon,
+            "restart_dead_codes": q.restart_dead_codes,
+            "dead_code_threshold": q.dead_code_threshold,
+            "likelihood": self.likelihood_spec,
+            "prior": self.prior_spec,
+        }
