@@ -262,20 +262,8 @@ def _one_fit_step(make, x, initial, strategy=None):
     return [v.numpy() for v in model.weights], [v.path for v in model.weights]
 
 
-@pytest.fixture(scope="module")
-def strategy():
-    # Not the default collective all-reduce: every MirroredStrategy in a process starts its
-    # collective group and instance keys at the same numbers, so a second strategy's
-    # collectives clash with an earlier one's ("Shape mismatch in the collective instance",
-    # tensorflow/tensorflow#62790) when other tests made one. The quantizer's all-reduce is
-    # the same call either way.
-    return tf.distribute.MirroredStrategy(
-        ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice()
-    )
-
-
 @pytest.mark.parametrize("ema", [True, False], ids=["ema", "loss"])
-def test_mirrored_step_matches_single_device(ema, images, strategy, monkeypatch):
+def test_mirrored_step_matches_single_device(ema, images, mirrored_strategy, monkeypatch):
     """One step on a global batch of 8 split over two replicas = one step on one device."""
     make = lambda: _tiny(ema=ema, prior=None)  # noqa: E731
     reference = make()
@@ -283,6 +271,7 @@ def test_mirrored_step_matches_single_device(ema, images, strategy, monkeypatch)
     initial = [v.numpy() for v in reference.weights]
     x = images[:8]
     single, paths = _one_fit_step(make, x, initial)
+    strategy = mirrored_strategy
     assert strategy.num_replicas_in_sync == 2
     mirrored, _ = _one_fit_step(make, x, initial, strategy)
     codebook = paths.index("quantizer/embeddings")

@@ -38,6 +38,7 @@ log = logging.getLogger("vaezoo")
 TRAIN_DEFAULTS = {
     "steps": 500,
     "batch_size": 64,
+    "optimizer": "adam",  # "adam", "adamw" or "sgd"
     "learning_rate": 1e-3,
     "lr_schedule": "constant",  # or "cosine" (decays to 0 at `steps`)
     "warmup_steps": 0,  # linear learning-rate warm-up
@@ -53,6 +54,7 @@ TRAIN_DEFAULTS = {
     "mixed_precision": None,  # None, "mixed_float16" or "mixed_bfloat16"
     "jit_compile": False,
 }
+OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}  # names in keras.optimizers
 CONFIG_SECTIONS = {"name", "description", "model", "data", "eval_data", "train", "smoke"}
 
 
@@ -103,6 +105,8 @@ def load_config(config, smoke=False, steps=None):
     validation.check_positive("learning_rate", train["learning_rate"])
     if train["on_nonfinite"] not in ("stop", "skip"):
         raise validation.ConfigError(f"on_nonfinite must be 'stop' or 'skip', got {train['on_nonfinite']!r}.")
+    if train["optimizer"] not in OPTIMIZERS:
+        raise validation.ConfigError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {train['optimizer']!r}.")
     if train["lr_schedule"] not in ("constant", "cosine"):
         raise validation.ConfigError(f"lr_schedule must be 'constant' or 'cosine', got {train['lr_schedule']!r}.")
     if train["mixed_precision"] not in (None, "mixed_float16", "mixed_bfloat16"):
@@ -184,7 +188,8 @@ class Trainer:
         with self.strategy.scope():
             self.model = model_from_config(self.config["model"])
             self.model.build_from_images()
-            optimizer = keras.optimizers.Adam(learning_rate_schedule(train))
+            optimizer_class = getattr(keras.optimizers, OPTIMIZERS[train["optimizer"]])
+            optimizer = optimizer_class(learning_rate_schedule(train))
             if train["mixed_precision"] == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             optimizer.build(self.model.trainable_variables)
