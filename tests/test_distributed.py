@@ -100,3 +100,46 @@ def test_sigkill_mid_run_then_same_command_resumes(tmp_path):
     first_logged = int(re.search(r"step (\d+)/400", out.stdout).group(1))
     assert first_logged == resumed + 1  # the step count continues
     assert json.load(open(os.path.join(workdir, "metrics.json")))["steps"] == 400
+
+
+@pytest.mark.slow
+def test_sigterm_saves_the_current_step_and_the_rerun_resumes_there(tmp_path):
+    config = _write_config(tmp_path, steps=400, checkpoint_every=1000)  # no periodic checkpoint
+    workdir = str(tmp_path / "run")
+    cmd = _train_cmd(config, workdir, "--strategy", "one_device")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    seen = ""
+    for line in proc.stdout:  # wait until training is under way
+        seen += line
+        if re.search(r"step 2\d/400", line):
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    saved = int(re.search(r"saved a checkpoint at step (\d+)", err).group(1))
+    assert saved >= 20
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=400)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"at step {saved}" in rerun.stdout
+
+
+@pytest.mark.slow
+def test_lost_worker_fails_fast_with_a_message(tmp_path):
+    config = _write_config(tmp_path, steps=100000, checkpoint_every=50)
+    workdir = str(tmp_path / "run")
+    cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
+    procs = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        procs.append(subprocess.Popen(_train_cmd(config, workdir, "--strategy", "multi_worker"),
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env=_env(TF_CONFIG=tf_config)))
+    for line in procs[0].stdout:
+        if re.search(r"step 2\d/100000", line):
+            break
+    procs[1].kill()
+    started = time.time()
+    _, err = procs[0].communicate(timeout=300)
+    assert procs[0].returncode != 0
+    assert "Lost contact with another worker" in err and "resumes from the chief's last checkpoint" in err
+    assert time.time() - started < 240

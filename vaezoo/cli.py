@@ -86,11 +86,12 @@ def main(argv=None):
     except errors as error:
         print(f"vaezoo {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except RuntimeError as error:  # e.g. NonFiniteLossError: the message says what to do
-        if type(error).__name__ != "NonFiniteLossError":
+    except RuntimeError as error:  # the Trainer's own stops: the message says what to do
+        codes = {"NonFiniteLossError": 3, "WorkerLostError": 4, "Preempted": 143}
+        if type(error).__name__ not in codes:
             raise
-        print(f"vaezoo {args.command}: error: {error}", file=sys.stderr)
-        return 3
+        print(f"vaezoo {args.command}: {error}", file=sys.stderr)
+        return codes[type(error).__name__]
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
         return 130

@@ -62,6 +62,56 @@ class NonFiniteLossError(RuntimeError):
     """Training produced a NaN/Inf loss; the last good checkpoint is kept intact."""
 
 
+class Preempted(RuntimeError):
+    """SIGTERM arrived; a checkpoint of the current step was saved before stopping."""
+
+
+class WorkerLostError(RuntimeError):
+    """Multi-worker training lost a peer; restarting the job resumes from the last checkpoint."""
+
+
+class _PreemptionWatch:
+    """Save a checkpoint and stop at the next step boundary when SIGTERM arrives.
+
+    Multi-worker jobs use TensorFlow's `PreemptionCheckpointHandler`, which agrees on the
+    step with every worker before saving; single-host jobs catch SIGTERM themselves.
+    """
+
+    def __init__(self, trainer):
+        import signal
+        import threading
+
+        import tensorflow as tf
+
+        self.trainer, self.requested, self.handler, self.previous = trainer, False, None, None
+        if trainer.strategy_name == "multi_worker":
+            self.handler = tf.distribute.experimental.PreemptionCheckpointHandler(
+                trainer.strategy.cluster_resolver, trainer.manager)
+        elif threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum, frame):
+        self.requested = True
+
+    def check(self, step):
+        """True (after saving at `step`) when training must stop now."""
+        if self.handler is not None:
+            self.handler.save_checkpoint_if_preempted()
+            return False
+        if self.requested:
+            self.trainer.manager.save(checkpoint_number=step)
+            self.close()
+            return True
+        return False
+
+    def close(self):
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+            self.previous = None
+
+
 def deep_merge(base, override):
     """Recursively merge dict `override` into a copy of `base`."""
     merged = copy.deepcopy(base)
@@ -183,11 +233,16 @@ class Trainer:
         from vaezoo.models import model_from_config
 
         train = self.train_cfg
-        if train["mixed_precision"]:
-            keras.mixed_precision.set_global_policy(train["mixed_precision"])
+        # Layers take their dtype policy when built: set it for the model only, then restore.
+        previous_policy = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy(train["mixed_precision"] or "float32")
+        try:
+            with self.strategy.scope():
+                self.model = model_from_config(self.config["model"])
+                self.model.build_from_images()
+        finally:
+            keras.mixed_precision.set_global_policy(previous_policy)
         with self.strategy.scope():
-            self.model = model_from_config(self.config["model"])
-            self.model.build_from_images()
             optimizer_class = getattr(keras.optimizers, OPTIMIZERS[train["optimizer"]])
             optimizer = optimizer_class(learning_rate_schedule(train))
             if train["mixed_precision"] == "mixed_float16":
@@ -327,34 +382,40 @@ class Trainer:
         progress = _Progress(total, step, self.verbose)
         started, first = time.time(), step
         eval_every = train["eval_every"]
-        while step < total:
-            loss, means, skipped = train_step(iterator)
-            step += 1
-            loss_value = float(loss)
-            if not math.isfinite(loss_value):
-                count = int(self.nonfinite_count.numpy())
-                log.warning("non-finite loss at step %d (%d so far)", step, count)
-                if train["on_nonfinite"] == "stop":
-                    raise NonFiniteLossError(
-                        f"Loss became {loss_value} at step {step}. Training stopped; the last good "
-                        f"checkpoint in {self._ckpt_dir} is intact. Lower the learning rate, or set "
-                        f"train.on_nonfinite: skip to drop such steps.")
-                if count > train["max_nonfinite"]:
-                    raise NonFiniteLossError(
-                        f"{count} steps had a non-finite loss (max_nonfinite={train['max_nonfinite']}); stopping.")
-            if step % train["log_every"] == 0 or step == total:
-                values = {k: float(v) for k, v in means.items()}
-                with writer.as_default(step=step):
-                    for k, v in values.items():
-                        tf.summary.scalar(f"train/{k}", v)
-                    tf.summary.scalar("train/images_per_second",
-                                      (step - first) * train["batch_size"] / max(time.time() - started, 1e-9))
-                values["nonfinite"] = int(self.nonfinite_count.numpy())
-                progress.update(step, values)
-            if step % train["checkpoint_every"] == 0 or step == total:
-                self.manager.save(checkpoint_number=step)
-            if eval_every and step % eval_every == 0 and step != total:
-                self._log_eval(step, writer)
+        preemption = _PreemptionWatch(self)
+        try:
+            while step < total:
+                try:
+                    loss, means, skipped = train_step(iterator)
+                except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+                        tf.errors.CancelledError) as error:
+                    if self.replicas == 1 or self.strategy_name != "multi_worker":
+                        raise
+                    raise WorkerLostError(
+                        f"Lost contact with another worker at step {step + 1} ({type(error).__name__}: "
+                        f"{str(error).splitlines()[0][:300]}). Restart every worker with the same command; "
+                        f"training resumes from the chief's last checkpoint in {self.workdir}/checkpoints.") from None
+                step += 1
+                self._check_finite(float(loss), step)
+                if preemption.check(step):
+                    raise Preempted(
+                        f"SIGTERM received: saved a checkpoint at step {step} in {self._ckpt_dir}; "
+                        f"rerun the same command to resume.")
+                if step % train["log_every"] == 0 or step == total:
+                    values = {k: float(v) for k, v in means.items()}
+                    with writer.as_default(step=step):
+                        for k, v in values.items():
+                            tf.summary.scalar(f"train/{k}", v)
+                        tf.summary.scalar("train/images_per_second",
+                                          (step - first) * train["batch_size"] / max(time.time() - started, 1e-9))
+                    values["nonfinite"] = int(self.nonfinite_count.numpy())
+                    progress.update(step, values)
+                if step % train["checkpoint_every"] == 0 or step == total:
+                    self.manager.save(checkpoint_number=step)
+                if eval_every and step % eval_every == 0 and step != total:
+                    self._log_eval(step, writer)
+        finally:
+            preemption.close()
         metrics = self._log_eval(step, writer)
         metrics["steps"] = step
         metrics["nonfinite_steps"] = int(self.nonfinite_count.numpy())
@@ -367,6 +428,22 @@ class Trainer:
             shutil.rmtree(self._ckpt_dir, ignore_errors=True)
             shutil.rmtree(tb_dir, ignore_errors=True)
         return metrics
+
+    def _check_finite(self, loss_value, step):
+        """Apply the non-finite-loss policy: stop (default) or count the skipped step."""
+        if math.isfinite(loss_value):
+            return
+        train = self.train_cfg
+        count = int(self.nonfinite_count.numpy())
+        log.warning("non-finite loss at step %d (%d so far)", step, count)
+        if train["on_nonfinite"] == "stop":
+            raise NonFiniteLossError(
+                f"Loss became {loss_value} at step {step}. Training stopped; the last good "
+                f"checkpoint in {self._ckpt_dir} is intact. Lower the learning rate, or set "
+                f"train.on_nonfinite: skip to drop such steps.")
+        if count > train["max_nonfinite"]:
+            raise NonFiniteLossError(
+                f"{count} steps had a non-finite loss (max_nonfinite={train['max_nonfinite']}); stopping.")
 
     def _log_eval(self, step, writer):
         import tensorflow as tf
