@@ -128,3 +128,19 @@ def test_import_is_cheap():
     code = "import sys, vaezoo; vaezoo.__version__; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.parametrize("options", [{"mixed_precision": "mixed_bfloat16"}, {"jit_compile": True}],
+                         ids=["bfloat16", "xla"])
+def test_mixed_precision_and_xla_train(tmp_path, options):
+    import keras
+
+    trainer = Trainer(tiny_config(tmp_path, steps=4, **options), str(tmp_path / "run"), verbose=False)
+    metrics = trainer.run()
+    assert np.isfinite(metrics["elbo"])
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after building
+    if "mixed_precision" in options:
+        dense = trainer.model.encoder.layers[-1]
+        assert dense.compute_dtype == "bfloat16" and dense.variable_dtype == "float32"
+        terms = trainer.model.loss_terms(np.zeros((2, 16, 16, 1), np.float32))
+        assert terms["loss"].dtype == tf.float32  # distributions and losses stay in float32

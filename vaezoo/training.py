@@ -218,6 +218,12 @@ class Trainer:
             raise ValueError(
                 f"batch_size {train['batch_size']} is not divisible by the {self.replicas} replicas of "
                 f"{type(self.strategy).__name__}; use a multiple of {self.replicas}.")
+        if train["jit_compile"] and self.replicas > 1 and not tf.config.list_logical_devices("GPU") \
+                and self.strategy_name != "tpu":
+            raise ValueError(
+                f"jit_compile (XLA) with {self.replicas} replicas on CPU devices is not supported by "
+                "TensorFlow (an XLA cluster cannot use variables of another CPU device); use XLA with one "
+                "device, or on GPUs/TPUs.")
         self.is_chief = strategies.is_chief(self.strategy)
         described = f"{self.strategy_name} ({type(self.strategy).__name__}), {self.replicas} replica(s)"
         log.info("strategy: %s", described)
@@ -309,7 +315,10 @@ class Trainer:
             means = {k: tf.reduce_mean(v) for k, v in terms.items()}
             return loss, means, skipped
 
-        @tf.function(jit_compile=self.train_cfg["jit_compile"] or None)
+        if self.train_cfg["jit_compile"]:  # XLA compiles the per-replica step, not the input pipeline
+            step_fn = tf.function(step_fn, jit_compile=True)
+
+        @tf.function
         def train_step(iterator):
             loss, means, skipped = strategy.run(step_fn, args=(next(iterator),))
             loss = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)

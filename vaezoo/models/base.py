@@ -207,11 +207,16 @@ class LatentVariableModel(keras.Model):
         return self.update_trackers(terms)
 
     def build_from_images(self):
-        """Create every weight by running one forward pass on a dummy batch."""
+        """Create every weight by running one forward pass on a dummy batch.
+
+        Runs in the model's distribution strategy scope, so a model made inside
+        `strategy.scope()` gets mirrored variables however it is first used.
+        """
         if not self.built:
-            x = tf.zeros((1, *self.image_shape))
-            condition = self.dummy_condition(1)
-            self._loss_terms(x, condition, training=False)
+            with self.distribute_strategy.scope():
+                x = tf.zeros((1, *self.image_shape))
+                condition = self.dummy_condition(1)
+                self._loss_terms(x, condition, training=False)
             self.built = True
 
     def dummy_condition(self, batch_size):
@@ -240,6 +245,14 @@ class LatentVariableModel(keras.Model):
     def load_weights(self, *args, **kwargs):
         self.build_from_images()
         return super().load_weights(*args, **kwargs)
+
+    def count_params(self):
+        self.build_from_images()
+        return super().count_params()
+
+    def summary(self, *args, **kwargs):
+        self.build_from_images()
+        return super().summary(*args, **kwargs)
 
     # Keras saving: every weight is created from the config alone, so no shapes are stored.
     def get_build_config(self):

@@ -53,6 +53,10 @@ class DenseResidualCell(keras.layers.Layer):
         self.inner = keras.layers.Dense(self.hidden_units)
         self.outer = keras.layers.Dense(self.units)
 
+    def build(self, input_shape):
+        self.inner.build(input_shape)
+        self.outer.build((*input_shape[:-1], self.hidden_units))
+
     def call(self, x):
         return x + self.outer(keras.ops.relu(self.inner(keras.ops.relu(x))))
 
@@ -64,10 +68,12 @@ class DenseResidualCell(keras.layers.Layer):
 _UNIT_RAW_SCALE = math.log(math.e - 1.0)
 
 
-def _mlp(hidden, output, name):
+def _mlp(inputs, hidden, output, name):
     """Dense-relu-dense whose output starts small (VDVAE-style damped init of the last layer)."""
     last = keras.layers.Dense(output, kernel_initializer=keras.initializers.VarianceScaling(0.1))
-    return keras.Sequential([keras.layers.Dense(hidden, activation="relu"), last], name=name)
+    return keras.Sequential(
+        [keras.Input((inputs,)), keras.layers.Dense(hidden, activation="relu"), last], name=name
+    )
 
 
 @keras.saving.register_keras_serializable(package="vaezoo")
@@ -168,17 +174,22 @@ class HierarchicalVAE(LatentVariableModel):
         # bottom-up: backbone to a vector, then one residual cell per layer (index 0 = bottom)
         self.encoder = networks.build_encoder(self.encoder_spec, self.image_shape, h)
         self.bottom_up_cells = [DenseResidualCell(h, name=f"bottom_up_{l}") for l in range(L)]
-        # top-down: per layer a posterior correction, a prior (not the top), a latent embedding
-        # and a residual cell
-        self.posterior_nets = [_mlp(h, params, f"posterior_net_{l}") for l in range(L)]
-        self.prior_nets = [_mlp(h, params, f"prior_net_{l}") for l in range(L - 1)]
+        # top-down: per layer a posterior correction (the top one sees d_{L-1} only), a prior
+        # (not the top), a latent embedding and a residual cell
+        self.posterior_nets = [
+            _mlp(h if l == L - 1 else 2 * h, h, params, f"posterior_net_{l}") for l in range(L)
+        ]
+        self.prior_nets = [_mlp(h, h, params, f"prior_net_{l}") for l in range(L - 1)]
         self.latent_embeddings = [keras.layers.Dense(h, name=f"embed_{l}") for l in range(L)]
         self.top_down_cells = [DenseResidualCell(h, name=f"top_down_{l}") for l in range(L)]
-        self.decoder = networks.build_decoder(
-            self.decoder_spec,
-            h,
-            (*self.image_shape[:2], self.likelihood.params_size(self.image_shape[-1])),
-        )
+        likelihood_shape = (*self.image_shape[:2], self.likelihood.params_size(self.image_shape[-1]))
+        self.decoder = networks.build_decoder(self.decoder_spec, h, likelihood_shape)
+        # Create every weight now, inside whatever tf.distribute scope the model is made in.
+        for layer in self.bottom_up_cells + self.top_down_cells:
+            layer.build((None, h))
+        for layer in self.latent_embeddings:
+            layer.build((None, d))
+        self.likelihood.build((None, *likelihood_shape))
 
     # ----------------------------------------------------------------- the two passes
     def _bottom_up(self, x):

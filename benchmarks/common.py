@@ -1,0 +1,60 @@
+"""Shared pieces of the benchmark scripts: hardware description, tables, RESULTS.md."""
+
+import datetime
+import os
+import platform
+import shlex
+import sys
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
+
+
+def hardware_description():
+    """CPU model and core count, plus GPUs if TensorFlow sees any."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        if names:
+            cpu = names[0]
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} cores"
+    try:
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            details = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
+            text += f", GPUs: {', '.join(details)}"
+        text += f"; TensorFlow {tf.__version__}"
+    except Exception:
+        pass
+    return text
+
+
+def _format(value):
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def markdown_table(rows, columns):
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_format(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def append_results(title, table, protocol, hardware):
+    """Append a dated section with the exact command to benchmarks/RESULTS.md."""
+    command = " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0])] + sys.argv[1:])
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    section = (f"\n## {title}\n\n- command: `python {command}`\n- date: {when}\n- hardware: {hardware}\n"
+               f"- protocol: {protocol}\n\n{table}\n")
+    new = not os.path.exists(RESULTS)
+    with open(RESULTS, "a", encoding="utf-8") as f:
+        if new:
+            f.write("# Benchmark results\n\nEvery section is appended by a script in `benchmarks/`; "
+                    "rerun the command to reproduce it. Ratios compare peers measured in the same run.\n")
+        f.write(section)
+    print(f"appended to {RESULTS}")
