@@ -9,8 +9,10 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["vaezoo", "vaezoo.*"]),
-    package_data={"vaezoo": ["pretrained/*", "configs/*.yaml"]},
+    packages=find_packages(include=["vaezoo", "vaezoo.*"]) + ["vaezoo.zoo_configs"],
+    # the zoo's cards live at the repository root (zoo_configs/) and install inside the package
+    package_dir={"vaezoo.zoo_configs": "zoo_configs"},
+    package_data={"vaezoo": ["pretrained/*", "configs/*.yaml"], "vaezoo.zoo_configs": ["*.yaml"]},
     install_requires=[
         # Tested with TensorFlow 2.21, Keras 3.15, TFP 0.25 (see README).
         "tensorflow>=2.16,<2.22",

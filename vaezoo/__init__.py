@@ -25,10 +25,13 @@ _LAZY = {
     "model_from_config": "vaezoo.models",
     "train": "vaezoo.training",
     "Trainer": "vaezoo.training",
-    "TrainConfig": "vaezoo.training",
     "ConfigError": "vaezoo.validation",
+    "load": "vaezoo.registry",
+    "build": "vaezoo.registry",
+    "list_models": "vaezoo.registry",
+    "info": "vaezoo.registry",
 }
-_SUBMODULES = {"data", "distributions", "networks", "models", "training", "validation", "visualize", "cli"}
+_SUBMODULES = {"registry", "data", "distributions", "networks", "models", "training", "validation", "visualize", "cli"}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES)
 

@@ -150,18 +150,65 @@ def list_image_folder(path):
     return files, np.asarray(labels, np.int64), classes
 
 
+def load_image_files(paths, image_size, channels):
+    """Decode image files to uint8 `(n, h, w, channels)`, resized; clear errors for non-images."""
+    from PIL import Image, UnidentifiedImageError
+
+    mode = {1: "L", 3: "RGB"}[channels]
+    images = []
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"No image file at {path!r}.")
+        try:
+            with Image.open(path) as image:
+                image = image.convert(mode).resize((image_size[1], image_size[0]), Image.BILINEAR)
+        except (UnidentifiedImageError, OSError) as error:
+            raise ValueError(f"{path!r} is not a readable image ({error}).") from None
+        images.append(np.asarray(image, np.uint8).reshape(image_size[0], image_size[1], channels))
+    if not images:
+        raise ValueError("No image files given.")
+    return np.stack(images)
+
+
 def load_image_folder(path, image_size, channels):
     """Decode every image of a folder to uint8 `(n, h, w, channels)` (resized) and labels."""
     from PIL import Image
 
     files, labels, _ = list_image_folder(path)
+    return load_image_files(files, image_size, channels), labels
+
+
+def load_image_tar(path, split, channels=3):
+    """Images stored in a (gzipped) tar as `<split>/<class>/<file>` (e.g. the CIFAR-10 JPEG copy).
+
+    Reads the archive in one sequential pass in memory (nothing is extracted to disk, so
+    member names such as `../x` or `/etc/x` cannot write anywhere; they are refused anyway).
+    Returns uint8 images `(n, h, w, channels)` sorted by member name, and class labels from the
+    sorted class folder names.
+    """
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No tar archive at {path!r}.")
+    items = []
+    with tarfile.open(path, "r|*") as tar:
+        for member in tar:
+            name = member.name
+            if name.startswith("/") or ".." in name.split("/"):
+                raise ValueError(f"Refusing unsafe member path {name!r} in {path!r}.")
+            if member.isfile() and name.startswith(split + "/") and name.lower().endswith(IMAGE_EXTENSIONS):
+                items.append((name, tar.extractfile(member).read()))
+    if not items:
+        raise ValueError(f"{path!r} holds no images under {split + '/'!r}.")
+    items.sort()
+    classes = sorted({name.split("/")[1] for name, _ in items})
     mode = {1: "L", 3: "RGB"}[channels]
-    images = []
-    for f in files:
-        with Image.open(f) as image:
-            image = image.convert(mode).resize((image_size[1], image_size[0]), Image.BILINEAR)
-            images.append(np.asarray(image, np.uint8).reshape(image_size[0], image_size[1], channels))
-    return np.stack(images), labels
+    images = np.stack([np.asarray(Image.open(io.BytesIO(b)).convert(mode)) for _, b in items])
+    labels = np.array([classes.index(name.split("/")[1]) for name, _ in items], np.int64)
+    return images.reshape(*images.shape[:3], channels), labels
 
 
 def load_tfds(name, split="train", data_dir=None, download=False):
@@ -177,6 +224,7 @@ SOURCE_KEYS = {
     "npz": {"path", "key", "label_key"},
     "folder": {"path", "image_size", "channels"},
     "tfds": {"name", "split", "data_dir", "download"},
+    "image_tar": {"path", "split", "channels"},
 }
 COMMON_KEYS = {"source", "preprocess", "labels"}
 
@@ -197,6 +245,17 @@ def preprocess_images(images, mode, seeds):
         return (levels + noise) / 256.0
     noise = tf.map_fn(lambda s: tf.random.stateless_uniform(tf.shape(x)[1:], s), seeds, fn_output_signature=tf.float32)
     return tf.cast(noise < x, tf.float32)
+
+
+_TAR_CACHE = {}
+
+
+def _cached_tar(path, split, channels):
+    """Decode a tar source once per process (evaluation and training read the same archive)."""
+    key = (os.path.abspath(path), split, channels)
+    if key not in _TAR_CACHE:
+        _TAR_CACHE[key] = load_image_tar(path, split, channels)
+    return _TAR_CACHE[key]
 
 
 def _source_dataset(spec, seed):
@@ -225,6 +284,8 @@ def _source_dataset(spec, seed):
         if "image_size" not in spec or "channels" not in spec:
             raise ConfigError("A folder source needs 'image_size' [height, width] and 'channels' (1 or 3).")
         images, labels = load_image_folder(spec["path"], spec["image_size"], spec["channels"])
+    elif kind == "image_tar":
+        images, labels = _cached_tar(spec["path"], spec.get("split", "train"), spec.get("channels", 3))
     elif kind == "tfds":
         if "name" not in spec:
             raise ConfigError("A tfds source needs 'name', e.g. {'source': 'tfds', 'name': 'mnist'}.")

@@ -55,7 +55,8 @@ TRAIN_DEFAULTS = {
     "jit_compile": False,
 }
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}  # names in keras.optimizers
-CONFIG_SECTIONS = {"name", "description", "model", "data", "eval_data", "train", "smoke"}
+CONFIG_SECTIONS = {"name", "description", "model", "data", "eval_data", "train", "smoke", "prior_train"}
+PRIOR_TRAIN_DEFAULTS = {"epochs": 10, "batch_size": 64, "learning_rate": 1e-3, "max_images": None}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -139,6 +140,10 @@ def load_config(config, smoke=False, steps=None):
         if not isinstance(config, dict):
             raise validation.ConfigError(f"{path!r} must hold a mapping with sections {sorted(CONFIG_SECTIONS)}.")
     config = copy.deepcopy(dict(config))
+    if "family" in config:  # a zoo card: its recipe is the training config
+        from vaezoo.registry import card_to_training_config, validate_card
+
+        config = card_to_training_config(validate_card(config))
     validation.check_keys(config, CONFIG_SECTIONS, "training config")
     for section in ("model", "data"):
         if section not in config:
@@ -163,6 +168,10 @@ def load_config(config, smoke=False, steps=None):
         raise validation.ConfigError(
             f"mixed_precision must be null, 'mixed_float16' or 'mixed_bfloat16', got {train['mixed_precision']!r}.")
     config["train"] = train
+    if "prior_train" in config:
+        prior = dict(config["prior_train"] or {})
+        validation.check_keys(prior, PRIOR_TRAIN_DEFAULTS, "prior_train section")
+        config["prior_train"] = {**PRIOR_TRAIN_DEFAULTS, **prior}
     return config
 
 
@@ -425,6 +434,8 @@ class Trainer:
                     self._log_eval(step, writer)
         finally:
             preemption.close()
+        if "prior_train" in self.config and self.is_chief:
+            self._train_prior()
         metrics = self._log_eval(step, writer)
         metrics["steps"] = step
         metrics["nonfinite_steps"] = int(self.nonfinite_count.numpy())
@@ -437,6 +448,38 @@ class Trainer:
             shutil.rmtree(self._ckpt_dir, ignore_errors=True)
             shutil.rmtree(tb_dir, ignore_errors=True)
         return metrics
+
+    def _train_prior(self):
+        """Second stage for models with a learned prior over codes (VQ-VAE): fit it on the
+        codes of the training images, then checkpoint it."""
+        import numpy as np
+        import tensorflow as tf
+
+        prior_cfg = self.config["prior_train"]
+        if not hasattr(self.model, "fit_prior"):
+            raise validation.ConfigError(f"prior_train is set but {type(self.model).__name__} has no prior to fit.")
+        marker = os.path.join(self.workdir, "prior_done.json")
+        if os.path.exists(marker):  # resumed after the prior stage finished
+            return
+        spec = dict(self.config["data"])
+        ds = self._data.make_dataset(spec, prior_cfg["batch_size"], seed=self.train_cfg["seed"], shuffle=False,
+                                     repeat=False, drop_remainder=False)
+        codes, limit = [], prior_cfg["max_images"]
+        for batch in ds:
+            x, _ = self.model.unpack_batch(batch)
+            codes.append(self.model.encode_to_codes(x))
+            if limit and sum(int(c.shape[0]) for c in codes) >= limit:
+                break
+        codes = tf.concat(codes, axis=0)
+        if self.verbose:
+            print(f"[vaezoo] prior stage: {prior_cfg['epochs']} epoch(s) on the codes of {int(codes.shape[0])} "
+                  f"training images", flush=True)
+        with self.strategy.scope():
+            history = self.model.fit_prior(codes, epochs=prior_cfg["epochs"], batch_size=prior_cfg["batch_size"],
+                                           learning_rate=prior_cfg["learning_rate"],
+                                           verbose=2 if self.verbose else 0)
+        self.manager.save(checkpoint_number=int(self.optimizer.iterations.numpy()))
+        write_json({"loss": [float(v) for v in np.asarray(history.history["loss"])]}, marker)
 
     def _check_finite(self, loss_value, step):
         """Apply the non-finite-loss policy: stop (default) or count the skipped step."""

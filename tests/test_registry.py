@@ -1,0 +1,204 @@
+"""The registry: every card, name checks, weight URIs (pretrained, file, https on loopback)."""
+
+import http.server
+import os
+import shutil
+import threading
+
+import numpy as np
+import pytest
+import yaml
+
+import vaezoo
+from vaezoo import registry
+
+
+@pytest.mark.parametrize("name", registry.list_models())
+def test_every_card_validates_builds_loads_and_runs(name):
+    card = registry.info(name)
+    assert card["name"] == name
+    if card["weights"] is None:
+        model = registry.build(name)
+    else:
+        path = registry.fetch_weights(card)
+        assert registry.sha256_of(path) == card["weights"]["sha256"]
+        assert os.path.getsize(path) == card["weights"]["bytes"]
+        model = registry.load(name)
+    x = np.zeros((2, *model.image_shape), np.uint8)
+    kw = {"condition": np.zeros(2, np.int64)} if model.conditional else {}
+    assert tuple(model.reconstruct(x, **kw).shape) == x.shape
+    for record in (card["metrics"] or {}).values():
+        assert set(record) == registry.METRIC_KEYS  # every number says how it was obtained
+
+
+def test_listing_and_filters():
+    names = vaezoo.list_models()
+    assert names == sorted(names) and "vq-vae-cifar" in names
+    assert vaezoo.list_models("vq*") == ["vq-vae-cifar"]
+    assert set(vaezoo.list_models(pretrained=True)) | set(vaezoo.list_models(pretrained=False)) == set(names)
+
+
+def test_unknown_and_unsafe_names():
+    with pytest.raises(registry.UnknownModelError, match="Closest: vq-vae-cifar"):
+        vaezoo.info("vq-vae-cifra")
+    for bad in ("../../etc/passwd", "VQ", "a/b", ""):
+        with pytest.raises(ValueError, match="lowercase-hyphenated"):
+            vaezoo.load(bad)
+
+
+def test_build_with_overrides():
+    model = vaezoo.build("vae-mnist", latent_dim=3)
+    assert model.latent_dim == 3 and model.card["name"] == "vae-mnist"
+
+
+# ---------------------------------------------------------------- weights by URI
+@pytest.fixture
+def zoo(tmp_path, monkeypatch):
+    """A private zoo: one tiny card whose weights URI each test sets; cache in tmp."""
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    monkeypatch.setattr(registry, "cards_dir", lambda: str(cards))
+    monkeypatch.setenv("VAEZOO_HOME", str(tmp_path / "home"))
+    config = {"input_shape": [8, 8, 1], "latent_dim": 2, "encoder": {"type": "mlp", "hidden": [4]}}
+    model = vaezoo.VAE(**config)
+    weights = tmp_path / "w.weights.h5"
+    model.save_weights(str(weights))
+
+    def write(uri, sha=None, **extra):
+        card = {"name": "tiny-vae", "family": "VAE", "config": config, "data": {"source": "dsprites"},
+                "train": {}, "metrics": {}, "notes": {},
+                "weights": {"uri": uri, "sha256": sha or registry.sha256_of(str(weights)),
+                            "bytes": os.path.getsize(weights)}, **extra}
+        (cards / "tiny-vae.yaml").write_text(yaml.safe_dump(card))
+
+    return {"write": write, "weights": weights, "model": model, "cards": cards, "home": tmp_path / "home"}
+
+
+class _Server:
+    """A real HTTP server on 127.0.0.1 serving one file; counts requests; can misbehave."""
+
+    def __init__(self, payload):
+        self.payload, self.requests, self.mode = payload, 0, "ok"
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.requests += 1
+                if outer.mode == "error":
+                    self.send_error(500, "weights store is down")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(outer.payload)))
+                self.end_headers()
+                if outer.mode == "truncate":  # promise everything, send half, hang up
+                    self.wfile.write(outer.payload[: len(outer.payload) // 2])
+                    self.wfile.flush()
+                    self.connection.shutdown(2)
+                    return
+                self.wfile.write(outer.payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/tiny.weights.h5"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server(zoo):
+    s = _Server(zoo["weights"].read_bytes())
+    yield s
+    s.close()
+
+
+def _cache_files(zoo):
+    root = zoo["home"]
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs) \
+        if root.exists() else []
+
+
+def test_http_download_verifies_caches_and_second_load_makes_no_request(zoo, server):
+    zoo["write"](server.url)
+    x = np.random.default_rng(0).random((2, 8, 8, 1)).astype(np.float32)
+    model = vaezoo.load("tiny-vae")
+    np.testing.assert_array_equal(model.reconstruct(x), zoo["model"].reconstruct(x))
+    assert server.requests == 1
+    vaezoo.load("tiny-vae")
+    assert server.requests == 1  # served from $VAEZOO_HOME
+    assert [f for f in _cache_files(zoo) if f.endswith(".h5")] == [
+        os.path.join("weights", f"tiny-vae-{registry.info('tiny-vae')['weights']['sha256'][:16]}.weights.h5")]
+
+
+def test_hash_mismatch_is_refused_and_not_cached(zoo, server):
+    zoo["write"](server.url, sha="0" * 64)
+    with pytest.raises(registry.WeightsError):
+        vaezoo.load("tiny-vae")
+    assert not [f for f in _cache_files(zoo) if f.endswith(".h5")]
+
+
+def test_server_error_and_interrupted_transfer_leave_nothing(zoo, server):
+    zoo["write"](server.url)
+    server.mode = "error"
+    with pytest.raises(registry.WeightsError, match="Could not download"):
+        vaezoo.load("tiny-vae")
+    server.mode = "truncate"
+    with pytest.raises(registry.WeightsError):
+        vaezoo.load("tiny-vae")
+    assert not [f for f in _cache_files(zoo) if f.endswith(".h5") or ".download-" in f]
+    server.mode = "ok"
+    assert vaezoo.load("tiny-vae") is not None  # and a later good transfer works
+
+
+def test_file_uri_and_corrupt_cache_entry_is_replaced(zoo, server):
+    zoo["write"](f"file://{zoo['weights']}")
+    assert vaezoo.load("tiny-vae") is not None
+    zoo["write"](server.url)
+    vaezoo.load("tiny-vae")
+    cached = [f for f in _cache_files(zoo) if f.endswith(".h5")][0]
+    with open(zoo["home"] / cached, "r+b") as f:  # corrupt the cached copy
+        f.write(b"garbage")
+    vaezoo.load("tiny-vae")
+    assert server.requests == 2  # noticed, dropped and fetched again
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ({"colour": "red"}, "Unknown key 'colour'"),
+        ({"family": "GAN"}, "unknown family 'GAN'"),
+        ({"metrics": {"mse": {"value": 1.0, "when": "today"}}}, "Unknown key 'when'"),
+    ],
+)
+def test_bad_cards_are_refused(zoo, edit, message):
+    zoo["write"]("file:///nowhere", **edit)
+    with pytest.raises(vaezoo.ConfigError, match=message):
+        vaezoo.info("tiny-vae")
+
+
+def test_python_tags_in_a_card_are_refused_and_nothing_runs(zoo, tmp_path):
+    marker = tmp_path / "ran"
+    (zoo["cards"] / "tiny-vae.yaml").write_text(
+        f"name: tiny-vae\nfamily: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(vaezoo.ConfigError, match="safe YAML only"):
+        vaezoo.info("tiny-vae")
+    assert not marker.exists()
+
+
+def test_publish_ships_weights_and_records_their_hash(zoo, tmp_path, monkeypatch):
+    pretrained = tmp_path / "pretrained"
+    pretrained.mkdir()
+    monkeypatch.setattr(registry, "pretrained_dir", lambda: str(pretrained))
+    zoo["write"]("file:///nowhere")
+    run = tmp_path / "run" / "final"
+    run.mkdir(parents=True)
+    shutil.copy(zoo["weights"], run / "model.weights.h5")
+    weights = registry.publish(str(tmp_path / "run"), "tiny-vae")
+    assert weights["uri"] == "pretrained://tiny-vae.weights.h5"
+    assert registry.info("tiny-vae")["weights"] == weights
+    assert weights["sha256"] == registry.sha256_of(str(zoo["weights"]))
+    assert vaezoo.load("tiny-vae") is not None

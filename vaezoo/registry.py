@@ -1,0 +1,316 @@
+"""The model zoo: YAML cards in `zoo_configs/`, a name -> class table, and weights by URI.
+
+A card (one YAML file per registry name) says what the model is (`family`: a registered class
+name, `config`: its constructor arguments), how it was trained (`data`, `train`, `smoke`, and
+for VQ-VAEs `prior_train`), where its weights are (`weights: {uri, sha256, bytes}`) and what
+it measured (`metrics`, each with value, split, protocol, hardware, date and command; written
+by `vaezoo eval NAME --write-card`, never by hand).
+
+Weight URIs: `pretrained://FILE` (shipped inside the package, works offline), `file://PATH`,
+`https://...` (downloaded once through `keras.utils.get_file`, verified, cached) and
+`gs://...` (through `tf.io.gfile`). The cache lives in `$VAEZOO_HOME` (default
+`~/.cache/vaezoo`); a second `load` makes no request. A file whose sha256 differs from the
+card is an error and is removed from the cache.
+
+Example:
+    >>> vaezoo.list_models("vq*")
+    ['vq-vae-cifar']
+    >>> model = vaezoo.load("vq-vae-cifar")          # pretrained, offline
+    >>> model.card["metrics"]["normalized_mse"]["value"]
+"""
+
+import copy
+import difflib
+import fnmatch
+import hashlib
+import importlib.resources
+import os
+import re
+import shutil
+
+from vaezoo.io import atomic_path
+from vaezoo.validation import ConfigError, check_keys
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+CARD_KEYS = {"name", "description", "family", "config", "data", "eval_data", "train", "smoke",
+             "prior_train", "weights", "metrics", "notes"}
+REQUIRED_KEYS = {"name", "family", "config", "data", "train", "weights", "metrics", "notes"}
+WEIGHTS_KEYS = {"uri", "sha256", "bytes"}
+METRIC_KEYS = {"value", "split", "protocol", "hardware", "date", "command"}
+DATA_ONLY_KEYS = {"tfds"}  # card data keys that document the canonical source, not read by the Trainer
+
+
+class UnknownModelError(KeyError):
+    """No card with that name; the message lists the closest names."""
+
+    def __str__(self):
+        return str(self.args[0])
+
+
+class WeightsError(ValueError):
+    """Weights could not be fetched, or their sha256 differs from the card."""
+
+
+def cards_dir():
+    """Folder of the YAML cards (installed with the package as `vaezoo/zoo_configs`)."""
+    return str(importlib.resources.files("vaezoo.zoo_configs"))
+
+
+def pretrained_dir():
+    return str(importlib.resources.files("vaezoo") / "pretrained")
+
+
+def cache_dir(override=None):
+    """`override`, else `$VAEZOO_HOME`, else `~/.cache/vaezoo`."""
+    return os.path.abspath(os.path.expanduser(override or os.environ.get("VAEZOO_HOME") or "~/.cache/vaezoo"))
+
+
+def _names():
+    folder = cards_dir()
+    if not os.path.isdir(folder):
+        return []
+    return sorted(f[: -len(".yaml")] for f in os.listdir(folder) if f.endswith(".yaml"))
+
+
+def check_name(name):
+    """Refuse names that are not lowercase-hyphenated (so none can reach outside the zoo)."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ValueError(f"Registry names are lowercase-hyphenated like 'vq-vae-cifar'; got {name!r}.")
+    return name
+
+
+def validate_card(card, source="card"):
+    """Check a card's schema; unknown keys are errors. Returns the card."""
+    from vaezoo.models import MODEL_CLASSES
+
+    if not isinstance(card, dict):
+        raise ConfigError(f"{source} must be a YAML mapping, got {type(card).__name__}.")
+    check_keys(card, CARD_KEYS, source)
+    missing = sorted(REQUIRED_KEYS - set(card))
+    if missing:
+        raise ConfigError(f"{source} lacks required key(s) {missing}.")
+    check_name(card["name"])
+    if card["family"] not in MODEL_CLASSES:
+        raise ConfigError(f"{source}: unknown family {card['family']!r}; registered: {sorted(MODEL_CLASSES)}.")
+    if not isinstance(card["config"], dict):
+        raise ConfigError(f"{source}: 'config' must be a mapping of constructor arguments.")
+    weights = card["weights"]
+    if weights is not None:
+        if not isinstance(weights, dict):
+            raise ConfigError(f"{source}: 'weights' must be null or a mapping with {sorted(WEIGHTS_KEYS)}.")
+        check_keys(weights, WEIGHTS_KEYS, f"{source} weights")
+        if set(weights) != WEIGHTS_KEYS:
+            raise ConfigError(f"{source}: 'weights' needs {sorted(WEIGHTS_KEYS)}, got {sorted(weights)}.")
+        if not re.fullmatch(r"[0-9a-f]{64}", str(weights["sha256"])):
+            raise ConfigError(f"{source}: weights sha256 must be 64 lowercase hex digits.")
+    metrics = card["metrics"] or {}
+    if not isinstance(metrics, dict):
+        raise ConfigError(f"{source}: 'metrics' must be a mapping of metric name -> record.")
+    for metric, record in metrics.items():
+        if not isinstance(record, dict):
+            raise ConfigError(f"{source}: metric {metric!r} must be a mapping with {sorted(METRIC_KEYS)}.")
+        check_keys(record, METRIC_KEYS, f"{source} metric {metric!r}")
+    return card
+
+
+def read_card(path):
+    """Load and validate one card file (`yaml.safe_load` only: no tags that build objects)."""
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        try:
+            card = yaml.safe_load(f)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path} is not a valid card (safe YAML only): {error}") from None
+    return validate_card(card, source=os.path.basename(path))
+
+
+def info(name):
+    """The card of `name` as a dict (validated)."""
+    check_name(name)
+    names = _names()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.4)
+        hint = f" Closest: {', '.join(close)}." if close else ""
+        raise UnknownModelError(f"No model named {name!r} in the zoo.{hint} Available: {', '.join(names)}.")
+    card = read_card(os.path.join(cards_dir(), f"{name}.yaml"))
+    if card["name"] != name:
+        raise ConfigError(f"{name}.yaml names itself {card['name']!r}.")
+    return card
+
+
+def list_models(pattern="*", pretrained=None):
+    """Registry names matching a shell-style `pattern`; `pretrained=True/False` filters on weights."""
+    names = [n for n in _names() if fnmatch.fnmatch(n, pattern)]
+    if pretrained is not None:
+        names = [n for n in names if (info(n)["weights"] is not None) == pretrained]
+    return names
+
+
+def build(name, **overrides):
+    """An untrained model from the card of `name`; `overrides` replace constructor arguments."""
+    from vaezoo.models import model_from_config
+
+    card = info(name)
+    model = model_from_config({"class": card["family"], "config": {**card["config"], **overrides}})
+    model.card = card
+    return model
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verified(path, expected, where):
+    actual = sha256_of(path)
+    if actual != expected:
+        raise WeightsError(f"sha256 of {where} is {actual}, the card says {expected}: refusing to load it.")
+    return path
+
+
+def fetch_weights(card, cache=None):
+    """Local path of the card's weights file, downloading and verifying it if needed."""
+    weights = card["weights"]
+    if weights is None:
+        raise WeightsError(f"{card['name']} has no pretrained weights yet (weights: null in its card).")
+    uri, sha = weights["uri"], weights["sha256"]
+    scheme, _, rest = uri.partition("://")
+    if scheme == "pretrained":
+        base = pretrained_dir()
+        path = os.path.normpath(os.path.join(base, rest))
+        if not path.startswith(base + os.sep):
+            raise WeightsError(f"pretrained URI {uri!r} points outside the package's pretrained folder.")
+        if not os.path.isfile(path):
+            raise WeightsError(f"{uri} is missing from the installed package ({path}).")
+        return _verified(path, sha, uri)
+    if scheme == "file":
+        if not os.path.isfile(rest):
+            raise WeightsError(f"No weights file at {rest!r} ({uri}).")
+        return _verified(rest, sha, uri)
+    folder = os.path.join(cache_dir(cache), "weights")
+    os.makedirs(folder, exist_ok=True)
+    target = os.path.join(folder, f"{check_name(card['name'])}-{sha[:16]}.weights.h5")
+    if os.path.isfile(target):
+        try:
+            return _verified(target, sha, target)
+        except WeightsError:
+            os.remove(target)  # a bad cache entry is dropped and fetched again
+    if scheme in ("https", "http"):
+        return _download(uri, sha, target)
+    if scheme == "gs":
+        import tensorflow as tf
+
+        with atomic_path(target) as tmp:
+            tf.io.gfile.copy(uri, tmp, overwrite=True)
+            _verified(tmp, sha, uri)
+        return target
+    raise WeightsError(f"Unsupported weights URI {uri!r}; use pretrained://, file://, https:// or gs://.")
+
+
+def _download(uri, sha, target):
+    """Download through keras.utils.get_file into a private temporary folder, verify, rename."""
+    import tempfile
+
+    import keras
+
+    folder = os.path.dirname(target)
+    staging = tempfile.mkdtemp(prefix=".download-", dir=folder)
+    try:
+        try:
+            path = keras.utils.get_file(fname=os.path.basename(target), origin=uri, file_hash=sha,
+                                        hash_algorithm="sha256", cache_dir=staging, cache_subdir=".")
+        except Exception as error:  # HTTP errors, interrupted transfers, hash mismatch
+            raise WeightsError(f"Could not download {uri}: {error}") from None
+        _verified(path, sha, uri)
+        os.replace(path, target)
+        return target
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def load(name, *, weights=True, cache_dir=None):
+    """The pretrained model `name` (card attached as `model.card`); `weights=False` skips loading."""
+    model = build(name)
+    if weights:
+        path = fetch_weights(model.card, cache_dir)
+        try:
+            model.load_weights(path)
+        except Exception as error:
+            raise WeightsError(f"Could not load weights {path} into {name}: {error}") from None
+    return model
+
+
+def card_to_training_config(card):
+    """The Trainer's config (model, data, eval_data, train, smoke, prior_train) from a card."""
+    config = {
+        "name": card["name"],
+        "model": {"class": card["family"], "config": copy.deepcopy(card["config"])},
+        "data": {k: v for k, v in card["data"].items() if k not in DATA_ONLY_KEYS},
+        "train": copy.deepcopy(card["train"]),
+    }
+    for key in ("eval_data", "smoke", "prior_train"):
+        if card.get(key) is not None:
+            config[key] = copy.deepcopy(card[key])
+    if "eval_data" in config:
+        config["eval_data"] = {k: v for k, v in config["eval_data"].items() if k not in DATA_ONLY_KEYS}
+    return config
+
+
+def write_card(card):
+    """Validate and write a card back to `zoo_configs/NAME.yaml` (atomically)."""
+    import yaml
+
+    validate_card(card)
+    path = os.path.join(cards_dir(), f"{check_name(card['name'])}.yaml")
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            yaml.safe_dump(card, f, sort_keys=False, width=100, allow_unicode=True)
+    return path
+
+
+def publish(workdir, name):
+    """Ship a finished training run's weights as `pretrained://NAME.weights.h5` and record
+    their sha256 and size in the card (the way weights enter the zoo; never by hand)."""
+    card = info(name)
+    source = os.path.join(workdir, "final", "model.weights.h5")
+    if not os.path.isfile(source):
+        raise FileNotFoundError(f"{source} does not exist: is {workdir!r} a finished training run?")
+    model = build(name)
+    model.load_weights(source)  # refuse weights that do not fit the card's architecture
+    filename = f"{name}.weights.h5"
+    target = os.path.join(pretrained_dir(), filename)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+    card["weights"] = {"uri": f"pretrained://{filename}", "sha256": sha256_of(target),
+                       "bytes": os.path.getsize(target)}
+    write_card(card)
+    return card["weights"]
+
+
+def record_metrics(name, records):
+    """Merge `{metric: {value, split, protocol, hardware, date, command}}` into the card."""
+    card = info(name)
+    card["metrics"] = {**(card["metrics"] or {}), **records}
+    write_card(card)
+    return card
+
+
+def load_any(ref):
+    """A model from a registry name, a `.keras` file (safe mode) or a finished training workdir."""
+    if isinstance(ref, str) and ref.endswith(".keras"):
+        import keras
+
+        if not os.path.isfile(ref):
+            raise FileNotFoundError(f"No .keras file at {ref!r}.")
+        return keras.saving.load_model(ref, safe_mode=True)
+    if isinstance(ref, str) and os.path.isdir(ref):
+        from vaezoo.training import load_trained
+
+        if not os.path.isfile(os.path.join(ref, "final", "model.weights.h5")):
+            raise FileNotFoundError(f"{ref!r} is not a finished training run (no final/model.weights.h5).")
+        return load_trained(ref)
+    return load(ref)
