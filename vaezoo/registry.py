@@ -47,6 +47,10 @@ class UnknownModelError(KeyError):
         return str(self.args[0])
 
 
+class UnsafeFileError(ValueError):
+    """A file asked to run code on load (e.g. a `.keras` file with a Lambda layer); refused."""
+
+
 class WeightsError(ValueError):
     """Weights could not be fetched, or their sha256 differs from the card."""
 
@@ -306,7 +310,14 @@ def load_any(ref):
 
         if not os.path.isfile(ref):
             raise FileNotFoundError(f"No .keras file at {ref!r}.")
-        return keras.saving.load_model(ref, safe_mode=True)
+        try:
+            return keras.saving.load_model(ref, safe_mode=True)
+        except ValueError as error:
+            if "unsafe" in str(error).lower() or "lambda" in str(error).lower():
+                raise UnsafeFileError(
+                    f"{ref!r} holds code (a Lambda layer or a serialized function); vaezoo loads .keras files "
+                    f"with safe_mode=True and refuses to run code from a file.") from None
+            raise
     if isinstance(ref, str) and os.path.isdir(ref):
         from vaezoo.training import load_trained
 
