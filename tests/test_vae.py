@@ -125,3 +125,13 @@ def test_bad_latents_and_arguments(binary_images):
         model.elbo(binary_images[:2], condition=np.zeros(2))
     uint8 = (binary_images[:2] * 255).astype(np.uint8)  # uint8 in [0, 255] is accepted and scaled
     np.testing.assert_allclose(model.reconstruct(uint8), model.reconstruct(binary_images[:2]), atol=1e-6)
+
+
+def test_interpolation_ends_at_the_reconstructions(binary_images):
+    from vaezoo.visualize import interpolate
+
+    model = vaezoo.VAE(input_shape=(28, 28, 1), latent_dim=3, encoder={"type": "mlp", "hidden": [16]}, seed=0)
+    line = interpolate(model, binary_images[0], binary_images[1], steps=5)
+    assert line.shape == (5, 28, 28, 1)
+    np.testing.assert_allclose(line[[0, -1]], model.reconstruct(binary_images[:2]), atol=1e-5)
+    assert not np.allclose(line[2], line[0])

@@ -64,3 +64,29 @@ def save_rows_png(rows, path, scale=1, label_width=110):
         ImageDraw.Draw(image).text((4, grid.shape[0] // 2 - 5), str(label), fill=0)
         strips.append(np.asarray(image).reshape(strip.shape))
     return save_png(np.concatenate(strips, axis=0), path, scale=scale)
+
+
+def interpolate(model, first, second, steps=8, condition=None):
+    """Images along the straight line between the posterior means of two images.
+
+    Args:
+        model: a vaezoo model (for a VQ-VAE the line runs between quantized latents).
+        first, second: single images `(h, w, c)` (uint8 or float in [0, 1]).
+        steps: number of images on the line, ends included (>= 2).
+        condition: for conditional models, one condition used along the whole line.
+
+    Returns:
+        float32 images `(steps, h, w, c)` in [0, 1].
+    """
+    import tensorflow as tf
+
+    from vaezoo.validation import check_int
+
+    check_int("steps", steps, 2)
+    pair = np.stack([np.asarray(first), np.asarray(second)])
+    kw = {} if condition is None else {"condition": np.repeat(np.asarray(condition)[None], 2, axis=0)}
+    z = model.encode(pair, **kw).mean()
+    weights = tf.reshape(tf.linspace(0.0, 1.0, steps), [steps] + [1] * (len(z.shape) - 1))
+    line = (1.0 - weights) * z[:1] + weights * z[1:]
+    kw = {} if condition is None else {"condition": np.repeat(np.asarray(condition)[None], steps, axis=0)}
+    return np.asarray(model.likelihood.image(model.decode(line, **kw)))
