@@ -144,3 +144,23 @@ def test_mixed_precision_and_xla_train(tmp_path, options):
         assert dense.compute_dtype == "bfloat16" and dense.variable_dtype == "float32"
         terms = trainer.model.loss_terms(np.zeros((2, 16, 16, 1), np.float32))
         assert terms["loss"].dtype == tf.float32  # distributions and losses stay in float32
+
+
+def test_picture_commands_on_a_trained_workdir(tmp_path):
+    from PIL import Image
+
+    workdir = str(tmp_path / "run")
+    vaezoo.train(tiny_config(tmp_path, steps=2), workdir, verbose=False)
+    for i in range(2):
+        Image.fromarray(np.full((20, 20), 80 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    a, b = str(tmp_path / "0.png"), str(tmp_path / "1.png")
+    for args, out, min_width in [
+        (("sample", workdir, "-n", "12", "--columns", "6", "--scale", "1"), "s.png", 6 * 16),
+        (("reconstruct", workdir, a, b, "--scale", "1"), "r.png", 2 * 16),
+        (("interpolate", workdir, a, b, "--steps", "5", "--scale", "1"), "i.png", 5 * 16),
+    ]:
+        result = _cli(*args, "-o", str(tmp_path / out))
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert Image.open(tmp_path / out).width >= min_width
+    bad = _cli("reconstruct", workdir, str(tmp_path / "missing.png"), "-o", str(tmp_path / "x.png"))
+    assert bad.returncode == 2 and "No image file" in bad.stderr and not (tmp_path / "x.png").exists()
