@@ -2,6 +2,10 @@
 
     vaezoo demo [--workdir demo] [--smoke]         train the embedded beta-VAE on dSprites
     vaezoo train CONFIG --workdir DIR [--steps N] [--smoke] [--strategy NAME]
+    vaezoo compress IMAGES... --model MODEL -o FILE.vqz
+    vaezoo decompress FILE.vqz --model MODEL -o DIR
+    vaezoo eval MODEL [--metrics ...] [--split test] [--data SPEC] [--json OUT] [--k K]
+    vaezoo traverse MODEL (--image FILE | --index I) [--dims ...] [--values ...] -o OUT.png
 """
 
 import argparse
@@ -114,6 +118,127 @@ def _reconstruct(args):
     return 0
 
 
+def _export(args):
+    from vaezoo.export import export
+    from vaezoo.export.saved_model import ExportExistsError
+
+    try:
+        result = export(args.model, args.out, format=args.format, model_name=args.name, version=args.version,
+                        overwrite=args.overwrite, version_policy=args.version_policy)
+    except (ExportExistsError, ImportError) as error:
+        print(f"vaezoo export: error: {error}", file=sys.stderr)
+        return 2
+    if "saved_model" in result:
+        print(f"SavedModel: {result['saved_model']}")
+        print(f"TF Serving config: {os.path.join(args.out, 'models.config')} "
+              f"(batching: {os.path.join(args.out, 'batching_parameters.txt')}); see exports/README.md")
+    for variant, path in sorted(result.get("tflite", {}).items()):
+        print(f"TFLite {variant}: {path}")
+    return 0
+
+
+def _compress(args):
+    from vaezoo import codec
+
+    model, name = codec.load_model(args.model)
+    images = codec.load_images(args.images, model.image_shape)
+    size = codec.write_vqz(args.output, model, images, tflite=args.tflite, mode=args.mode, model_name=name)
+    header = codec.read_header(args.output)
+    print(f"{len(images)} image(s) -> {args.output}: {size} bytes ({size / len(images):.1f} bytes/image, "
+          f"{header.mode} coding)")
+    return 0
+
+
+def _decompress(args):
+    from vaezoo import codec
+
+    model, _ = codec.load_model(args.model)
+    images = codec.read_vqz(args.file, model, tflite=args.tflite)  # every check runs before any PNG is written
+    paths = codec.save_images(images, args.output, prefix=args.prefix)
+    print(f"{args.file}: {len(paths)} image(s) -> {args.output}/")
+    return 0
+
+
+def _eval(args):
+    import json
+    import shlex
+
+    from vaezoo import evaluation
+    from vaezoo.io import write_json
+
+    data = evaluation._read_spec(args.data) if args.data else None
+    outliers = evaluation._read_spec(args.outliers) if args.outliers else None
+    metrics = [m for text in args.metrics for m in text.replace(",", " ").split()]
+    report = evaluation.run_eval(args.model, data=data, split=args.split, metrics=metrics, k=args.k,
+                                 batch_size=args.batch_size, limit=args.limit, outliers=outliers,
+                                 score=args.score, classifier=args.classifier,
+                                 samples_per_class=args.samples_per_class, seed=args.seed)
+    title = (f"{args.model} ({report['family']}) on {report['metrics']['examples']} {args.split} images "
+             f"of {json.dumps(report['data'], sort_keys=True)}")
+    print(evaluation.format_table(report["metrics"], title=title))
+    if args.json:
+        write_json(report, args.json)
+        print(f"written to {args.json}")
+    if args.write_card:
+        if report["kind"] != "registry":
+            raise ValueError("--write-card needs MODEL to be a registry name (its card gets the metrics).")
+        from vaezoo import registry
+
+        command = "vaezoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        registry.record_metrics(args.model, evaluation.card_records(report, command))
+        print(f"metrics recorded in the card of {args.model}")
+    return 0
+
+
+def _traverse(args):
+    import numpy as np
+
+    from vaezoo import data as data_module
+    from vaezoo import disentanglement, evaluation
+
+    model, own_spec, _ = evaluation.load_model(args.model)
+    if (args.image is None) == (args.index is None):
+        raise ValueError("give exactly one of --image FILE or --index I (an image of --data or the model's data).")
+    condition = None
+    if args.image is not None:
+        height, width, channels = model.image_shape
+        image = data_module.load_image_files([args.image], (height, width), channels)[0]
+    else:
+        spec = evaluation._read_spec(args.data) if args.data else own_spec
+        if spec is None:
+            raise ValueError(f"{args.model!r} carries no data spec; pass --data with --index.")
+        conditional = getattr(model, "conditional", False)
+        images, labels = evaluation.load_images(spec, args.split, args.index + 1, labels=conditional)
+        if args.index >= len(images):
+            raise ValueError(f"--index {args.index} is past the end of the data ({len(images)} images).")
+        image = images[args.index]
+        condition = None if labels is None else labels[args.index]
+    if args.condition is not None:
+        condition = np.asarray(int(args.condition))
+    values = None if args.values is None else np.asarray(args.values, np.float64)
+    disentanglement.save_traversal(model, image, args.output, dims=args.dims, values=values,
+                                   condition=condition, scale=args.scale)
+    print(f"latent traversals of {args.model} -> {args.output}")
+    return 0
+
+
+def _interpolate(args):
+    from vaezoo import data, registry, visualize
+
+    model = registry.load_any(args.model)
+    height, width, channels = model.image_shape
+    first, second = data.load_image_files([args.first, args.second], (height, width), channels)
+    condition = None
+    if getattr(model, "conditional", False):
+        if args.condition is None:
+            raise ValueError(f"{args.model} is conditional: pass --condition LABEL.")
+        condition = int(args.condition)
+    line = visualize.interpolate(model, first, second, steps=args.steps, condition=condition)
+    visualize.save_rows_png({"endpoints": [first, second], "interpolation": line}, args.output, scale=args.scale)
+    print(f"{args.steps} images between {args.first} and {args.second} -> {args.output}")
+    return 0
+
+
 def build_parser():
     from vaezoo.strategy import STRATEGIES
 
@@ -184,7 +309,107 @@ def build_parser():
     recon.add_argument("--condition", help="conditional models: comma-separated labels, one per image")
     recon.add_argument("--scale", type=int, default=2)
     recon.set_defaults(func=_reconstruct)
+
+    inter = sub.add_parser("interpolate", help="walk between two images in latent space (PNG)",
+                           description="Decode points on the line between the posterior means of two images.")
+    inter.add_argument("model", help=model_help)
+    inter.add_argument("first")
+    inter.add_argument("second")
+    inter.add_argument("--steps", type=int, default=8, help="images on the line, ends included (>= 2)")
+    inter.add_argument("-o", "--output", default="interpolation.png")
+    inter.add_argument("--condition", help="conditional models: the label used along the line")
+    inter.add_argument("--scale", type=int, default=2)
+    inter.set_defaults(func=_interpolate)
+
+    exp = sub.add_parser("export", help="export a model for TF Serving (SavedModel) and/or TFLite",
+                         description="Export MODEL with explicit signatures (encode, decode, reconstruct, "
+                                     "sample, score) as OUT/NAME/VERSION/ in TF Serving's layout, and "
+                                     "update OUT/models.config and OUT/batching_parameters.txt; "
+                                     "--format tflite/all also writes TFLite files under OUT/tflite/NAME/.")
+    exp.add_argument("model", help=model_help)
+    exp.add_argument("--format", choices=("saved_model", "tflite", "all"), default="saved_model")
+    exp.add_argument("--out", default=os.path.join("exports", "out"), help="export folder (default: exports/out)")
+    exp.add_argument("--name", help="served model name (default: registry name, file stem or workdir name)")
+    exp.add_argument("--version", type=int, default=1, help="SavedModel version number (default 1)")
+    exp.add_argument("--overwrite", action="store_true", help="replace an existing version directory")
+    exp.add_argument("--version-policy", choices=("latest", "specific", "all"), default="latest",
+                     help="models.config version policy for this model (default: latest)")
+    exp.set_defaults(func=_export)
+
+    vq_model_help = "a VQ-VAE: registry name, .keras file or training workdir"
+    comp = sub.add_parser("compress", help="compress images into a .vqz file with a VQ-VAE",
+                          description="Encode images to VQ-VAE codes and entropy-code them with the model's "
+                                      "PixelCNN prior into one .vqz file (layout: docs/vqz_format.md). Images "
+                                      "must have the model's size and channels; nothing is resized.")
+    comp.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
+    comp.add_argument("--model", required=True, help=vq_model_help)
+    comp.add_argument("-o", "--output", required=True, help="the .vqz file to write")
+    comp.add_argument("--tflite", help="encode with this .tflite export of the model (on-device path)")
+    comp.add_argument("--mode", choices=("auto", "prior", "fixed"), default="auto",
+                      help="prior: range coding with the PixelCNN; fixed: ceil(log2 K) bits per code; "
+                           "auto (default): the smaller")
+    comp.set_defaults(func=_compress)
+
+    decomp = sub.add_parser("decompress", help="decode a .vqz file into PNGs",
+                            description="Decode a .vqz file with the model it was written with (checked by "
+                                        "its weights sha256) and write one PNG per image.")
+    decomp.add_argument("file", help="the .vqz file")
+    decomp.add_argument("--model", required=True, help=vq_model_help)
+    decomp.add_argument("-o", "--output", required=True, help="output folder for the PNGs")
+    decomp.add_argument("--tflite", help="decode with this .tflite export of the model")
+    decomp.add_argument("--prefix", default="image", help="PNG names: PREFIX_0000.png, ... (default: image)")
+    decomp.set_defaults(func=_decompress)
+
+    eval_model_help = "a .keras file, a training workdir or a registry name (see `vaezoo list`)"
+    ev = sub.add_parser("eval", help="evaluate a model: ELBO, IWAE, bits/dim, MSE, PSNR, codebook, AUROC, ...",
+                        description="Evaluate MODEL on a split of its data (a workdir's or card's data spec, or "
+                                    "--data), print a table and optionally write JSON. Every input is checked "
+                                    "before the evaluation starts. Metrics: " + ", ".join(_metric_names()) +
+                                    " (or all).")
+    ev.add_argument("model", help=eval_model_help)
+    ev.add_argument("--metrics", nargs="+", default=["elbo,iwae,mse,nmse,psnr"],
+                    help="metric names, space or comma separated (default: elbo iwae mse nmse psnr; 'all' for "
+                         "every metric that applies)")
+    ev.add_argument("--split", default="test", help="data split: npz x_<split>, tfds split or folder/<split> "
+                                                     "(default: test)")
+    ev.add_argument("--data", help="data spec as inline JSON/YAML or a file (default: the model's own)")
+    ev.add_argument("--json", help="write the full report (metrics, data, split, date, hardware) to this file")
+    ev.add_argument("--k", type=int, default=64, help="importance samples for iwae (default 64)")
+    ev.add_argument("--batch-size", type=int, default=128)
+    ev.add_argument("--limit", type=int, default=10000, help="evaluate at most this many images (0: all; "
+                                                              "default 10000)")
+    ev.add_argument("--outliers", help="data spec of the outlier set, for auroc/auprc")
+    ev.add_argument("--score", choices=("elbo", "iwae", "reconstruction"), default="elbo",
+                    help="anomaly score for auroc/auprc (default: negative ELBO)")
+    ev.add_argument("--classifier", help="reference classifier for conditional_accuracy: 'mnist' or a "
+                                         ".weights.h5 path")
+    ev.add_argument("--samples-per-class", type=int, default=100)
+    ev.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    ev.add_argument("--write-card", action="store_true", help="registry models: record the results in the card")
+    ev.set_defaults(func=_eval)
+
+    trav = sub.add_parser("traverse", help="draw latent traversals of one image into a PNG",
+                          description="Encode one image, then vary one latent dimension per row over --values "
+                                      "(posterior mean elsewhere) and decode; writes a labelled PNG grid.")
+    trav.add_argument("model", help=eval_model_help)
+    trav.add_argument("--image", help="an image file (resized to the model's size)")
+    trav.add_argument("--index", type=int, help="or: the index of an image of --data / the model's data split")
+    trav.add_argument("--data", help="data spec for --index (default: the model's own)")
+    trav.add_argument("--split", default="test")
+    trav.add_argument("--condition", help="conditional models: the class label")
+    trav.add_argument("--dims", type=int, nargs="+", help="latent dimensions, one row each (default: first 10)")
+    trav.add_argument("--values", type=float, nargs="+", help="latent values, one column each "
+                                                               "(default: -2.5 .. 2.5 in 9 steps)")
+    trav.add_argument("--scale", type=int, default=2)
+    trav.add_argument("-o", "--output", required=True, help="PNG file to write")
+    trav.set_defaults(func=_traverse)
     return parser
+
+
+def _metric_names():
+    from vaezoo.evaluation import METRICS
+
+    return list(METRICS)
 
 
 def main(argv=None):
