@@ -17,6 +17,7 @@ config round trip (constructor arguments are the config).
 """
 
 import math
+import os
 
 import keras
 import tensorflow as tf
@@ -242,9 +243,18 @@ class LatentVariableModel(keras.Model):
         self.build_from_images()
         return super().save_weights(*args, **kwargs)
 
-    def load_weights(self, *args, **kwargs):
+    def load_weights(self, filepath, *args, **kwargs):
+        """Load weights; a missing, truncated or mismatched file raises a ValueError naming it."""
         self.build_from_images()
-        return super().load_weights(*args, **kwargs)
+        if not os.path.isfile(str(filepath)):
+            raise FileNotFoundError(f"No weights file at {filepath!r}.")
+        try:
+            return super().load_weights(filepath, *args, **kwargs)
+        except (OSError, ValueError, KeyError) as error:
+            raise ValueError(
+                f"Could not load weights from {filepath!r} into {type(self).__name__} "
+                f"(truncated, corrupt, or saved from another architecture): {str(error).splitlines()[0][:300]}"
+            ) from None
 
     def count_params(self):
         self.build_from_images()
