@@ -24,9 +24,15 @@ setup(
         "pyyaml>=6.0",
         "pillow>=10.0",
         "numpy>=1.26",
+        "constriction>=0.4",  # entropy coding of .vqz files (vaezoo.codec)
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6"],
+        "notebooks": ["nbclient>=0.10", "nbformat>=5", "ipykernel>=6", "matplotlib>=3.8"],
+        "test": ["pytest>=8", "hypothesis>=6", "nbclient>=0.10", "nbformat>=5", "ipykernel>=6", "matplotlib>=3.8",
+                 "tensorflow-serving-api>=2.16,<2.22", "grpcio>=1.60"],
+        # gRPC client (vaezoo.serving.GrpcClient). tensorflow-serving-api X.Y requires
+        # tensorflow >= X.Y, so its bound follows tensorflow's (<2.22): 2.21 with TF 2.21.
+        "serving": ["tensorflow-serving-api>=2.16,<2.22", "grpcio>=1.60"],
     },
     entry_points={"console_scripts": ["vaezoo=vaezoo.cli:main"]},
     license="Apache-2.0",

@@ -30,8 +30,10 @@ _LAZY = {
     "build": "vaezoo.registry",
     "list_models": "vaezoo.registry",
     "info": "vaezoo.registry",
+    "export": "vaezoo.export",
+    "evaluate": "vaezoo.evaluation",
 }
-_SUBMODULES = {"registry", "data", "distributions", "networks", "models", "training", "validation", "visualize", "cli"}
+_SUBMODULES = {"registry", "data", "distributions", "networks", "models", "training", "validation", "visualize", "cli", "serving", "evaluation", "disentanglement"}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES)
 

@@ -1,0 +1,140 @@
+"""Exports of vaezoo models: SavedModel / TF Serving and TFLite (LiteRT) variants.
+
+`vaezoo.export(model_or_path, out, format="saved_model")` is the one entry point (the
+`vaezoo export` command calls it); `vaezoo.export.saved_model` and `vaezoo.export.tflite`
+hold the format-specific functions. This package module is itself callable, so
+`vaezoo.export(...)` works whether or not the subpackage has been imported.
+"""
+
+import os
+import sys
+import types
+
+FORMATS = ("saved_model", "tflite", "all")
+
+
+def _load_model(source):
+    """`(model, default_name)` from a model object, a `.keras` file, a workdir or a registry name."""
+    from vaezoo.models.base import LatentVariableModel
+
+    if isinstance(source, LatentVariableModel):
+        return source, None
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(
+            "MODEL must be a vaezoo model, a .keras file, a training workdir or a registry name; "
+            f"got {type(source).__name__}."
+        )
+    path = os.fspath(source)
+    stem = os.path.basename(os.path.normpath(path))
+    if os.path.isfile(path):
+        if not path.endswith(".keras"):
+            raise ValueError(f"{path} is a file but not a .keras model (expected MODEL.keras).")
+        import keras
+
+        import vaezoo.models  # noqa: F401  (registers the classes for deserialization)
+
+        return keras.saving.load_model(path, safe_mode=True), stem[: -len(".keras")]
+    if os.path.isdir(path):
+        config = os.path.join(path, "final", "model_config.json")
+        if not os.path.isfile(config):
+            raise FileNotFoundError(
+                f"{path} is a folder but not a finished training workdir (no {config}); expected "
+                "a .keras file, a workdir written by `vaezoo train`, or a registry name."
+            )
+        from vaezoo.training import load_trained
+
+        return load_trained(path), stem
+    looks_like_path = os.sep in path or path.endswith((".keras", ".h5")) or path.startswith(".")
+    if looks_like_path:
+        raise FileNotFoundError(f"No such model file or workdir: {path}.")
+    try:
+        from vaezoo import registry
+    except ImportError as error:
+        raise FileNotFoundError(
+            f"{path!r} is not a file or workdir, and the model registry is not available to "
+            f"look it up as a registry name ({error})."
+        ) from None
+    if not hasattr(registry, "load"):
+        raise FileNotFoundError(f"{path!r} is not a file or workdir, and vaezoo.registry has no load().")
+    return registry.load(path), path
+
+
+def export(
+    model,
+    out,
+    format="saved_model",
+    model_name=None,
+    version=1,
+    overwrite=False,
+    version_policy="latest",
+    float_signatures=True,
+    **tflite_kwargs,
+):
+    """Export a model for serving: SavedModel in TF Serving's layout, TFLite files, or both.
+
+    Args:
+        model: a vaezoo model object, a `.keras` file, a training workdir (written by
+            `vaezoo train`; loaded with `vaezoo.training.load_trained`) or a registry name
+            such as `"vq-vae-cifar"` (loaded with `vaezoo.registry.load`).
+        out: the export folder, e.g. `exports/out` (the folder TF Serving mounts).
+        format: `"saved_model"`, `"tflite"` or `"all"`.
+        model_name: the served name; default: the registry name, the `.keras` file's stem,
+            the workdir's folder name, or the model's Keras name.
+        version: SavedModel version (integer >= 1).
+        overwrite: replace an existing SavedModel version.
+        version_policy: `"latest"`, `"specific"` or `"all"` (see
+            `vaezoo.export.saved_model.write_model_config`).
+        float_signatures: also export the float32-image signatures (`*_float`).
+        **tflite_kwargs: passed to `vaezoo.export.tflite.export_tflite` (e.g. `variants`,
+            `representative_images`). Without representative images and without
+            `variants`, every variant but `full_int8` (which needs calibration images) is
+            written.
+
+    Returns:
+        dict with `"saved_model"` (the version directory) and/or `"tflite"` (dict variant ->
+        file path, written under `out/tflite/<model_name>/`).
+
+    Example:
+        >>> import vaezoo
+        >>> vaezoo.export("runs/vae-mnist", "exports/out", version=3)
+        {'saved_model': 'exports/out/vae-mnist/3'}
+        >>> vaezoo.export(model, "exports/out", format="all", model_name="vq-vae-cifar",
+        ...               representative_images=x_train[:200])
+    """
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}.")
+    from vaezoo.export import saved_model as sm
+
+    if tflite_kwargs and format == "saved_model":
+        raise TypeError(f"Unexpected arguments for a SavedModel export: {sorted(tflite_kwargs)}.")
+    model, default_name = _load_model(model)
+    name = sm.check_model_name(model_name or default_name or sm.default_model_name(model))
+    out = os.fspath(out)
+    result = {}
+    if format in ("saved_model", "all"):
+        result["saved_model"] = sm.export_saved_model(
+            model, out, model_name=name, version=version, overwrite=overwrite,
+            version_policy=version_policy, float_signatures=float_signatures,
+        )
+    if format in ("tflite", "all"):
+        try:
+            from vaezoo.export import tflite
+        except ImportError as error:
+            raise ImportError(
+                f"format={format!r} needs vaezoo.export.tflite, which could not be imported "
+                f"({error}); export with format='saved_model' instead."
+            ) from error
+        if "variants" not in tflite_kwargs and tflite_kwargs.get("representative_images") is None:
+            tflite_kwargs["variants"] = tuple(v for v in getattr(tflite, "VARIANTS", ()) if v != "full_int8")
+        result["tflite"] = tflite.export_tflite(model, os.path.join(out, "tflite", name), **tflite_kwargs)
+    return result
+
+
+class _CallableModule(types.ModuleType):
+    """Lets `vaezoo.export(...)` call `export` once `vaezoo.export` is this (sub)package."""
+
+    def __call__(self, *args, **kwargs):
+        return export(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

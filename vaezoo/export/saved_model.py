@@ -1,0 +1,708 @@
+"""SavedModel exports with explicit, named signatures, in the layout TF Serving loads.
+
+`export_saved_model(model, "exports/out", model_name="vae-mnist", version=1)` writes
+
+```
+exports/out/
+  models.config                 TF Serving model_config_list (every exported model)
+  batching_parameters.txt       server-side batching defaults (written once, then yours)
+  vae-mnist/
+    1/                          saved_model.pb + variables/ + assets.extra/vaezoo_export.json
+```
+
+The version directory appears in one `rename` of a finished temporary sibling
+(`vae-mnist/.tmp-1-...`, a name TF Serving ignores because it is not a number), so an export
+that dies half-way never leaves a version the server would try to load.
+
+Signatures (built with `keras.export.ExportArchive`, one endpoint each; every input and
+output has the batch on axis 0, so all of them work with `--enable_batching`):
+
+| signature | inputs | outputs |
+|---|---|---|
+| `encode` | `images` uint8 `(batch, H, W, C)` | `mean`, `stddev` float32 `(batch, latent_dim)`; VQ-VAE: `codes` int32 `(batch, h, w)`, `quantization_error` float32 `(batch,)` |
+| `decode` | `z` float32 `(batch, latent_dim)`; VQ-VAE: `codes` int32 `(batch, h, w)` | `images` float32 in [0, 1], `images_uint8` uint8 |
+| `reconstruct` | `images` uint8 | `images`, `images_uint8` |
+| `sample` | `seed` int32 `(batch,)` | `images`, `images_uint8`: row i is `model.sample(1, seed=seed[i])` |
+| `score` | `images` uint8 | `neg_elbo`, `bits_per_dim`, `nll`, `kl` float32 `(batch,)` |
+| `serving_default` | as `reconstruct` | as `reconstruct` |
+| `encode_float`, `reconstruct_float`, `score_float` | `images` float32 in [0, 1] | as without `_float` |
+
+Conditional models (`CVAE`) take `condition` in every signature: int32 labels `(batch,)` in
+[0, num_classes) (or float32 `(batch, condition_dim)` for a CVAE on real vectors). `HierarchicalVAE`: `encode` is the top layer's posterior and
+`decode` takes a top latent (lower layers at their prior means), as the Python API does.
+
+Design notes:
+- `sample` takes one seed per image rather than `(n, seed)` scalars: TF Serving's batching
+  concatenates requests on axis 0 and refuses rank-0 inputs ("Batching Run() input tensors
+  must have at least one dimension", tensorflow/serving#494), and one seed per row keeps a
+  sample independent of what else the server batched it with. Ask for n images with
+  seeds `seed, seed + 1, ..., seed + n - 1` (what `vaezoo.serving`'s `client.sample(n, seed)`
+  does). The temperature is 1. Rows are drawn one after another (`tf.map_fn` over the
+  seeds, each running the family's own `_sample`), so a VQ-VAE's autoregressive prior costs
+  one PixelCNN pass per code position per image.
+- `score` is the anomaly score: the negative ELBO per example, computed deterministically
+  with the posterior MEAN in place of the posterior sample (VAE-likes: `-log p(x | E[z]) +
+  KL(q(z | x) || p(z))`, KL analytic; hierarchical: posterior means at every layer and the
+  per-layer KLs given them; VQ-VAE: exact, the model's ELBO). No random draw, so the same
+  image always gets the same score whatever it is batched with. `bits_per_dim` is
+  `neg_elbo / (H * W * C * ln 2)`. `deterministic_score(model, images)` is the same number
+  in Python.
+"""
+
+import contextlib
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import uuid
+
+#: signatures of every export (`serving_default` is `reconstruct`).
+SIGNATURES = ("encode", "decode", "reconstruct", "sample", "score", "serving_default")
+#: the float-image variants, added unless `float_signatures=False`.
+FLOAT_SIGNATURES = ("encode_float", "reconstruct_float", "score_float")
+#: version policies `write_model_config` writes.
+VERSION_POLICIES = ("latest", "specific", "all")
+#: the server-side batching defaults written to `batching_parameters.txt` (a CPU server).
+DEFAULT_BATCHING = {
+    "max_batch_size": 64,
+    "batch_timeout_micros": 2000,
+    "max_enqueued_batches": 100,
+    "num_batch_threads": 4,
+}
+#: provenance file written inside every version (TF Serving ignores `assets.extra`).
+MANIFEST = os.path.join("assets.extra", "vaezoo_export.json")
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class ExportExistsError(FileExistsError):
+    """The version directory already holds an export (pass `overwrite=True` to replace it)."""
+
+
+def check_model_name(name):
+    """Raise `ValueError` unless `name` is a usable TF Serving model name (it goes into URLs)."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(
+            "model_name must start with a letter or digit and contain only letters, digits, "
+            f"'.', '_' and '-' (it becomes a URL path and a directory), got {name!r}."
+        )
+    return name
+
+
+def default_model_name(model):
+    """A TF Serving name for `model`: its Keras name, lowercased, other characters -> '-'."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", str(getattr(model, "name", "") or type(model).__name__).lower())
+    return name.strip("-._") or "model"
+
+
+# --------------------------------------------------------------------- families
+def _family(model):
+    """`"vq"`, `"hierarchical"`, `"conditional"` or `"gaussian"`; TypeError otherwise."""
+    from vaezoo.models import CVAE, VAE, VQVAE, HierarchicalVAE
+
+    if isinstance(model, VQVAE):
+        return "vq"
+    if isinstance(model, HierarchicalVAE):
+        return "hierarchical"
+    if isinstance(model, CVAE):
+        return "conditional"
+    if isinstance(model, VAE):
+        return "gaussian"
+    raise TypeError(
+        "export_saved_model exports vaezoo models (VAE, BetaVAE, CVAE, VQVAE, HierarchicalVAE "
+        f"or subclasses), got {type(model).__name__}."
+    )
+
+
+def _condition_spec(model):
+    """The wire type of a CVAE's condition: int32 labels or float32 vectors."""
+    import tensorflow as tf
+
+    if model.num_classes is not None:
+        return tf.TensorSpec((None,), tf.int32, name="condition")
+    return tf.TensorSpec((None, model.condition_dim), tf.float32, name="condition")
+
+
+def _checked_condition(model, condition):
+    """Graph checks of a wire condition; returns the float32 `(batch, C)` the networks see."""
+    import tensorflow as tf
+
+    if model.num_classes is not None:
+        k = model.num_classes
+        message = f"condition must be int32 class labels in [0, {k}), one per image"
+        checks = [
+            tf.debugging.assert_non_negative(condition, message=message),
+            tf.debugging.assert_less(condition, tf.constant(k, condition.dtype), message=message),
+        ]
+    else:
+        checks = [tf.debugging.assert_all_finite(condition, "condition contains NaN or Inf")]
+    with tf.control_dependencies(checks):
+        return model._condition_tensor(tf.identity(condition))
+
+
+def _checked_images(model, images):
+    """Graph checks of wire images (shape; float range); returns float32 in [0, 1]."""
+    import tensorflow as tf
+
+    from vaezoo import validation
+
+    height, width, channels = model.image_shape
+    kind = "uint8 in [0, 255]" if images.dtype == tf.uint8 else "float32 in [0, 1]"
+    expected = f"(batch, {height}, {width}, {channels})"
+    shape = tf.shape(images)
+    padded = tf.concat([shape, tf.zeros([4], tf.int32)], 0)
+    ok = tf.logical_and(tf.equal(tf.size(shape), 4), tf.reduce_all(tf.equal(padded[1:4], [height, width, channels])))
+    message = f"images must be {kind} with shape {expected}, channels last; got shape"
+    checks = [tf.debugging.Assert(ok, [message, shape], summarize=8)]
+    if images.dtype != tf.uint8:
+        message = f"images must be float32 in [0, 1] with shape {expected}"
+        checks += [
+            tf.debugging.assert_all_finite(images, message),
+            tf.debugging.assert_greater_equal(images, tf.constant(0.0, images.dtype), message=message),
+            tf.debugging.assert_less_equal(images, tf.constant(1.0, images.dtype), message=message),
+        ]
+    with tf.control_dependencies(checks):
+        images = tf.identity(images)
+    return validation.check_images(images, model.image_shape, name="images")
+
+
+def _image_outputs(images):
+    import tensorflow as tf
+
+    images = tf.cast(images, tf.float32)
+    return {"images": images, "images_uint8": tf.cast(tf.round(images * 255.0), tf.uint8)}
+
+
+# --------------------------------------------------------------------- computations
+def _score_terms(model, x, condition):
+    """Deterministic negative ELBO terms (see the module docstring); x float32 in [0, 1]."""
+    import tensorflow as tf
+
+    from vaezoo.distributions import kl_divergence
+
+    family = _family(model)
+    if family == "vq":
+        codes = model.quantizer.nearest_codes(model.encoder(x))
+        likelihood = model._decode(model.quantizer.embed(codes))
+        nll = -likelihood.log_prob(model.likelihood.targets(x))
+        kl = tf.fill(tf.shape(nll), tf.constant(model.kl_per_example, tf.float32))
+    elif family == "hierarchical":
+        out = model._top_down(model._bottom_up(x), use_mean=True)
+        nll = model._nll(x, out["state"])
+        kl = tf.add_n([kl_divergence(q, p, z) for q, p, z in zip(out["posterior"], out["prior"], out["z"])])
+    else:
+        posterior = model._encode(x, condition)
+        z = posterior.mean()
+        nll = model._nll(x, z, condition)
+        prior = model.prior_distribution(condition) if family == "conditional" else model.prior()
+        kl = tf.reduce_sum(kl_divergence(posterior.distribution, prior.distribution, z), axis=-1)
+    nll, kl = tf.cast(nll, tf.float32), tf.cast(kl, tf.float32)
+    neg_elbo = nll + kl
+    return {
+        "neg_elbo": neg_elbo,
+        "bits_per_dim": neg_elbo / (model.num_dims * math.log(2.0)),
+        "nll": nll,
+        "kl": kl,
+    }
+
+
+def deterministic_score(model, images, condition=None):
+    """The `score` signature's numbers in Python: deterministic negative ELBO per example.
+
+    The posterior mean replaces the posterior sample (so the score has no randomness and
+    does not depend on the rest of the batch); for a VQ-VAE it is the model's exact ELBO.
+
+    Args:
+        model: a vaezoo model (VAE, BetaVAE, CVAE, VQVAE, HierarchicalVAE).
+        images: uint8 in [0, 255] or float in [0, 1], shape `(batch, H, W, C)`.
+        condition: a CVAE's condition (one per image); `None` for unconditional models.
+
+    Returns:
+        dict of float32 `(batch,)` tensors: `neg_elbo` and `nll`, `kl` in nats,
+        `bits_per_dim`.
+
+    Example:
+        >>> scores = deterministic_score(model, test_images)["bits_per_dim"]
+        >>> outliers = np.argsort(scores)[-10:]          # the least likely images
+    """
+    x = model._images(images, name="images")
+    condition = model._check_condition(condition, x.shape[0])
+    return _score_terms(model, x, condition)
+
+
+@contextlib.contextmanager
+def _fixed_seed(model, seed):
+    """Make `model._next_seed()` return `seed` (a traced int32 `(2,)` tensor) for a while.
+
+    The families' `_sample` hooks draw from `_next_seed()` when given no Python seed; this
+    feeds them the signature's seed tensor, so `sample` runs each family's own code.
+    """
+    object.__setattr__(model, "_next_seed", lambda: seed)
+    try:
+        yield
+    finally:
+        object.__delattr__(model, "_next_seed")
+
+
+def _sample_rows(model, seed, condition=None):
+    """Images `(batch, H, W, C)`: row i is `model.sample(1, seed=seed[i], condition=...)`."""
+    import tensorflow as tf
+
+    def one(args):
+        row_seed, row_condition = args if condition is not None else (args, None)
+        pair = tf.stack([row_seed, tf.zeros_like(row_seed)])
+        kwargs = {} if row_condition is None else {"condition": row_condition[None]}
+        with _fixed_seed(model, pair):
+            return tf.cast(model.sample(1, **kwargs)[0], tf.float32)
+
+    elems = seed if condition is None else (seed, condition)
+    spec = tf.TensorSpec(model.image_shape, tf.float32)
+    return tf.map_fn(one, elems, fn_output_signature=spec)
+
+
+# --------------------------------------------------------------------- endpoints
+def signature_functions(model, float_signatures=True):
+    """The export's endpoints: dict name -> `(fn, input_signature)`.
+
+    Each `fn` takes the named tensors of its signature (positionally, in the order of
+    `input_signature`) and returns a dict of named output tensors. Used by
+    `export_saved_model`; handy for tracing or testing endpoints without writing files.
+
+    Args:
+        model: a vaezoo model (VAE, BetaVAE, CVAE, VQVAE, HierarchicalVAE).
+        float_signatures: also add `encode_float`, `reconstruct_float`, `score_float`,
+            which take float32 images in [0, 1] instead of uint8.
+    """
+    import tensorflow as tf
+
+    family = _family(model)
+    model.build_from_images()
+    image_shape = tuple(model.image_shape)
+    uint8_images = tf.TensorSpec((None, *image_shape), tf.uint8, name="images")
+    float_images = tf.TensorSpec((None, *image_shape), tf.float32, name="images")
+    conditional = family == "conditional"
+    condition_spec = [_condition_spec(model)] if conditional else []
+
+    def split(args):
+        images, *rest = args
+        return images, (_checked_condition(model, rest[0]) if conditional else None)
+
+    def encode(*args):
+        images, condition = split(args)
+        x = _checked_images(model, images)
+        if family == "vq":
+            z_e = tf.cast(model.encoder(x), tf.float32)
+            codes = model.quantizer.nearest_codes(z_e)
+            error = tf.reduce_mean(tf.square(z_e - model.quantizer.embed(codes)), axis=[1, 2, 3])
+            return {"codes": tf.cast(codes, tf.int32), "quantization_error": error}
+        posterior = model.encode(x, condition) if conditional else model.encode(x)
+        return {"mean": tf.cast(posterior.mean(), tf.float32), "stddev": tf.cast(posterior.stddev(), tf.float32)}
+
+    def reconstruct(*args):
+        images, condition = split(args)
+        x = _checked_images(model, images)
+        kwargs = {"condition": condition} if conditional else {}
+        return _image_outputs(model.reconstruct(x, **kwargs))
+
+    def score(*args):
+        images, condition = split(args)
+        return _score_terms(model, _checked_images(model, images), condition)
+
+    if family == "vq":
+        k = model.num_embeddings
+        grid = tuple(model.grid_shape)
+        decode_signature = [tf.TensorSpec((None, *grid), tf.int32, name="codes")]
+
+        def decode(codes):
+            message = f"codes must be int32 code indices in [0, {k}) with shape (batch, {grid[0]}, {grid[1]})"
+            checks = [
+                tf.debugging.assert_non_negative(codes, message=message),
+                tf.debugging.assert_less(codes, k, message=message),
+            ]
+            with tf.control_dependencies(checks):
+                codes = tf.identity(codes)
+            return _image_outputs(model.decode_codes(codes))
+
+    else:
+        decode_signature = [tf.TensorSpec((None, model.latent_dim), tf.float32, name="z")] + condition_spec
+
+        def decode(z, *rest):
+            with tf.control_dependencies([tf.debugging.assert_all_finite(z, "z contains NaN or Inf")]):
+                z = tf.identity(z)
+            if conditional:
+                likelihood = model.decode(z, _checked_condition(model, rest[0]))
+            else:
+                likelihood = model.decode(z)
+            return _image_outputs(model.likelihood.image(likelihood))
+
+    def sample(seed, *rest):
+        condition = _checked_condition(model, rest[0]) if conditional else None
+        return _image_outputs(_sample_rows(model, seed, condition))
+
+    seed_signature = [tf.TensorSpec((None,), tf.int32, name="seed")] + condition_spec
+    endpoints = {
+        "encode": (encode, [uint8_images] + condition_spec),
+        "decode": (decode, decode_signature),
+        "reconstruct": (reconstruct, [uint8_images] + condition_spec),
+        "sample": (sample, seed_signature),
+        "score": (score, [uint8_images] + condition_spec),
+        "serving_default": (reconstruct, [uint8_images] + condition_spec),
+    }
+    if float_signatures:
+        endpoints["encode_float"] = (encode, [float_images] + condition_spec)
+        endpoints["reconstruct_float"] = (reconstruct, [float_images] + condition_spec)
+        endpoints["score_float"] = (score, [float_images] + condition_spec)
+    return endpoints
+
+
+def build_export_archive(model, float_signatures=True):
+    """A `keras.export.ExportArchive` with every endpoint of `signature_functions` added."""
+    import keras
+
+    archive = keras.export.ExportArchive()
+    for name, (fn, input_signature) in signature_functions(model, float_signatures).items():
+        archive.add_endpoint(name=name, fn=fn, input_signature=input_signature)
+    return archive
+
+
+# --------------------------------------------------------------------- writing
+def _default_mode(mode=0o777):
+    """`mode` less the process umask: what `mkdir` / `open` would give (mkdtemp gives 0700)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
+
+
+def _version_dirs(model_dir):
+    """Sorted integer versions present under a model's base path."""
+    if not os.path.isdir(model_dir):
+        return []
+    return sorted(int(d) for d in os.listdir(model_dir) if d.isdigit() and os.path.isdir(os.path.join(model_dir, d)))
+
+
+def _write_manifest(model, path, name, version, signatures):
+    import keras
+    import tensorflow as tf
+
+    import vaezoo
+
+    manifest = {
+        "model_name": name,
+        "version": version,
+        "class": type(model).__name__,
+        "config": model.get_config(),
+        "signatures": list(signatures),
+        "vaezoo": vaezoo.__version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=2, sort_keys=True, default=str)
+        f.write("\n")
+
+
+def export_saved_model(
+    model,
+    directory,
+    model_name=None,
+    version=1,
+    overwrite=False,
+    version_policy="latest",
+    float_signatures=True,
+    base_path=None,
+    batching_parameters=None,
+):
+    """Export `model` as a SavedModel with explicit signatures, in TF Serving's layout.
+
+    Writes `directory/<model_name>/<version>/` (via a temporary sibling and one rename, so
+    a failed export leaves nothing TF Serving would load), then adds or updates the model's
+    entry in `directory/models.config` and writes `directory/batching_parameters.txt` if it
+    is missing. The signatures are listed in this module's docstring.
+
+    Args:
+        model: a vaezoo model (VAE, BetaVAE, CVAE, VQVAE, HierarchicalVAE).
+        directory: the model base folder the server mounts (e.g. `exports/out`).
+        model_name: TF Serving model name (letters, digits, `.`, `_`, `-`); default: the
+            Keras name of the model, lowercased.
+        version: integer version >= 1 (TF Serving serves the highest by default).
+        overwrite: replace an existing non-empty version directory.
+        version_policy: `"latest"` (serve the newest version), `"specific"` (serve every
+            version now present under `directory/<model_name>/`) or `"all"`.
+        float_signatures: also export `encode_float`, `reconstruct_float` and
+            `score_float` (float32 images in [0, 1]).
+        base_path: the model's base path as the server sees it in `models.config`;
+            default `/models/<model_name>` (the Docker mount in `exports/README.md`).
+        batching_parameters: dict of batching parameters to (re)write
+            `batching_parameters.txt` with; `None` writes `DEFAULT_BATCHING` only if the
+            file does not exist.
+
+    Returns:
+        the path of the version directory.
+
+    Raises:
+        ExportExistsError: the version directory is not empty and `overwrite` is False.
+        ValueError / TypeError: a bad name, version, policy or model.
+
+    Example:
+        >>> from vaezoo.export.saved_model import export_saved_model
+        >>> export_saved_model(model, "exports/out", model_name="vae-mnist", version=2)
+        'exports/out/vae-mnist/2'
+        >>> # docker run -p 8501:8501 --mount type=bind,source=$PWD/exports/out,target=/models \\
+        >>> #     tensorflow/serving --model_config_file=/models/models.config
+    """
+    from vaezoo import validation
+
+    name = check_model_name(model_name if model_name is not None else default_model_name(model))
+    validation.check_int("version", version, 1)
+    if version_policy not in VERSION_POLICIES:
+        raise ValueError(f"version_policy must be one of {VERSION_POLICIES}, got {version_policy!r}.")
+    _family(model)
+    directory = os.fspath(directory)
+    model_dir = os.path.join(directory, name)
+    final = os.path.join(model_dir, str(int(version)))
+    if os.path.isdir(final) and os.listdir(final) and not overwrite:
+        raise ExportExistsError(
+            f"{final} already holds an export (version {version} of {name!r}). Export a new "
+            "version (a higher --version) or pass overwrite=True (--overwrite) to replace it."
+        )
+    if os.path.exists(final) and not os.path.isdir(final):
+        raise ExportExistsError(f"{final} exists and is not a directory; remove it first.")
+
+    archive = build_export_archive(model, float_signatures)
+    signatures = SIGNATURES + (FLOAT_SIGNATURES if float_signatures else ())
+    os.makedirs(model_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".tmp-{int(version)}-", dir=model_dir)
+    old = None
+    try:
+        os.chmod(tmp, _default_mode())  # readable by a server running as another user
+        archive.write_out(tmp, verbose=False)
+        _write_manifest(model, os.path.join(tmp, MANIFEST), name, int(version), signatures)
+        if os.path.isdir(final):
+            if os.listdir(final):
+                if not overwrite:  # another export finished first
+                    raise ExportExistsError(f"{final} was written by another export meanwhile.")
+                old = os.path.join(model_dir, f".old-{int(version)}-{uuid.uuid4().hex[:8]}")
+                os.rename(final, old)  # move the old version aside, then swap
+            else:
+                os.rmdir(final)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not os.path.exists(final):
+            os.rename(old, final)
+            old = None
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    with _config_lock(directory):  # concurrent exports into one folder keep every entry
+        write_model_config(directory, name, version_policy=version_policy, base_path=base_path)
+        write_batching_parameters(directory, batching_parameters)
+    return final
+
+
+# --------------------------------------------------------------------- models.config
+@contextlib.contextmanager
+def _config_lock(directory):
+    """An exclusive lock on `directory/.models.config.lock` (POSIX; a no-op elsewhere)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; exports into one folder should not overlap
+        yield
+        return
+    with open(os.path.join(directory, ".models.config.lock"), "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+_TOKEN = re.compile(r'\s+|#[^\n]*|"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|[{}<>:;,\[\]]|[^\s{}<>:;,\[\]"\'#]+')
+
+
+def _tokens(text):
+    pos, out = 0, []
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if not match:
+            raise ValueError(f"models.config: cannot parse text at offset {pos}: {text[pos:pos + 20]!r}")
+        token = match.group(0)
+        pos = match.end()
+        if not token.isspace() and not token.startswith("#"):
+            out.append(token)
+    return out
+
+
+def parse_text_proto(text):
+    """Parse protobuf text format (as in `models.config`) into `[(field, value), ...]`.
+
+    A value is a string (quoted strings unquoted), a bare token (numbers, enums) or, for
+    a nested message, another such list. Repeated fields appear once per value.
+    """
+    tokens = _tokens(text)
+    pos = 0
+
+    def message(end):
+        nonlocal pos
+        fields = []
+        while pos < len(tokens) and tokens[pos] != end:
+            field = tokens[pos]
+            pos += 1
+            if pos < len(tokens) and tokens[pos] == ":":
+                pos += 1
+            if pos >= len(tokens):
+                raise ValueError(f"models.config: field {field!r} has no value.")
+            token = tokens[pos]
+            if token in ("{", "<"):
+                pos += 1
+                fields.append((field, message("}" if token == "{" else ">")))
+                pos += 1
+            elif token == "[":  # a short-form repeated scalar: [1, 2]
+                pos += 1
+                while tokens[pos] != "]":
+                    if tokens[pos] != ",":
+                        fields.append((field, _scalar(tokens[pos])))
+                    pos += 1
+                pos += 1
+            else:
+                fields.append((field, _scalar(token)))
+                pos += 1
+            while pos < len(tokens) and tokens[pos] in (";", ","):
+                pos += 1
+        if end is not None and pos >= len(tokens):
+            raise ValueError("models.config: a message is not closed.")
+        return fields
+
+    return message(None)
+
+
+class _Quoted(str):
+    """A string value that was quoted in the text (and is written back quoted)."""
+
+
+def _scalar(token):
+    if token[0] in "\"'":
+        return _Quoted(re.sub(r"\\(.)", r"\1", token[1:-1]))
+    return token
+
+
+def format_text_proto(fields, indent=0):
+    """Write `[(field, value), ...]` (see `parse_text_proto`) as protobuf text format."""
+    pad = "  " * indent
+    lines = []
+    for field, value in fields:
+        if isinstance(value, list):
+            lines.append(f"{pad}{field} {{")
+            lines.append(format_text_proto(value, indent + 1))
+            lines.append(f"{pad}}}")
+        elif isinstance(value, _Quoted):
+            escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+            lines.append(f'{pad}{field}: "{escaped}"')
+        else:
+            lines.append(f"{pad}{field}: {value}")
+    return "\n".join(line for line in lines if line)
+
+
+def _version_policy(policy, versions):
+    if policy == "latest":
+        return [("latest", [("num_versions", "1")])]
+    if policy == "all":
+        return [("all", [])]
+    return [("specific", [("versions", str(v)) for v in versions])]
+
+
+def write_model_config(directory, model_name, version_policy="latest", base_path=None):
+    """Add or update `model_name`'s entry in `directory/models.config` (atomically).
+
+    Other models' entries, and other fields of this model's entry (e.g. `version_labels`),
+    are kept. The file is TF Serving's `ModelServerConfig` text format.
+
+    Args:
+        directory: the folder that holds one subfolder per model.
+        model_name: the model's name (its subfolder).
+        version_policy: `"latest"`, `"specific"` (every version now under the model's
+            folder) or `"all"`.
+        base_path: the model's folder as the server sees it; default `/models/<name>`.
+
+    Returns:
+        the path of `models.config`.
+    """
+    from vaezoo.io import atomic_path
+
+    check_model_name(model_name)
+    if version_policy not in VERSION_POLICIES:
+        raise ValueError(f"version_policy must be one of {VERSION_POLICIES}, got {version_policy!r}.")
+    directory = os.fspath(directory)
+    path = os.path.join(directory, "models.config")
+    fields = []
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            fields = parse_text_proto(f.read())
+    lists = [value for key, value in fields if key == "model_config_list"]
+    if not lists:
+        fields.append(("model_config_list", []))
+        lists = [fields[-1][1]]
+    configs = lists[0]
+    entry = None
+    for key, value in configs:
+        if key == "config" and any(k == "name" and v == model_name for k, v in value):
+            entry = value
+            break
+    if entry is None:
+        entry = [("name", _Quoted(model_name))]
+        configs.append(("config", entry))
+    versions = _version_dirs(os.path.join(directory, model_name))
+    updates = {
+        "base_path": _Quoted(base_path if base_path is not None else f"/models/{model_name}"),
+        "model_platform": _Quoted("tensorflow"),
+        "model_version_policy": _version_policy(version_policy, versions),
+    }
+    for key, value in updates.items():
+        for i, (k, _) in enumerate(entry):
+            if k == key:
+                entry[i] = (key, value)
+                break
+        else:
+            entry.append((key, value))
+    header = "# TF Serving model config, written by `vaezoo export` (entries of other models are kept).\n"
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(header + format_text_proto(fields) + "\n")
+        os.chmod(tmp, _default_mode(0o666))
+    return path
+
+
+def write_batching_parameters(directory, parameters=None):
+    """Write `directory/batching_parameters.txt` for `--enable_batching`.
+
+    Args:
+        directory: the export folder.
+        parameters: dict of `BatchingParameters` fields (e.g. `max_batch_size`,
+            `batch_timeout_micros`, `allowed_batch_sizes` as a list); `None` writes
+            `DEFAULT_BATCHING` if the file does not exist and keeps an existing file.
+
+    Returns:
+        the path of the file.
+    """
+    from vaezoo.io import atomic_path
+
+    path = os.path.join(os.fspath(directory), "batching_parameters.txt")
+    if parameters is None and os.path.exists(path):
+        return path
+    parameters = dict(DEFAULT_BATCHING if parameters is None else parameters)
+    lines = ["# TF Serving BatchingParameters (text format), read with --enable_batching."]
+    for key, value in parameters.items():
+        if isinstance(value, bool):
+            lines.append(f"{key}: {str(value).lower()}")
+        elif isinstance(value, (list, tuple)):
+            lines += [f"{key}: {int(v)}" for v in value]
+        else:
+            lines.append(f"{key} {{ value: {int(value)} }}")
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        os.chmod(tmp, _default_mode(0o666))
+    return path
