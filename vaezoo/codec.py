@@ -1,0 +1,632 @@
+"""`.vqz`: a compressed image file format built on a VQ-VAE and its PixelCNN prior.
+
+An image becomes its VQ-VAE code grid (`encode_to_codes`); the codes are entropy-coded with
+a range coder (the `constriction` package) driven by the prior's categorical
+p(c_i | c_<i) at each position, in raster order, so a file costs about
+-log2 p(codes) bits plus a fixed header. Decoding runs the prior autoregressively (one
+PixelCNN pass per grid position, batched over images) and decodes the codes back to images.
+Where the prior would not help (a model without a prior, or a file where it costs more),
+codes are stored with a fixed ceil(log2 K) bits each. The byte layout is in
+`docs/vqz_format.md`.
+
+Probabilities are bit-identical at both ends because both run the SAME computation: the
+encoder, too, walks the positions in raster order with the not-yet-coded positions set to
+0 and the images batched in groups of the header's `prior batch size`, turns the float32
+logits into float64 probabilities with the same numpy softmax, and hands them to
+constriction's `Categorical(perfect=False)`, which quantizes them deterministically. That
+holds on one software and hardware stack; decoding on different hardware or TensorFlow
+versions can compute different logits, and a CRC32 of the codes in the header turns such a
+mismatch into a clear error instead of wrong images.
+
+The encoder and decoder networks are the Keras model's, or a TFLite export's
+(`vaezoo.export.tflite`, on-device path) when `tflite=` is given; the prior always runs in
+TensorFlow.
+
+Example:
+    >>> from vaezoo import codec
+    >>> data = codec.compress(model, images)            # uint8 (n, 32, 32, 3) -> bytes
+    >>> restored = codec.decompress(model, data)        # float32 in [0, 1]
+    >>> codec.write_vqz("photos.vqz", model, images)
+    >>> codec.read_vqz("photos.vqz", model).shape
+    (n, 32, 32, 3)
+"""
+
+import dataclasses
+import math
+import os
+import struct
+import weakref
+import zlib
+
+import numpy as np
+
+from vaezoo import validation
+from vaezoo.io import atomic_path
+
+#: first 8 bytes of every .vqz file (PNG-style: a non-ASCII byte, the name, CR LF, ^Z, LF).
+MAGIC = b"\x89VQZ\r\n\x1a\n"
+#: the format version this module writes and reads.
+FORMAT_VERSION = 1
+#: coding modes (the header's `coding mode` byte).
+MODE_FIXED = 0
+MODE_PRIOR = 1
+MODE_NAMES = {MODE_FIXED: "fixed", MODE_PRIOR: "prior"}
+#: images per PixelCNN pass when coding with the prior (stored in the header).
+DEFAULT_PRIOR_BATCH = 64
+
+_PREFIX = struct.Struct("<8sHH")  # magic, version, model-name length
+_FIELDS = struct.Struct("<32s3H2HIIBHIQ")  # sha256, image shape, grid, K, N, mode, batch, codes crc, payload length
+_TRAILER = struct.Struct("<I")  # crc32 of everything before it
+
+
+class VQZFormatError(ValueError):
+    """A `.vqz` file (or bytes) that cannot be decoded: not a .vqz, an unsupported
+    version, truncated or corrupted, or written with a different model."""
+
+
+class VQZModelMismatchError(VQZFormatError):
+    """The file was written with a model whose weights differ from the given model's."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VQZHeader:
+    """The parsed header of a `.vqz` file (see `docs/vqz_format.md`)."""
+
+    version: int
+    model_name: str
+    weights_sha256: str
+    image_shape: tuple
+    grid_shape: tuple
+    num_embeddings: int
+    num_images: int
+    mode: str
+    prior_batch: int
+    codes_crc32: int
+    payload_length: int
+    header_length: int
+
+    @property
+    def total_length(self):
+        return self.header_length + self.payload_length + _TRAILER.size
+
+
+# --------------------------------------------------------------------- model checks
+def weights_sha256(model):
+    """sha256 of all the model's weights (`vaezoo.training.weights_fingerprint`), hex."""
+    from vaezoo.training import weights_fingerprint
+
+    return weights_fingerprint(model)
+
+
+def _check_vq_model(model):
+    if not (hasattr(model, "encode_to_codes") and hasattr(model, "decode_codes") and hasattr(model, "grid_shape")):
+        raise TypeError(f"The .vqz codec needs a VQVAE (codes and a prior); got {type(model).__name__}.")
+    model.build_from_images()
+    return model
+
+
+def _tflite_runner(model, tflite):
+    """A `TFLiteModel` for `tflite` (path or runner), checked against the model."""
+    if tflite is None:
+        return None
+    from vaezoo.export.tflite import TFLiteModel
+
+    runner = tflite if isinstance(tflite, TFLiteModel) else TFLiteModel(os.fspath(tflite))
+    if runner.kind != "vq" or runner.image_shape != tuple(model.image_shape) or runner.grid_shape != tuple(model.grid_shape):
+        raise ValueError(
+            f"TFLite file {runner.path} (kind {runner.kind}, images {runner.image_shape}, grid "
+            f"{runner.grid_shape}) does not fit the model (images {tuple(model.image_shape)}, grid "
+            f"{tuple(model.grid_shape)})."
+        )
+    recorded = runner.manifest.get("weights_sha256")  # from manifest.json beside the file, if any
+    if recorded and recorded != weights_sha256(model):
+        raise ValueError(
+            f"TFLite file {runner.path} was exported from a model with weights sha256 "
+            f"{recorded[:16]}..., not from the given model ({weights_sha256(model)[:16]}...)."
+        )
+    return runner
+
+
+# --------------------------------------------------------------------- prior probabilities
+_LOGITS_FNS = weakref.WeakKeyDictionary()
+
+
+def _logits_fn(prior):
+    """One traced `tf.function` per prior: the same graph at compression and decompression."""
+    import tensorflow as tf
+
+    fn = _LOGITS_FNS.get(prior)
+    if fn is None:
+        spec = tf.TensorSpec((None, None, prior.grid_shape[1]), tf.int32)  # rows cropped per step
+        ref = weakref.ref(prior)  # the cache must not keep the prior alive
+
+        def logits(codes):
+            return ref()._logits(codes)
+
+        fn = tf.function(logits, input_signature=[spec], autograph=False)
+        _LOGITS_FNS[prior] = fn
+    return fn
+
+
+def _softmax64(logits):
+    logits = np.asarray(logits, np.float64)
+    logits = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(logits)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _family():
+    import constriction
+
+    return constriction.stream.model.Categorical(perfect=False)
+
+
+def _prior_steps(prior, batch):
+    """Yield `(position, row, col, probs (b, K) float64)` for a raster-order walk; the
+    caller writes the code of each position into `batch` (int32, zeros after) before the
+    next step, exactly as the decoder does.
+
+    The PixelCNN's output at row i depends only on rows <= i (its convs are padded above and
+    to the left only), so each step runs on rows 0..i: about half the work of full grids.
+    """
+    fn = _logits_fn(prior)
+    _, width = prior.grid_shape
+    for position in range(prior.num_positions):
+        row, col = divmod(position, width)
+        logits = fn(batch[:, : row + 1])[:, row, col, :]
+        yield position, row, col, _softmax64(logits.numpy())
+
+
+def _encode_prior(prior, codes, prior_batch):
+    import constriction
+
+    encoder = constriction.stream.queue.RangeEncoder()
+    family = _family()
+    for start in range(0, len(codes), prior_batch):
+        chunk = codes[start : start + prior_batch]
+        work = np.zeros_like(chunk)
+        symbols, probs = [], []
+        for _, row, col, p in _prior_steps(prior, work):
+            symbols.append(chunk[:, row, col])
+            probs.append(p)
+            work[:, row, col] = chunk[:, row, col]
+        encoder.encode(np.concatenate(symbols).astype(np.int32), family, np.concatenate(probs, axis=0))
+    return encoder.get_compressed().astype("<u4").tobytes()
+
+
+def _decode_prior(prior, payload, num_images, prior_batch):
+    import constriction
+
+    if len(payload) % 4:
+        raise VQZFormatError(f"corrupted .vqz: a prior-coded payload is whole 32-bit words, got {len(payload)} bytes.")
+    decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, "<u4").astype(np.uint32))
+    family = _family()
+    out = []
+    for start in range(0, num_images, prior_batch):
+        work = np.zeros((min(prior_batch, num_images - start), *prior.grid_shape), np.int32)
+        for _, row, col, p in _prior_steps(prior, work):
+            work[:, row, col] = np.asarray(decoder.decode(family, p), np.int32)
+        out.append(work)
+    return np.concatenate(out, axis=0)
+
+
+def prior_bits(model, codes):
+    """-log2 p(codes) under the model's prior, summed over all grids (the ideal size in bits)."""
+    codes = np.asarray(_as_codes(model, codes))
+    return float(-np.sum(np.asarray(model.prior.log_prob(codes), np.float64)) / math.log(2.0))
+
+
+# --------------------------------------------------------------------- fixed-length coding
+def bits_per_code(num_embeddings):
+    """ceil(log2 K): bits of one code in fixed-length mode (0 when K == 1)."""
+    return int(math.ceil(math.log2(num_embeddings))) if num_embeddings > 1 else 0
+
+
+def _encode_fixed(codes, num_embeddings):
+    bits = bits_per_code(num_embeddings)
+    if bits == 0:
+        return b""
+    flat = codes.reshape(-1).astype(np.uint32)
+    shifts = np.arange(bits - 1, -1, -1, dtype=np.uint32)
+    table = ((flat[:, None] >> shifts[None, :]) & 1).astype(np.uint8)  # MSB first
+    return np.packbits(table.reshape(-1)).tobytes()
+
+
+def _decode_fixed(payload, num_codes, num_embeddings):
+    bits = bits_per_code(num_embeddings)
+    expected = (num_codes * bits + 7) // 8
+    if len(payload) != expected:
+        raise VQZFormatError(
+            f"corrupted .vqz: a fixed-length payload of {num_codes} codes x {bits} bits is "
+            f"{expected} bytes, got {len(payload)}."
+        )
+    if bits == 0:
+        return np.zeros(num_codes, np.int32)
+    table = np.unpackbits(np.frombuffer(payload, np.uint8))[: num_codes * bits].reshape(num_codes, bits)
+    weights = (1 << np.arange(bits - 1, -1, -1)).astype(np.int64)
+    codes = (table.astype(np.int64) @ weights).astype(np.int32)
+    if codes.size and codes.max() >= num_embeddings:
+        raise VQZFormatError(f"corrupted .vqz: decoded code {codes.max()} is outside [0, {num_embeddings}).")
+    return codes
+
+
+# --------------------------------------------------------------------- container
+def _codes_crc(codes):
+    return zlib.crc32(np.ascontiguousarray(codes, "<i4").tobytes()) & 0xFFFFFFFF
+
+
+def _as_codes(model, codes):
+    """Codes `(n, h, w)` checked against the model's grid and codebook, as int32 numpy."""
+    from vaezoo.quantizer import check_codes
+
+    return np.asarray(check_codes(codes, model.num_embeddings, model.grid_shape), np.int32)
+
+
+def compress_codes(model, codes, mode="auto", model_name=None, prior_batch=DEFAULT_PRIOR_BATCH):
+    """Pack VQ code grids into `.vqz` bytes (no encoder network runs).
+
+    Args:
+        model: the `VQVAE` whose codebook (and prior) the codes belong to.
+        codes: int codes `(n, h, w)` in [0, K), `(h, w)` the model's grid.
+        mode: `"auto"` (the prior's range coding unless fixed-length is no larger or the
+            model has no prior), `"prior"` or `"fixed"` (ceil(log2 K) bits per code).
+        model_name: name stored in the header (default: the model's Keras name).
+        prior_batch: images per PixelCNN pass (stored; decoding uses the same batching).
+
+    Returns:
+        bytes of a complete `.vqz` file.
+
+    Example:
+        >>> data = compress_codes(model, model.encode_to_codes(images))
+        >>> np.array_equal(decompress_codes(model, data), model.encode_to_codes(images))
+        True
+    """
+    model = _check_vq_model(model)
+    codes = _as_codes(model, codes)
+    if mode not in ("auto", "prior", "fixed"):
+        raise ValueError(f"mode must be 'auto', 'prior' or 'fixed', got {mode!r}.")
+    validation.check_int("prior_batch", prior_batch, 1)
+    if prior_batch > 0xFFFF:
+        raise ValueError(f"prior_batch must be <= 65535, got {prior_batch}.")
+    if mode == "prior" and model.prior is None:
+        raise ValueError("mode='prior' needs a model with a PixelCNN prior; this VQVAE has prior=None.")
+    name = model.name if model_name is None else str(model_name)
+    name_bytes = name.encode("utf-8")
+    if len(name_bytes) > 0xFFFF:
+        raise ValueError("model_name is longer than 65535 bytes in UTF-8.")
+    if len(codes) > 0xFFFFFFFF:
+        raise ValueError("too many images for one .vqz file (at most 2**32 - 1).")
+    if max(*model.image_shape, *model.grid_shape) > 0xFFFF:
+        raise ValueError(f"image and grid sides must be < 65536 for .vqz, got {model.image_shape}.")
+
+    fixed = _encode_fixed(codes, model.num_embeddings)
+    chosen, payload, batch = MODE_FIXED, fixed, 0
+    if mode in ("auto", "prior") and model.prior is not None:
+        coded = _encode_prior(model.prior, codes, prior_batch)
+        if mode == "prior" or len(coded) < len(fixed):
+            chosen, payload, batch = MODE_PRIOR, coded, prior_batch
+
+    head = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(name_bytes)) + name_bytes
+    head += _FIELDS.pack(
+        bytes.fromhex(weights_sha256(model)),
+        *model.image_shape,
+        *model.grid_shape,
+        model.num_embeddings,
+        len(codes),
+        chosen,
+        batch,
+        _codes_crc(codes),
+        len(payload),
+    )
+    body = head + payload
+    return body + _TRAILER.pack(zlib.crc32(body) & 0xFFFFFFFF)
+
+
+def read_header(data):
+    """Parse and check a `.vqz` container (magic, version, lengths, checksum): `VQZHeader`.
+
+    Args:
+        data: the file's bytes, or a path to it.
+
+    Raises:
+        VQZFormatError: not a .vqz file, unsupported version, truncated, trailing bytes or
+            a checksum mismatch (corruption).
+    """
+    if isinstance(data, (str, os.PathLike)):
+        with open(data, "rb") as f:
+            data = f.read()
+    data = bytes(data)
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+        raise VQZFormatError(
+            f"not a .vqz file: expected the magic bytes {MAGIC!r} at the start, got {data[:len(MAGIC)]!r}."
+        )
+    if len(data) < _PREFIX.size:
+        raise VQZFormatError(f"truncated .vqz: {len(data)} bytes, the header alone needs more.")
+    _, version, name_length = _PREFIX.unpack_from(data, 0)
+    if version != FORMAT_VERSION:
+        raise VQZFormatError(
+            f"unsupported .vqz format version {version}; this vaezoo reads version {FORMAT_VERSION}."
+        )
+    header_length = _PREFIX.size + name_length + _FIELDS.size
+    if len(data) < header_length + _TRAILER.size:
+        raise VQZFormatError(
+            f"truncated .vqz: {len(data)} bytes, but the header alone needs {header_length + _TRAILER.size}."
+        )
+    try:
+        name = data[_PREFIX.size : _PREFIX.size + name_length].decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise VQZFormatError(f"corrupted .vqz: the model name is not UTF-8 ({error}).") from None
+    (sha, h, w, c, gh, gw, k, n, mode, batch, codes_crc, payload_length) = _FIELDS.unpack_from(
+        data, _PREFIX.size + name_length
+    )
+    total = header_length + payload_length + _TRAILER.size
+    if len(data) < total:
+        raise VQZFormatError(f"truncated .vqz: the header announces {total} bytes, the file has {len(data)}.")
+    if len(data) > total:
+        raise VQZFormatError(f"corrupted .vqz: {len(data) - total} unexpected bytes after the end ({total} bytes).")
+    (stored_crc,) = _TRAILER.unpack_from(data, total - _TRAILER.size)
+    if zlib.crc32(data[: total - _TRAILER.size]) & 0xFFFFFFFF != stored_crc:
+        raise VQZFormatError("corrupted .vqz: the CRC32 checksum of the file does not match its content.")
+    if mode not in MODE_NAMES:
+        raise VQZFormatError(f"corrupted .vqz: unknown coding mode {mode}.")
+    if mode == MODE_PRIOR and batch < 1:
+        raise VQZFormatError("corrupted .vqz: prior coding with a prior batch size of 0.")
+    if min(h, w, c, gh, gw, k, n) < 1:
+        raise VQZFormatError("corrupted .vqz: a zero image, grid, codebook size or image count in the header.")
+    return VQZHeader(
+        version=version, model_name=name, weights_sha256=sha.hex(), image_shape=(h, w, c), grid_shape=(gh, gw),
+        num_embeddings=k, num_images=n, mode=MODE_NAMES[mode], prior_batch=batch, codes_crc32=codes_crc,
+        payload_length=payload_length, header_length=header_length,
+    )
+
+
+def decompress_codes(model, data):
+    """The code grids int32 `(n, h, w)` stored in `.vqz` bytes (no decoder network runs).
+
+    Raises:
+        VQZFormatError: bad container (see `read_header`); `VQZModelMismatchError` when the
+            model's weights sha256 differs from the file's; a codes checksum mismatch after
+            prior decoding (the prior computed different probabilities than at compression).
+    """
+    model = _check_vq_model(model)
+    if isinstance(data, (str, os.PathLike)):
+        with open(data, "rb") as f:
+            data = f.read()
+    data = bytes(data)
+    header = read_header(data)
+    sha = weights_sha256(model)
+    if header.weights_sha256 != sha:
+        raise VQZModelMismatchError(
+            f".vqz was written with model {header.model_name!r} (weights sha256 "
+            f"{header.weights_sha256[:16]}...), but the given model's weights sha256 is {sha[:16]}...; "
+            "decode it with the model it was written with."
+        )
+    if (header.image_shape, header.grid_shape, header.num_embeddings) != (
+        tuple(model.image_shape), tuple(model.grid_shape), model.num_embeddings
+    ):
+        raise VQZFormatError(
+            f"corrupted .vqz: header says images {header.image_shape}, grid {header.grid_shape}, K "
+            f"{header.num_embeddings}, but its model has {tuple(model.image_shape)}, "
+            f"{tuple(model.grid_shape)}, {model.num_embeddings}."
+        )
+    payload = data[header.header_length : header.header_length + header.payload_length]
+    if header.mode == "fixed":
+        count = header.num_images * int(math.prod(header.grid_shape))
+        codes = _decode_fixed(payload, count, header.num_embeddings).reshape(header.num_images, *header.grid_shape)
+    else:
+        if model.prior is None:
+            raise VQZFormatError(".vqz is coded with the prior, but the given model has prior=None.")
+        try:
+            codes = _decode_prior(model.prior, payload, header.num_images, header.prior_batch)
+        except VQZFormatError:
+            raise
+        except Exception as error:  # constriction raises on data it cannot decode
+            raise VQZFormatError(f"corrupted .vqz: the range decoder failed ({error}).") from None
+    if _codes_crc(codes) != header.codes_crc32:
+        raise VQZFormatError(
+            "decoded codes do not match the checksum stored at compression: the prior computed "
+            "different probabilities here (different hardware or TensorFlow version?) or the file is corrupted."
+        )
+    return codes
+
+
+# --------------------------------------------------------------------- images
+def _encode_images(model, images, runner, batch_size=256):
+    x = validation.check_images(images, model.image_shape, name="images")
+    x = np.asarray(x)
+    out = []
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size]
+        out.append(runner.encode(batch) if runner is not None else np.asarray(model.encode_to_codes(batch)))
+    return np.concatenate(out).astype(np.int32)
+
+
+def _decode_images(model, codes, runner, batch_size=256):
+    out = []
+    for start in range(0, len(codes), batch_size):
+        batch = codes[start : start + batch_size]
+        out.append(runner.decode(batch) if runner is not None else np.asarray(model.decode_codes(batch)))
+    return np.concatenate(out).astype(np.float32)
+
+
+def compress(model, images, tflite=None, mode="auto", model_name=None, prior_batch=DEFAULT_PRIOR_BATCH):
+    """Compress images into `.vqz` bytes.
+
+    Args:
+        model: a `VQVAE` (with a PixelCNN prior for entropy coding).
+        images: `(n, H, W, C)` uint8 in [0, 255] or float in [0, 1], the model's image shape.
+        tflite: path of a `.tflite` export of this model (or a `TFLiteModel`): its `encode`
+            signature computes the codes (on-device path); `None`: the Keras encoder.
+        mode, model_name, prior_batch: see `compress_codes`.
+
+    Returns:
+        bytes.
+
+    Raises:
+        ValueError / TypeError: images of the wrong shape, channels or dtype (before any work).
+
+    Example:
+        >>> data = compress(model, x_test[:100])
+        >>> len(data) / 100      # bytes per image
+    """
+    model = _check_vq_model(model)
+    validation.check_images(images, model.image_shape, name="images")
+    runner = _tflite_runner(model, tflite)
+    codes = _encode_images(model, images, runner)
+    return compress_codes(model, codes, mode=mode, model_name=model_name, prior_batch=prior_batch)
+
+
+def decompress(model, data, tflite=None):
+    """Images float32 `(n, H, W, C)` in [0, 1] from `.vqz` bytes.
+
+    Args:
+        model: the `VQVAE` the file was written with (its weights sha256 must match).
+        data: the `.vqz` bytes.
+        tflite: a `.tflite` export of the model whose `decode` signature decodes the codes.
+
+    Raises:
+        VQZFormatError: see `read_header` and `decompress_codes`.
+    """
+    codes = decompress_codes(model, data)
+    return _decode_images(model, codes, _tflite_runner(model, tflite))
+
+
+def write_vqz(path, model, images, **kwargs):
+    """Compress `images` into the file `path` (written atomically); returns its size in bytes.
+
+    Everything is validated and encoded before the file is opened, so bad input leaves no file.
+
+    Example:
+        >>> write_vqz("batch.vqz", model, images)
+        5231
+    """
+    data = compress(model, images, **kwargs)
+    with atomic_path(os.fspath(path)) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    return len(data)
+
+
+def read_vqz(path, model, tflite=None):
+    """Images float32 `(n, H, W, C)` in [0, 1] from the `.vqz` file `path`.
+
+    Example:
+        >>> images = read_vqz("batch.vqz", model)
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    return decompress(model, data, tflite=tflite)
+
+
+def inspect_vqz(path):
+    """The checked header of a `.vqz` file (`VQZHeader`), without a model."""
+    return read_header(path)
+
+
+# --------------------------------------------------------------------- model and images from files
+def load_model(spec):
+    """A model from a `.keras` file, a training workdir, or a registry name.
+
+    Args:
+        spec: path of a `.keras` file; a workdir written by `vaezoo train` (has
+            `final/model_config.json`); or a registry name such as `vq-vae-cifar` (needs
+            `vaezoo.registry`).
+
+    Returns:
+        `(model, name)`: the model and the name to record in files (registry name, or the
+        file/folder name).
+    """
+    spec = os.fspath(spec)
+    if spec.endswith(".keras"):
+        if not os.path.isfile(spec):
+            raise FileNotFoundError(f"No .keras file at {spec!r}.")
+        import keras
+
+        import vaezoo.models  # noqa: F401  (registers the model classes for safe loading)
+
+        model = keras.saving.load_model(spec, safe_mode=True)
+        return model, os.path.splitext(os.path.basename(spec))[0]
+    if os.path.isdir(spec):
+        if not os.path.isfile(os.path.join(spec, "final", "model_config.json")):
+            raise FileNotFoundError(
+                f"{spec!r} is a folder but not a finished training workdir (no final/model_config.json)."
+            )
+        from vaezoo.training import load_trained
+
+        return load_trained(spec), os.path.basename(os.path.normpath(spec))
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec("vaezoo.registry") is None:
+        raise ValueError(
+            f"MODEL {spec!r} is not a .keras file or a training workdir, and the model registry "
+            "(vaezoo.registry) is not available in this install to look it up by name."
+        )
+    registry = importlib.import_module("vaezoo.registry")
+    if not hasattr(registry, "load"):
+        raise ValueError(f"MODEL {spec!r}: vaezoo.registry has no load(name) to look it up by name.")
+    return registry.load(spec), spec
+
+
+_CHANNELS = {"1": 1, "L": 1, "I": 1, "I;16": 1, "F": 1, "LA": 2, "RGB": 3, "YCbCr": 3, "RGBA": 4, "CMYK": 4}
+
+
+def load_images(paths, image_shape):
+    """Read image files into uint8 `(n, H, W, C)`, refusing any of the wrong size or channels.
+
+    Palette images are expanded to RGB(A); nothing is resized or converted between grey and
+    colour: a mismatch raises `ValueError` naming the file.
+    """
+    from PIL import Image
+
+    height, width, channels = image_shape
+    out = []
+    for path in paths:
+        with Image.open(path) as image:
+            if image.mode == "P":
+                image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+            got = _CHANNELS.get(image.mode)
+            if (image.height, image.width) != (height, width):
+                raise ValueError(
+                    f"{path}: image is {image.width}x{image.height}, the model expects {width}x{height} "
+                    f"(width x height) with {channels} channel(s)."
+                )
+            if got != channels:
+                raise ValueError(
+                    f"{path}: image has {got if got is not None else 'unknown'} channel(s) (mode {image.mode}), "
+                    f"the model expects {channels}."
+                )
+            if image.mode in ("I", "I;16", "F"):
+                raise ValueError(f"{path}: {image.mode} images are not 8-bit; expected 8-bit images.")
+            array = np.asarray(image.convert("L" if channels == 1 else image.mode), np.uint8)
+        out.append(array.reshape(height, width, channels))
+    if not out:
+        raise ValueError("no images given.")
+    return np.stack(out)
+
+
+def save_images(images, folder, prefix="image"):
+    """Write float images in [0, 1] as 8-bit PNGs `<folder>/<prefix>_0000.png`, ... (each
+    atomically); returns the paths."""
+    from PIL import Image
+
+    images = np.asarray(images)
+    os.makedirs(folder, exist_ok=True)
+    digits = max(4, len(str(len(images) - 1)))
+    paths = []
+    for i, image in enumerate(images):
+        array = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
+        if array.shape[-1] == 1:
+            array = array[..., 0]
+        path = os.path.join(folder, f"{prefix}_{i:0{digits}d}.png")
+        with atomic_path(path) as tmp:
+            Image.fromarray(array).save(tmp, format="PNG")
+        paths.append(path)
+    return paths
+
+
+__all__ = [
+    "MAGIC", "FORMAT_VERSION", "VQZFormatError", "VQZModelMismatchError", "VQZHeader", "compress", "decompress",
+    "compress_codes", "decompress_codes", "write_vqz", "read_vqz", "read_header", "inspect_vqz", "prior_bits",
+    "bits_per_code", "weights_sha256", "load_model", "load_images", "save_images",
+]

@@ -1,0 +1,552 @@
+"""TFLite (LiteRT) exports with named `encode` / `decode` signatures, and a parity report.
+
+Each variant is one `.tflite` file converted with `tf.lite.TFLiteConverter` from a
+SavedModel with two signatures, so the file keeps them by name and a LiteRT interpreter
+runs them with `get_signature_runner("encode")` / `get_signature_runner("decode")`:
+
+| model | signature | input | output |
+|---|---|---|---|
+| `VQVAE` | `encode` | `images` float32 `(batch, H, W, C)` in [0, 1] | `codes` int32 `(batch, h, w)` |
+| `VQVAE` | `decode` | `codes` int32 `(batch, h, w)` in [0, K) | `images` float32 `(batch, H, W, C)` in [0, 1] |
+| `VAE`-like | `encode` | `images` float32 `(batch, H, W, C)` in [0, 1] | `mean`, `stddev` float32 `(batch, latent_dim)` |
+| `VAE`-like | `decode` | `z` float32 `(batch, latent_dim)` | `images` float32 `(batch, H, W, C)` in [0, 1] |
+
+The batch axis is dynamic. Variants (`VARIANTS`):
+
+- `float32`: no quantization; matches Keras to float rounding.
+- `float16`: weights stored as float16 (about half the size), computed in float32.
+- `dynamic_int8`: weights int8 (about a quarter of the size), activations quantized on the
+  fly (dynamic-range quantization).
+- `full_int8`: weights and activations int8, with activation ranges calibrated on a
+  representative dataset (`num_calibration` images drawn from `representative_images`,
+  normally training images). Inputs and outputs stay float32 / int32 (the file quantizes at
+  its boundary). Ops with no int8 kernel fall back to float (`manifest.json` records
+  whether that happened).
+
+In the VQ `encode` signature the nearest code is computed as
+`argmax_k(2 z.e_k - |e_k|^2)` (the same argmin of squared distances as
+`VectorQuantizer.nearest_codes`, written as one matmul plus a bias so it quantizes well).
+Int8 encoders may pick a different code where two codes are nearly equidistant:
+`parity_report` gives the code agreement with the Keras model.
+
+Example:
+    >>> from vaezoo.export.tflite import export_tflite, parity_report, TFLiteModel
+    >>> paths = export_tflite(model, "exports/vq", representative_images=x_train)
+    >>> runner = TFLiteModel(paths["full_int8"])
+    >>> codes = runner.encode(x_test[:8])              # int32 (8, 8, 8)
+    >>> images = runner.decode(codes)                   # float32 in [0, 1]
+    >>> report = parity_report(model, paths, x_test[:64])
+    >>> report["full_int8"]["psnr"], report["full_int8"]["size_bytes"]
+"""
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+import warnings
+
+import numpy as np
+
+from vaezoo import validation
+from vaezoo.io import atomic_path, write_json
+
+#: every variant `export_tflite` can write, in the order it writes them.
+VARIANTS = ("float32", "float16", "dynamic_int8", "full_int8")
+#: the signatures every exported file has.
+SIGNATURES = ("encode", "decode")
+
+
+def model_kind(model):
+    """`"vq"` for a VQ-VAE (codes), `"gaussian"` for a VAE-like model (latent vectors).
+
+    Raises:
+        TypeError: a conditional model (its signatures would need the condition too) or an
+            object that is not a vaezoo model with a latent space.
+    """
+    if getattr(model, "conditional", False):
+        raise TypeError(
+            f"TFLite export supports unconditional models; {type(model).__name__} takes a condition."
+        )
+    if hasattr(model, "encode_to_codes") and hasattr(model, "quantizer"):
+        return "vq"
+    if hasattr(model, "latent_dim") and hasattr(model, "image_shape") and hasattr(model, "likelihood"):
+        return "gaussian"
+    raise TypeError(
+        f"Expected a vaezoo model (VQVAE, VAE, BetaVAE, ...), got {type(model).__name__}."
+    )
+
+
+def psnr(reference, images, peak=1.0):
+    """Mean over images of the per-image PSNR in dB (images float in [0, 1], same shape).
+
+    A perfect reconstruction gives `inf` for that image; it is capped at 100 dB.
+    """
+    reference = np.asarray(reference, np.float64)
+    images = np.asarray(images, np.float64)
+    if reference.shape != images.shape:
+        raise ValueError(f"psnr needs equal shapes, got {reference.shape} and {images.shape}.")
+    mse = np.mean((reference - images) ** 2, axis=tuple(range(1, reference.ndim)))
+    values = 10.0 * np.log10(peak**2 / np.maximum(mse, 1e-10))
+    return float(np.mean(values))
+
+
+def _as_float_images(model, images, name="images"):
+    return np.asarray(validation.check_images(images, model.image_shape, name=name))
+
+
+# --------------------------------------------------------------------- signatures
+def signature_functions(model):
+    """The `encode` and `decode` functions the exports run, with their input signatures.
+
+    Args:
+        model: a `VQVAE` or an unconditional VAE-like vaezoo model.
+
+    Returns:
+        dict signature name -> `(fn, input_signature)`; each `fn` takes the tensor named in
+        the module docstring and returns a dict of named output tensors.
+    """
+    import tensorflow as tf
+
+    kind = model_kind(model)
+    model.build_from_images()
+    image_spec = tf.TensorSpec((None, *model.image_shape), tf.float32, name="images")
+
+    if kind == "vq":
+        grid = tuple(model.grid_shape)
+        dim = model.embedding_dim
+
+        def encode(images):
+            z = tf.cast(model.encoder(images, training=False), tf.float32)
+            codebook = tf.convert_to_tensor(model.quantizer.embeddings, tf.float32)
+            # argmin_k |z - e_k|^2 == argmax_k (2 z.e_k - |e_k|^2): one matmul plus a bias
+            scores = tf.matmul(tf.reshape(z, (-1, dim)), 2.0 * codebook, transpose_b=True)
+            scores = scores - tf.reduce_sum(tf.square(codebook), axis=1)[None, :]
+            codes = tf.argmax(scores, axis=-1, output_type=tf.int32)
+            return {"codes": tf.reshape(codes, (-1, *grid))}
+
+        def decode(codes):
+            codebook = tf.convert_to_tensor(model.quantizer.embeddings, tf.float32)
+            latents = tf.gather(codebook, codes)
+            images = model.likelihood.image(model._decode(latents))
+            return {"images": tf.cast(images, tf.float32)}
+
+        decode_spec = tf.TensorSpec((None, *grid), tf.int32, name="codes")
+    else:
+
+        def encode(images):
+            posterior = model._encode(images)
+            return {"mean": tf.cast(posterior.mean(), tf.float32), "stddev": tf.cast(posterior.stddev(), tf.float32)}
+
+        def decode(z):
+            images = model.likelihood.image(model._decode(z))
+            return {"images": tf.cast(images, tf.float32)}
+
+        decode_spec = tf.TensorSpec((None, int(model.latent_dim)), tf.float32, name="z")
+    return {"encode": (encode, [image_spec]), "decode": (decode, [decode_spec])}
+
+
+def write_saved_model(model, path):
+    """Write a SavedModel with exactly the `encode` and `decode` signatures (what
+    `export_tflite` converts), through `keras.export.ExportArchive`."""
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for name, (fn, spec) in signature_functions(model).items():
+        archive.add_endpoint(name=name, fn=fn, input_signature=spec)
+    archive.write_out(path, verbose=False)
+    return path
+
+
+def _calibration_samples(model, images, num_calibration, seed=0):
+    """`(signature, inputs)` pairs for the int8 calibration: images for `encode`, the Keras
+    model's codes / posterior means of the same images for `decode`."""
+    import tensorflow as tf
+
+    x = _as_float_images(model, images, name="representative_images")
+    if len(x) > num_calibration:
+        pick = np.sort(np.random.default_rng(seed).choice(len(x), num_calibration, replace=False))
+        x = x[pick]
+    kind = model_kind(model)
+    latents = []
+    for start in range(0, len(x), 64):
+        batch = x[start : start + 64]
+        if kind == "vq":
+            latents.append(np.asarray(model.encode_to_codes(batch), np.int32))
+        else:
+            latents.append(np.asarray(model._encode(tf.convert_to_tensor(batch)).mean(), np.float32))
+    latents = np.concatenate(latents, axis=0)
+    decode_name = "codes" if kind == "vq" else "z"
+
+    def generator():
+        for i in range(len(x)):
+            yield "encode", {"images": x[i : i + 1]}
+        for i in range(len(x)):
+            yield "decode", {decode_name: latents[i : i + 1]}
+
+    return generator, len(x)
+
+
+def _convert(saved_model_dir, variant, representative=None):
+    """Convert the SavedModel to one variant; returns `(flatbuffer bytes, info dict)`."""
+    import tensorflow as tf
+
+    def converter():
+        c = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=list(SIGNATURES))
+        if variant == "float16":
+            c.optimizations = [tf.lite.Optimize.DEFAULT]
+            c.target_spec.supported_types = [tf.float16]
+        elif variant in ("dynamic_int8", "full_int8"):
+            c.optimizations = [tf.lite.Optimize.DEFAULT]
+        if variant == "full_int8":
+            c.representative_dataset = representative
+        return c
+
+    info = {}
+    if variant != "full_int8":
+        return converter().convert(), info
+    with warnings.catch_warnings():  # the calibrator uses tf.lite's own (deprecated) interpreter
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
+        return _convert_full_int8(converter, info)
+
+
+def _convert_full_int8(converter, info):
+    import tensorflow as tf
+
+    strict = converter()
+    strict.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    try:
+        info["integer_only"] = True
+        return strict.convert(), info
+    except Exception as error:  # an op without an int8 kernel: allow float fallback for it
+        info["integer_only"] = False
+        info["float_fallback_reason"] = str(error).strip().splitlines()[-1][:300]
+        relaxed = converter()
+        relaxed.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+        return relaxed.convert(), info
+
+
+def export_tflite(
+    model,
+    out_dir,
+    variants=VARIANTS,
+    representative_images=None,
+    num_calibration=200,
+    basename="model",
+):
+    """Convert a model to TFLite variants with named `encode` / `decode` signatures.
+
+    Files are written atomically as `<out_dir>/<basename>_<variant>.tflite`, with a
+    `manifest.json` (model class, config, weights sha256, signatures, each file's size and
+    sha256, calibration details).
+
+    Args:
+        model: a `VQVAE` or an unconditional VAE-like vaezoo model.
+        out_dir: output folder (created if missing).
+        variants: any of `VARIANTS`: `"float32"`, `"float16"`, `"dynamic_int8"`, `"full_int8"`.
+        representative_images: images `(n, H, W, C)` (uint8 in [0, 255] or float in [0, 1]),
+            normally drawn from the training data; required for `"full_int8"`.
+        num_calibration: how many of them calibrate the int8 ranges (a random subset with a
+            fixed seed when there are more; every image's code / posterior mean calibrates
+            `decode`).
+        basename: file name stem.
+
+    Returns:
+        dict variant -> path of the written `.tflite` file.
+
+    Raises:
+        ValueError: unknown variant, `"full_int8"` without representative images, or
+            representative images of the wrong shape.
+        TypeError: a model that cannot be exported (conditional, not a vaezoo model).
+
+    Example:
+        >>> paths = export_tflite(model, "exports/vq-vae-cifar", representative_images=x_train[:1000])
+        >>> sorted(paths)
+        ['dynamic_int8', 'float16', 'float32', 'full_int8']
+    """
+    from vaezoo.training import weights_fingerprint
+
+    kind = model_kind(model)
+    variants = tuple(variants)
+    if not variants:
+        raise ValueError(f"variants is empty; choose from {VARIANTS}.")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"Unknown TFLite variant {unknown[0]!r}; choose from {VARIANTS}.")
+    validation.check_int("num_calibration", num_calibration, 1)
+    representative, num_used = None, 0
+    if "full_int8" in variants:
+        if representative_images is None:
+            raise ValueError(
+                "The 'full_int8' variant needs representative_images (a few hundred training "
+                f"images of shape (n, {', '.join(map(str, model.image_shape))})) to calibrate "
+                "activation ranges; pass them or leave 'full_int8' out of variants."
+            )
+        representative, num_used = _calibration_samples(model, representative_images, num_calibration)
+
+    os.makedirs(out_dir, exist_ok=True)
+    workspace = tempfile.mkdtemp(prefix=".tflite-export-", dir=out_dir)
+    paths, files = {}, {}
+    try:
+        saved = write_saved_model(model, os.path.join(workspace, "saved_model"))
+        for variant in variants:
+            flatbuffer, info = _convert(saved, variant, representative)
+            path = os.path.join(out_dir, f"{basename}_{variant}.tflite")
+            with atomic_path(path) as tmp:
+                with open(tmp, "wb") as f:
+                    f.write(flatbuffer)
+            paths[variant] = path
+            files[variant] = {
+                "file": os.path.basename(path),
+                "size_bytes": len(flatbuffer),
+                "sha256": hashlib.sha256(flatbuffer).hexdigest(),
+                **info,
+            }
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
+
+    if kind == "vq":
+        signatures = {
+            "encode": {"inputs": {"images": ["float32", [None, *model.image_shape]]},
+                       "outputs": {"codes": ["int32", [None, *model.grid_shape]]}},
+            "decode": {"inputs": {"codes": ["int32", [None, *model.grid_shape]]},
+                       "outputs": {"images": ["float32", [None, *model.image_shape]]}},
+        }
+    else:
+        signatures = {
+            "encode": {"inputs": {"images": ["float32", [None, *model.image_shape]]},
+                       "outputs": {"mean": ["float32", [None, model.latent_dim]],
+                                   "stddev": ["float32", [None, model.latent_dim]]}},
+            "decode": {"inputs": {"z": ["float32", [None, model.latent_dim]]},
+                       "outputs": {"images": ["float32", [None, *model.image_shape]]}},
+        }
+    manifest_path = os.path.join(out_dir, "manifest.json")
+    manifest = _read_manifest(manifest_path)  # keeps entries of variants exported earlier ...
+    fingerprint = weights_fingerprint(model)
+    if manifest.get("weights_sha256") != fingerprint:  # ... from the same weights only
+        manifest = {}
+    manifest.update(
+        {
+            "format": "vaezoo-tflite",
+            "model_class": type(model).__name__,
+            "model_name": model.name,
+            "model_config": model.get_config(),
+            "kind": kind,
+            "weights_sha256": fingerprint,
+            "signatures": signatures,
+            "calibration": {"num_images": num_used} if representative is not None else manifest.get("calibration"),
+        }
+    )
+    manifest.setdefault("variants", {}).update(files)
+    write_json(manifest, manifest_path)
+    return paths
+
+
+# --------------------------------------------------------------------- running
+class TFLiteModel:
+    """A LiteRT interpreter on an exported `.tflite` file, with validated `encode`/`decode`.
+
+    Args:
+        path: a file written by `export_tflite`.
+        num_threads: interpreter threads (`None`: LiteRT's default).
+
+    Attributes:
+        kind: `"vq"` or `"gaussian"`.
+        image_shape: `(H, W, C)`; `grid_shape` `(h, w)` (VQ) or `latent_dim` (Gaussian).
+
+    Example:
+        >>> runner = TFLiteModel("exports/vq/model_float32.tflite")
+        >>> codes = runner.encode(images)          # uint8 or [0, 1] floats
+        >>> runner.decode(codes).shape
+        (8, 32, 32, 3)
+    """
+
+    def __init__(self, path, num_threads=None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"No TFLite file at {path!r}.")
+        self.path = path
+        self.interpreter = Interpreter(model_path=path, num_threads=num_threads)
+        signatures = self.interpreter.get_signature_list()
+        missing = [s for s in SIGNATURES if s not in signatures]
+        if missing:
+            raise ValueError(
+                f"{path} has signatures {sorted(signatures)}; a vaezoo export needs {list(SIGNATURES)}."
+            )
+        self._encode = self.interpreter.get_signature_runner("encode")
+        self._decode = self.interpreter.get_signature_runner("decode")
+        enc_in = self._encode.get_input_details()["images"]
+        dec_in = self._decode.get_input_details()
+        self.image_shape = tuple(int(d) for d in enc_in["shape_signature"][1:])
+        if "codes" in dec_in:
+            self.kind = "vq"
+            self.grid_shape = tuple(int(d) for d in dec_in["codes"]["shape_signature"][1:])
+            self.latent_dim = None
+        else:
+            self.kind = "gaussian"
+            self.grid_shape = None
+            self.latent_dim = int(dec_in["z"]["shape_signature"][-1])
+        self.manifest = _read_manifest(path)
+        self.num_embeddings = (self.manifest.get("model_config") or {}).get("num_embeddings") if self.kind == "vq" else None
+
+    @property
+    def size_bytes(self):
+        return os.path.getsize(self.path)
+
+    def encode(self, images):
+        """Codes int32 `(batch, h, w)` (VQ) or `{"mean", "stddev"}` (Gaussian) of images
+        (uint8 in [0, 255] or float in [0, 1], shape `(batch, H, W, C)`)."""
+        x = np.ascontiguousarray(np.asarray(validation.check_images(images, self.image_shape, name="images")))
+        out = self._encode(images=x)
+        if self.kind == "vq":
+            return np.asarray(out["codes"], np.int32)
+        return {"mean": np.asarray(out["mean"]), "stddev": np.asarray(out["stddev"])}
+
+    def decode(self, latents):
+        """Images float32 `(batch, H, W, C)` in [0, 1] from codes `(batch, h, w)` (VQ) or
+        latent vectors `(batch, latent_dim)` (Gaussian)."""
+        if self.kind == "vq":
+            codes = np.asarray(latents)
+            if codes.dtype.kind not in "iu":
+                raise TypeError(f"codes must be integers, got dtype {codes.dtype}.")
+            if codes.ndim != 3 or codes.shape[1:] != self.grid_shape or len(codes) == 0:
+                raise ValueError(
+                    f"codes must have shape (batch, {', '.join(map(str, self.grid_shape))}), got {codes.shape}."
+                )
+            upper = self.num_embeddings
+            if codes.min() < 0 or (upper is not None and codes.max() >= upper):
+                raise ValueError(
+                    f"codes must lie in [0, {upper if upper is not None else 'K'}) (the codebook size); got values in "
+                    f"[{codes.min()}, {codes.max()}]."
+                )
+            out = self._decode(codes=np.ascontiguousarray(codes.astype(np.int32)))
+        else:
+            z = np.asarray(validation.check_latents(latents, self.latent_dim))
+            out = self._decode(z=np.ascontiguousarray(z))
+        return np.asarray(out["images"], np.float32)
+
+    def reconstruct(self, images):
+        """decode(encode(images)) (the posterior mean for Gaussian models), float32 in [0, 1]."""
+        encoded = self.encode(images)
+        return self.decode(encoded if self.kind == "vq" else encoded["mean"])
+
+
+def _read_manifest(path):
+    """The `manifest.json` written beside an exported file, or `{}` when there is none."""
+    import json
+
+    manifest = os.path.join(os.path.dirname(os.path.abspath(path)), "manifest.json")
+    try:
+        with open(manifest, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _variant_of(path):
+    stem = os.path.basename(path).rsplit(".", 1)[0]
+    for variant in VARIANTS:
+        if stem.endswith(variant):
+            return variant
+    return stem
+
+
+def _keras_outputs(model, x, kind, batch_size=64):
+    """Keras reference: encodings, decodings of those encodings, reconstructions."""
+    import tensorflow as tf
+
+    enc, rec = [], []
+    for start in range(0, len(x), batch_size):
+        batch = tf.convert_to_tensor(x[start : start + batch_size])
+        if kind == "vq":
+            codes = model.encode_to_codes(batch)
+            enc.append(np.asarray(codes))
+            rec.append(np.asarray(model.decode_codes(codes)))
+        else:
+            posterior = model._encode(batch)
+            mean = posterior.mean()
+            enc.append(np.concatenate([np.asarray(mean), np.asarray(posterior.stddev())], axis=-1))
+            rec.append(np.asarray(model.likelihood.image(model._decode(mean))))
+    return np.concatenate(enc), np.concatenate(rec)
+
+
+def parity_report(model, tflite_paths, images, latency_images=16, num_threads=None):
+    """Compare TFLite variants with the Keras model on `images`.
+
+    Per variant (keys of the returned dict), a dict with:
+
+    - `size_bytes`: file size.
+    - `encode_max_abs_diff`: max |TFLite - Keras| of the posterior mean and stddev
+      (Gaussian); for VQ models the max |difference| of the chosen code vectors.
+    - `code_agreement` (VQ only): fraction of code positions equal to the Keras codes.
+    - `decode_max_abs_diff`: max |TFLite decode - Keras decode| of the SAME (Keras) codes or
+      latents: the decoder alone.
+    - `reconstruction_max_abs_diff`: max |TFLite decode(TFLite encode(x)) - Keras
+      reconstruction|: the whole path, including code flips.
+    - `psnr`: mean per-image PSNR (dB) of the TFLite reconstruction against `images`;
+      `keras_psnr`: the same for the Keras model.
+    - `latency_ms_per_image`: mean wall time of encode + decode of one image (batch 1) over
+      `latency_images` images, after one warm-up call.
+
+    Args:
+        model: the Keras model the files were exported from.
+        tflite_paths: dict variant -> path (as `export_tflite` returns) or a list of paths.
+        images: evaluation images `(n, H, W, C)`, uint8 in [0, 255] or float in [0, 1].
+        latency_images: images timed one by one (capped at n).
+        num_threads: LiteRT interpreter threads.
+
+    Example:
+        >>> report = parity_report(model, export_tflite(model, "out", representative_images=x_train), x_test[:100])
+        >>> report["float32"]["reconstruction_max_abs_diff"] < 1e-4
+        True
+    """
+    kind = model_kind(model)
+    x = _as_float_images(model, images)
+    if not isinstance(tflite_paths, dict):
+        tflite_paths = {_variant_of(p): p for p in tflite_paths}
+    validation.check_int("latency_images", latency_images, 1)
+    keras_enc, keras_rec = _keras_outputs(model, x, kind)
+    keras_psnr = psnr(x, keras_rec)
+    codebook = np.asarray(model.quantizer.embeddings) if kind == "vq" else None
+    report = {}
+    for variant, path in tflite_paths.items():
+        runner = TFLiteModel(path, num_threads=num_threads)
+        if kind == "vq":
+            codes = runner.encode(x)
+            enc_diff = float(np.max(np.abs(codebook[codes] - codebook[keras_enc])))
+            extra = {"code_agreement": float(np.mean(codes == keras_enc))}
+            decoded_same = runner.decode(keras_enc)
+            rec = runner.decode(codes)
+        else:
+            out = runner.encode(x)
+            enc = np.concatenate([out["mean"], out["stddev"]], axis=-1)
+            enc_diff = float(np.max(np.abs(enc - keras_enc)))
+            extra = {}
+            mean = keras_enc[:, : model.latent_dim]
+            decoded_same = runner.decode(mean)
+            rec = runner.decode(out["mean"])
+        keras_dec_same = keras_rec  # Keras decode of the Keras encodings is its reconstruction
+        n_time = min(latency_images, len(x))
+        runner.reconstruct(x[:1])  # warm-up at batch 1
+        start = time.perf_counter()
+        for i in range(n_time):
+            runner.reconstruct(x[i : i + 1])
+        latency = (time.perf_counter() - start) / n_time * 1e3
+        report[variant] = {
+            "path": path,
+            "size_bytes": runner.size_bytes,
+            "encode_max_abs_diff": enc_diff,
+            **extra,
+            "decode_max_abs_diff": float(np.max(np.abs(decoded_same - keras_dec_same))),
+            "reconstruction_max_abs_diff": float(np.max(np.abs(rec - keras_rec))),
+            "psnr": psnr(x, rec),
+            "keras_psnr": keras_psnr,
+            "latency_ms_per_image": latency,
+        }
+    return report
+
+
+__all__ = ["VARIANTS", "SIGNATURES", "export_tflite", "parity_report", "TFLiteModel", "signature_functions", "write_saved_model", "psnr", "model_kind"]
