@@ -72,10 +72,10 @@ def quick_vqvae(train_images, steps, prior_epochs, verbose=True):
 
 def resolve_model(args, verbose=True):
     """`(model, description)` from --model, or a quick model trained on a training subset."""
-    from vaezoo import codec
+    from vaezoo import codec, registry
 
     if args.model:
-        model, name = codec.load_model(args.model)
+        model, name = registry.load_any(args.model)
         return model, f"`{name}` ({type(model).__name__}, weights sha256 {codec.weights_sha256(model)[:12]})"
     train = load_cifar(args.data, "train")
     pick = np.random.default_rng(0).choice(len(train), args.train_images, replace=False)
@@ -129,7 +129,7 @@ def main():
     parser.add_argument("--no-append", action="store_true", help="print only; do not touch RESULTS.md")
     args = parser.parse_args()
 
-    from vaezoo import codec
+    from vaezoo import codec, registry
 
     model, description = resolve_model(args)
     if args.save_model:

@@ -89,7 +89,7 @@ def _condition_arg(model, text, n):
 def _sample(args):
     from vaezoo import registry, visualize
 
-    model = registry.load_any(args.model)
+    model, _ = registry.load_any(args.model)
     condition = _condition_arg(model, args.condition, args.n)
     kwargs = {"condition": condition} if condition is not None else {}
     images = model.sample(args.n, seed=args.seed, temperature=args.temperature, **kwargs)
@@ -103,7 +103,7 @@ def _reconstruct(args):
 
     from vaezoo import data, registry, visualize
 
-    model = registry.load_any(args.model)
+    model, _ = registry.load_any(args.model)
     height, width, channels = model.image_shape
     images = data.load_image_files(args.images, (height, width), channels)
     condition = None
@@ -140,7 +140,9 @@ def _export(args):
 def _compress(args):
     from vaezoo import codec
 
-    model, name = codec.load_model(args.model)
+    from vaezoo import registry
+
+    model, name = registry.load_any(args.model)
     images = codec.load_images(args.images, model.image_shape)
     size = codec.write_vqz(args.output, model, images, tflite=args.tflite, mode=args.mode, model_name=name)
     header = codec.read_header(args.output)
@@ -152,7 +154,9 @@ def _compress(args):
 def _decompress(args):
     from vaezoo import codec
 
-    model, _ = codec.load_model(args.model)
+    from vaezoo import registry
+
+    model, _ = registry.load_any(args.model)
     images = codec.read_vqz(args.file, model, tflite=args.tflite)  # every check runs before any PNG is written
     paths = codec.save_images(images, args.output, prefix=args.prefix)
     print(f"{args.file}: {len(paths)} image(s) -> {args.output}/")
@@ -225,7 +229,7 @@ def _traverse(args):
 def _interpolate(args):
     from vaezoo import data, registry, visualize
 
-    model = registry.load_any(args.model)
+    model, _ = registry.load_any(args.model)
     height, width, channels = model.image_shape
     first, second = data.load_image_files([args.first, args.second], (height, width), channels)
     condition = None

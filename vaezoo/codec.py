@@ -524,50 +524,6 @@ def inspect_vqz(path):
 
 
 # --------------------------------------------------------------------- model and images from files
-def load_model(spec):
-    """A model from a `.keras` file, a training workdir, or a registry name.
-
-    Args:
-        spec: path of a `.keras` file; a workdir written by `vaezoo train` (has
-            `final/model_config.json`); or a registry name such as `vq-vae-cifar` (needs
-            `vaezoo.registry`).
-
-    Returns:
-        `(model, name)`: the model and the name to record in files (registry name, or the
-        file/folder name).
-    """
-    spec = os.fspath(spec)
-    if spec.endswith(".keras"):
-        if not os.path.isfile(spec):
-            raise FileNotFoundError(f"No .keras file at {spec!r}.")
-        import keras
-
-        import vaezoo.models  # noqa: F401  (registers the model classes for safe loading)
-
-        model = keras.saving.load_model(spec, safe_mode=True)
-        return model, os.path.splitext(os.path.basename(spec))[0]
-    if os.path.isdir(spec):
-        if not os.path.isfile(os.path.join(spec, "final", "model_config.json")):
-            raise FileNotFoundError(
-                f"{spec!r} is a folder but not a finished training workdir (no final/model_config.json)."
-            )
-        from vaezoo.training import load_trained
-
-        return load_trained(spec), os.path.basename(os.path.normpath(spec))
-    import importlib
-    import importlib.util
-
-    if importlib.util.find_spec("vaezoo.registry") is None:
-        raise ValueError(
-            f"MODEL {spec!r} is not a .keras file or a training workdir, and the model registry "
-            "(vaezoo.registry) is not available in this install to look it up by name."
-        )
-    registry = importlib.import_module("vaezoo.registry")
-    if not hasattr(registry, "load"):
-        raise ValueError(f"MODEL {spec!r}: vaezoo.registry has no load(name) to look it up by name.")
-    return registry.load(spec), spec
-
-
 _CHANNELS = {"1": 1, "L": 1, "I": 1, "I;16": 1, "F": 1, "LA": 2, "RGB": 3, "YCbCr": 3, "RGBA": 4, "CMYK": 4}
 
 

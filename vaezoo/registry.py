@@ -304,24 +304,41 @@ def record_metrics(name, records):
 
 
 def load_any(ref):
-    """A model from a registry name, a `.keras` file (safe mode) or a finished training workdir."""
-    if isinstance(ref, str) and ref.endswith(".keras"):
+    """`(model, name)` from a model object, a `.keras` file (safe mode), a finished training
+    workdir or a registry name; `name` is what files and exports record (registry name, or
+    the file / folder name). The one resolver behind every command that takes a MODEL."""
+    from vaezoo.models.base import LatentVariableModel
+
+    if isinstance(ref, LatentVariableModel):
+        return ref, ref.name
+    if not isinstance(ref, (str, os.PathLike)):
+        raise TypeError("MODEL must be a vaezoo model, a .keras file, a training workdir or a registry name; "
+                        f"got {type(ref).__name__}.")
+    path = os.fspath(ref)
+    stem = os.path.basename(os.path.normpath(path))
+    if os.path.isfile(path):
+        if not path.endswith(".keras"):
+            raise ValueError(f"{path} is a file but not a .keras model (expected MODEL.keras).")
         import keras
 
-        if not os.path.isfile(ref):
-            raise FileNotFoundError(f"No .keras file at {ref!r}.")
+        import vaezoo.models  # noqa: F401  (registers the classes for safe deserialization)
+
         try:
-            return keras.saving.load_model(ref, safe_mode=True)
+            return keras.saving.load_model(path, safe_mode=True), stem[: -len(".keras")]
         except ValueError as error:
             if "unsafe" in str(error).lower() or "lambda" in str(error).lower():
                 raise UnsafeFileError(
-                    f"{ref!r} holds code (a Lambda layer or a serialized function); vaezoo loads .keras files "
+                    f"{path!r} holds code (a Lambda layer or a serialized function); vaezoo loads .keras files "
                     f"with safe_mode=True and refuses to run code from a file.") from None
             raise
-    if isinstance(ref, str) and os.path.isdir(ref):
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "final", "model_config.json")):
+            raise FileNotFoundError(
+                f"{path} is a folder but not a finished training workdir (no final/model_config.json); expected "
+                "a .keras file, a workdir written by `vaezoo train`, or a registry name.")
         from vaezoo.training import load_trained
 
-        if not os.path.isfile(os.path.join(ref, "final", "model.weights.h5")):
-            raise FileNotFoundError(f"{ref!r} is not a finished training run (no final/model.weights.h5).")
-        return load_trained(ref)
-    return load(ref)
+        return load_trained(path), stem
+    if os.sep in path or path.endswith((".keras", ".h5")) or path.startswith("."):
+        raise FileNotFoundError(f"No such model file or workdir: {path}.")
+    return load(path), path

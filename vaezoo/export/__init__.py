@@ -13,52 +13,6 @@ import types
 FORMATS = ("saved_model", "tflite", "all")
 
 
-def _load_model(source):
-    """`(model, default_name)` from a model object, a `.keras` file, a workdir or a registry name."""
-    from vaezoo.models.base import LatentVariableModel
-
-    if isinstance(source, LatentVariableModel):
-        return source, None
-    if not isinstance(source, (str, os.PathLike)):
-        raise TypeError(
-            "MODEL must be a vaezoo model, a .keras file, a training workdir or a registry name; "
-            f"got {type(source).__name__}."
-        )
-    path = os.fspath(source)
-    stem = os.path.basename(os.path.normpath(path))
-    if os.path.isfile(path):
-        if not path.endswith(".keras"):
-            raise ValueError(f"{path} is a file but not a .keras model (expected MODEL.keras).")
-        import keras
-
-        import vaezoo.models  # noqa: F401  (registers the classes for deserialization)
-
-        return keras.saving.load_model(path, safe_mode=True), stem[: -len(".keras")]
-    if os.path.isdir(path):
-        config = os.path.join(path, "final", "model_config.json")
-        if not os.path.isfile(config):
-            raise FileNotFoundError(
-                f"{path} is a folder but not a finished training workdir (no {config}); expected "
-                "a .keras file, a workdir written by `vaezoo train`, or a registry name."
-            )
-        from vaezoo.training import load_trained
-
-        return load_trained(path), stem
-    looks_like_path = os.sep in path or path.endswith((".keras", ".h5")) or path.startswith(".")
-    if looks_like_path:
-        raise FileNotFoundError(f"No such model file or workdir: {path}.")
-    try:
-        from vaezoo import registry
-    except ImportError as error:
-        raise FileNotFoundError(
-            f"{path!r} is not a file or workdir, and the model registry is not available to "
-            f"look it up as a registry name ({error})."
-        ) from None
-    if not hasattr(registry, "load"):
-        raise FileNotFoundError(f"{path!r} is not a file or workdir, and vaezoo.registry has no load().")
-    return registry.load(path), path
-
-
 def export(
     model,
     out,
@@ -107,7 +61,9 @@ def export(
 
     if tflite_kwargs and format == "saved_model":
         raise TypeError(f"Unexpected arguments for a SavedModel export: {sorted(tflite_kwargs)}.")
-    model, default_name = _load_model(model)
+    from vaezoo.registry import load_any
+
+    model, default_name = load_any(model)
     name = sm.check_model_name(model_name or default_name or sm.default_model_name(model))
     out = os.fspath(out)
     result = {}
