@@ -1,0 +1,55 @@
+"""Make the README's pictures with the `vaezoo` commands shown under them.
+
+Inputs are real test images from tests/fixtures (MNIST test, CIFAR-10 (JPEG q75 copy) test),
+written to docs/images/inputs/ as PNG files first, as a user's files would be.
+
+    python scripts/readme_pictures.py
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+IMAGES = os.path.join(ROOT, "docs", "images")
+
+COMMANDS = [
+    "vaezoo sample cvae-mnist -n 40 --columns 10 -o docs/images/cvae-mnist-samples.png",
+    "vaezoo sample vae-mnist -n 32 -o docs/images/vae-mnist-samples.png",
+    "vaezoo reconstruct vae-mnist docs/images/inputs/mnist_0.png docs/images/inputs/mnist_1.png "
+    "docs/images/inputs/mnist_2.png docs/images/inputs/mnist_3.png docs/images/inputs/mnist_4.png "
+    "docs/images/inputs/mnist_5.png -o docs/images/vae-mnist-reconstructions.png",
+    "vaezoo interpolate vae-mnist docs/images/inputs/mnist_0.png docs/images/inputs/mnist_1.png --steps 10 "
+    "-o docs/images/vae-mnist-interpolation.png",
+    "vaezoo sample vq-vae-cifar -n 32 -o docs/images/vq-vae-cifar-samples.png",
+    "vaezoo reconstruct vq-vae-cifar " + " ".join(f"docs/images/inputs/cifar_{i}.png" for i in range(8))
+    + " -o docs/images/vq-vae-cifar-reconstructions.png",
+]
+
+
+def write_inputs():
+    folder = os.path.join(IMAGES, "inputs")
+    os.makedirs(folder, exist_ok=True)
+    with np.load(os.path.join(ROOT, "tests", "fixtures", "mnist_test_200.npz")) as d:
+        for i in range(6):
+            Image.fromarray(d["x"][i].squeeze()).save(os.path.join(folder, f"mnist_{i}.png"))
+    with np.load(os.path.join(ROOT, "tests", "fixtures", "cifar10_jpeg_test_200.npz")) as d:
+        for i in range(8):  # one image from each of the first 8 classes
+            Image.fromarray(d["x"][20 * i]).save(os.path.join(folder, f"cifar_{i}.png"))
+
+
+def main():
+    write_inputs()
+    only = sys.argv[1:]
+    for command in COMMANDS:
+        if only and not any(name in command for name in only):
+            continue
+        print("$", command, flush=True)
+        subprocess.run(command.split(), cwd=ROOT, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+if __name__ == "__main__":
+    main()
