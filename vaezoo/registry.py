@@ -16,7 +16,7 @@ Example:
     >>> vaezoo.list_models("vq*")
     ['vq-vae-cifar']
     >>> model = vaezoo.load("vq-vae-cifar")          # pretrained, offline
-    >>> model.card["metrics"]["normalized_mse"]["value"]
+    >>> model.card["metrics"]["nmse"]["value"]
 """
 
 import copy
@@ -157,7 +157,7 @@ def build(name, **overrides):
 
     card = info(name)
     model = model_from_config({"class": card["family"], "config": {**card["config"], **overrides}})
-    model.card = card
+    object.__setattr__(model, "card", card)  # a plain dict, not tracked by Keras
     return model
 
 
