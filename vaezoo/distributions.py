@@ -21,6 +21,8 @@ from vaezoo.validation import check_int, check_positive
 tfd = tfp.distributions
 tfb = tfp.bijectors
 
+MAX_LOG_SCALE = 3.0  # ceiling of the discretized logistic's log-scale (see DiscretizedLogisticMixture)
+
 
 def _independent(distribution, event_rank):
     return tfd.Independent(distribution, reinterpreted_batch_ndims=event_rank)
@@ -221,7 +223,9 @@ class DiscretizedLogisticMixture(DistributionLayer):
         # The decoder works on a [-1, 1]-ish scale; map locations onto 0..levels-1.
         half = (self.num_levels - 1) / 2.0
         loc = half * (loc + 1.0)
-        scale = half * tf.exp(tf.maximum(log_scale, self.min_log_scale))
+        # The ceiling keeps one pixel bin's mass far above float32 rounding of the CDF
+        # (a flatter logistic would give log_prob = -inf); e^3 * 127.5 is ~2,560 levels wide.
+        scale = half * tf.exp(tf.clip_by_value(log_scale, self.min_log_scale, MAX_LOG_SCALE))
         logistic = tfd.TransformedDistribution(tfd.Logistic(loc, scale), tfb.Shift(-0.5))
         pixel = tfd.QuantizedDistribution(logistic, low=0.0, high=float(self.num_levels - 1))
         mixture = tfd.MixtureSameFamily(tfd.Categorical(logits=logits), pixel)
