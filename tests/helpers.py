@@ -86,3 +86,18 @@ def check_model_contract(make_model, images, tmp_path, condition=None, fit_epoch
     check_elbo_below_iwae(model, images, condition)
     check_save_reload(model, images[:4], tmp_path, None if condition is None else condition[:4])
     return model
+
+
+PALETTE = np.array([[0.9, 0.2, 0.2], [0.2, 0.8, 0.3], [0.2, 0.3, 0.9], [0.95, 0.9, 0.2]], np.float32)
+
+
+def squares(n, size=16, seed=0):
+    """Dark RGB images with two squares of palette colours at random places (VQ test data)."""
+    rng = np.random.default_rng(seed)
+    x = np.full((n, size, size, 3), 0.1, np.float32)
+    for i in range(n):
+        for _ in range(2):
+            r, c = rng.integers(0, size - 5, 2)
+            s = rng.integers(3, 6)
+            x[i, r : r + s, c : c + s] = PALETTE[rng.integers(0, len(PALETTE))]
+    return x

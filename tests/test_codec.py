@@ -16,23 +16,12 @@ from hypothesis import strategies as st
 
 from vaezoo import codec
 from vaezoo.codec import VQZFormatError, VQZModelMismatchError
+from helpers import squares
 
-PALETTE = np.array([[0.9, 0.2, 0.2], [0.2, 0.8, 0.3], [0.2, 0.3, 0.9], [0.95, 0.9, 0.2]], np.float32)
 CONFIG = dict(
     input_shape=(16, 16, 3), num_embeddings=32, embedding_dim=16, hidden_channels=32, residual_channels=16,
     num_residual_blocks=1, num_downsamples=2, prior={"filters": 32, "layers": 3},
 )
-
-
-def squares(n, size=16, seed=0):
-    rng = np.random.default_rng(seed)
-    x = np.full((n, size, size, 3), 0.1, np.float32)
-    for i in range(n):
-        for _ in range(2):
-            r, c = rng.integers(0, size - 5, 2)
-            s = rng.integers(3, 6)
-            x[i, r : r + s, c : c + s] = PALETTE[rng.integers(0, len(PALETTE))]
-    return x
 
 
 @pytest.fixture(scope="module")

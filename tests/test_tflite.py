@@ -13,20 +13,7 @@ import numpy as np
 import pytest
 
 from vaezoo.export.tflite import VARIANTS, TFLiteModel, export_tflite, parity_report, psnr
-
-PALETTE = np.array([[0.9, 0.2, 0.2], [0.2, 0.8, 0.3], [0.2, 0.3, 0.9], [0.95, 0.9, 0.2]], np.float32)
-
-
-def squares(n, size=16, seed=0):
-    """Dark images with two squares of palette colours at random places."""
-    rng = np.random.default_rng(seed)
-    x = np.full((n, size, size, 3), 0.1, np.float32)
-    for i in range(n):
-        for _ in range(2):
-            r, c = rng.integers(0, size - 5, 2)
-            s = rng.integers(3, 6)
-            x[i, r : r + s, c : c + s] = PALETTE[rng.integers(0, len(PALETTE))]
-    return x
+from helpers import squares
 
 
 @pytest.fixture(scope="module")

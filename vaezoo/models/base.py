@@ -25,7 +25,36 @@ import tensorflow as tf
 from vaezoo import validation
 
 
-class LatentVariableModel(keras.Model):
+class TrackedLossTraining:
+    """Keras `train_step`/`test_step` around a model's `per_replica_loss(data, training, step)`.
+
+    Shared by the image models and the PixelCNN prior: one `keras.metrics.Mean` per term in
+    `self.trackers`, gradients of the (loss-scaled) GLOBAL-batch loss, `optimizer.apply`.
+    """
+
+    def update_trackers(self, terms):
+        for name, tracker in self.trackers.items():
+            tracker.update_state(tf.reduce_mean(terms[name]))
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            loss, terms = self.per_replica_loss(data, training=True, step=self.optimizer.iterations)
+            scaled = self.optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        return self.update_trackers(terms)
+
+    def test_step(self, data):
+        _, terms = self.per_replica_loss(data, training=False)
+        return self.update_trackers(terms)
+
+
+class LatentVariableModel(TrackedLossTraining, keras.Model):
     """Base class of every vaezoo model: validated public API on top of family hooks.
 
     Args:
@@ -185,27 +214,6 @@ class LatentVariableModel(keras.Model):
         if self.losses:
             loss += tf.nn.scale_regularization_loss(tf.add_n(self.losses))
         return loss, terms
-
-    def update_trackers(self, terms):
-        for name, tracker in self.trackers.items():
-            tracker.update_state(tf.reduce_mean(terms[name]))
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
-
-    def train_step(self, data):
-        with tf.GradientTape() as tape:
-            loss, terms = self.per_replica_loss(data, training=True, step=self.optimizer.iterations)
-            scaled = self.optimizer.scale_loss(loss)
-        grads = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
-        return self.update_trackers(terms)
-
-    def test_step(self, data):
-        _, terms = self.per_replica_loss(data, training=False)
-        return self.update_trackers(terms)
 
     def build_from_images(self):
         """Create every weight by running one forward pass on a dummy batch.

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from vaezoo import validation
 from vaezoo.quantizer import check_codes
+from vaezoo.models.base import TrackedLossTraining
 
 
 class _ShiftedConv2D(keras.layers.Layer):
@@ -80,7 +81,7 @@ class _GatedLayer(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="vaezoo")
-class PixelCNN(keras.Model):
+class PixelCNN(TrackedLossTraining, keras.Model):
     """Autoregressive prior p(c) = prod_i p(c_i | c_<i) over `(height, width)` grids of codes.
 
     Codes are embedded, passed through gated masked-convolution layers with vertical and
@@ -235,27 +236,6 @@ class PixelCNN(keras.Model):
         if self.losses:
             loss += tf.nn.scale_regularization_loss(tf.add_n(self.losses))
         return loss, terms
-
-    def update_trackers(self, terms):
-        for name, tracker in self.trackers.items():
-            tracker.update_state(tf.reduce_mean(terms[name]))
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
-
-    def train_step(self, data):
-        with tf.GradientTape() as tape:
-            loss, terms = self.per_replica_loss(data, training=True, step=self.optimizer.iterations)
-            scaled = self.optimizer.scale_loss(loss)
-        grads = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
-        return self.update_trackers(terms)
-
-    def test_step(self, data):
-        _, terms = self.per_replica_loss(data, training=False)
-        return self.update_trackers(terms)
 
     def build(self, input_shape=None):  # every weight is created in __init__
         pass
