@@ -345,8 +345,10 @@ class Trainer:
         import tensorflow as tf
 
         spec = self.config.get("eval_data") or self.config["data"]
+        # Shuffled with a fixed seed: the same examples every evaluation, drawn from the whole
+        # split (class-sorted files such as the CIFAR copy would otherwise give one class).
         ds = self._data.make_dataset(spec, self.train_cfg["batch_size"], seed=self.train_cfg["seed"] + 1,
-                                     shuffle="eval_data" not in self.config, repeat=True)
+                                     shuffle=True, repeat=True)
         sums, count = {}, 0
         for batch in ds.take(self.train_cfg["eval_batches"]):
             x, condition = self.model.unpack_batch(batch)
