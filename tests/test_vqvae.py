@@ -282,3 +282,26 @@ def test_mirrored_step_matches_single_device(ema, images, mirrored_strategy, mon
         monkeypatch.setattr(quantizer_module, "_replica_sum", lambda *tensors: tensors)
         local, _ = _one_fit_step(make, x, initial, strategy)
         assert not np.allclose(local[codebook], single[codebook], rtol=1e-5, atol=1e-7)
+
+
+def test_trainer_prior_stage_survives_a_resume(tmp_path):
+    """The Trainer's second stage (PixelCNN on codes) is kept when the same run is resumed."""
+    from vaezoo.training import Trainer, load_trained
+
+    x = np.zeros((256, 16, 16, 3), np.float32)
+    x[:, :8] = 0.8
+    np.savez(tmp_path / "d.npz", x_train=x)
+    config = {"model": {"class": "VQVAE", "config": {
+                  "input_shape": [16, 16, 3], "num_embeddings": 8, "embedding_dim": 4, "hidden_channels": 8,
+                  "residual_channels": 4, "num_residual_blocks": 1, "prior": {"filters": 16, "layers": 2}, "seed": 0}},
+              "data": {"source": "npz", "path": str(tmp_path / "d.npz")},
+              "train": {"steps": 4, "batch_size": 16, "eval_batches": 1, "strategy": "one_device"},
+              "prior_train": {"epochs": 3, "batch_size": 32}}
+    first = Trainer(config, str(tmp_path / "run"), verbose=False)
+    first.run()
+    codes = first.model.encode_to_codes(x[:32])
+    trained = float(np.mean(first.model.prior.bits_per_code(codes)))
+    assert trained < 0.9 * np.log2(8)  # the prior learned something
+    Trainer(config, str(tmp_path / "run"), verbose=False).run()  # resume: nothing left to train
+    resumed = load_trained(str(tmp_path / "run"))
+    assert float(np.mean(resumed.prior.bits_per_code(codes))) == pytest.approx(trained, rel=1e-5)

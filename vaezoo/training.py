@@ -461,7 +461,9 @@ class Trainer:
         if not hasattr(self.model, "fit_prior"):
             raise validation.ConfigError(f"prior_train is set but {type(self.model).__name__} has no prior to fit.")
         marker = os.path.join(self.workdir, "prior_done.json")
-        if os.path.exists(marker):  # resumed after the prior stage finished
+        weights = os.path.join(self.workdir, "prior", "prior.weights.h5")
+        if os.path.exists(marker) and os.path.exists(weights):  # resumed after the prior stage finished
+            self.model.prior.load_weights(weights)
             return
         spec = dict(self.config["data"])
         ds = self._data.make_dataset(spec, prior_cfg["batch_size"], seed=self.train_cfg["seed"], shuffle=False,
@@ -480,7 +482,11 @@ class Trainer:
             history = self.model.fit_prior(codes, epochs=prior_cfg["epochs"], batch_size=prior_cfg["batch_size"],
                                            learning_rate=prior_cfg["learning_rate"],
                                            verbose=2 if self.verbose else 0)
-        self.manager.save(checkpoint_number=int(self.optimizer.iterations.numpy()))
+        # The stage's result is its own file: the step checkpoint of this step already exists,
+        # and re-saving under the same number does not replace it.
+        os.makedirs(os.path.dirname(weights), exist_ok=True)
+        with atomic_path(weights) as tmp:
+            self.model.prior.save_weights(tmp)
         write_json({"loss": [float(v) for v in np.asarray(history.history["loss"])]}, marker)
 
     def _check_finite(self, loss_value, step):
