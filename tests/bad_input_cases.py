@@ -54,6 +54,34 @@ def _truncated_weights(folder):
     _vae().load_weights(path)
 
 
+def _vqz_bytes():
+    from vaezoo import codec
+
+    return codec.compress_codes(_vq(), np.zeros((1, 4, 4), np.int32), mode="fixed", model_name="tiny")
+
+
+def _read_vqz(folder, data, model=None):
+    from vaezoo import codec
+
+    path = _write_bytes(folder, "x.vqz", data)
+    return codec.read_vqz(path, model or _vq())
+
+
+def _write_bytes(folder, name, data):
+    path = os.path.join(folder, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def _export_twice(folder):
+    from vaezoo.export.saved_model import export_saved_model
+
+    model = _vae()
+    export_saved_model(model, folder, model_name="m", version=1)
+    export_saved_model(model, folder, model_name="m", version=1)
+
+
 def _train_with(folder, text):
     from vaezoo.training import load_config
 
@@ -110,6 +138,16 @@ CASES = [
      ValueError, r"holds no images"),
     ("truncated-weights", "a weights file cut in half", _truncated_weights,
      ValueError, r"truncated, corrupt, or saved from another architecture"),
+    ("vqz-truncated", "a .vqz file cut short", lambda d: _read_vqz(d, _vqz_bytes()[:-7]),
+     ValueError, r"(truncated|short|CRC|checksum|length)"),
+    ("vqz-wrong-magic", "a file that is not .vqz", lambda d: _read_vqz(d, b"GIF89a" + _vqz_bytes()[6:]),
+     ValueError, r"magic|not a \.vqz"),
+    ("vqz-other-model", "a .vqz written with other weights", lambda d: _read_vqz(
+        d, _vqz_bytes(), __import__("vaezoo").VQVAE(input_shape=(16, 16, 3), num_embeddings=8, embedding_dim=4,
+                                                   hidden_channels=8, residual_channels=4, num_residual_blocks=1,
+                                                   prior=None, seed=99)), ValueError, r"sha256|weights"),
+    ("export-existing-version", "exporting into a version that exists", _export_twice,
+     FileExistsError, r"overwrite"),
     ("unknown-strategy", "strategy 'gpu'", lambda d: __import__("vaezoo.strategy").strategy.make_strategy("gpu"),
      ValueError, r"Unknown strategy 'gpu'"),
     ("bad-tf-config", "TF_CONFIG that is not JSON",
