@@ -26,8 +26,11 @@ def table():
         card = registry.info(name)
         params = registry.build(name).count_params()
         data = card["data"].get("tfds") or card["data"]["source"]
+        if "cifar10_jpeg" in str(card["data"].get("path", "")):
+            data = "CIFAR-10 (JPEG q75 copy)"
         weights = f"{card['weights']['bytes'] / 1e6:.1f} MB" if card["weights"] else "recipe only"
-        metrics = "; ".join(f"{k} {_format(v['value'])} ({v['split']})" for k, v in (card["metrics"] or {}).items())
+        metrics = "; ".join(f"{k} {_format(v['value'])} ({v['split']})" for k, v in (card["metrics"] or {}).items()
+                            if not isinstance(v["value"], list))
         rows.append(f"| `{name}` | {card['family']} | {params / 1e6:.2f} M | {data} | {weights} | {metrics or '-'} |")
     return "\n".join(rows)
 
