@@ -89,7 +89,7 @@ def load_reference_classifier(name="mnist", weights=None, config=None):
     if not os.path.isfile(weights):
         raise FileNotFoundError(
             f"No classifier weights at {weights!r}. Train them with "
-            "`python scripts/train_reference_classifier.py` (MNIST from ../shared/data/mnist.npz)."
+            "`python scripts/train_reference_classifier.py --data PATH/TO/mnist.npz`."
         )
     stored = {}
     sidecar = weights[: -len(".weights.h5")] + ".json" if weights.endswith(".weights.h5") else None
