@@ -360,21 +360,23 @@ class Trainer:
         metrics["elbo"] = -(metrics["nll"] + metrics["kl"])
         metrics["bits_per_dim"] = -metrics["elbo"] / (self.model.num_dims * math.log(2.0))
         metrics["examples"] = count
-        self._last_eval_batch = x
+        self._last_eval_batch, self._last_eval_condition = x, condition
         return metrics
 
     def _write_pictures(self, step, writer):
+        import numpy as np
         import tensorflow as tf
 
         from vaezoo import visualize
 
         x = self._last_eval_batch[:8]
-        cond = None
-        if self.model.conditional:
-            cond = self.model.dummy_condition(8)
-        recon = self.model.reconstruct(x, condition=cond) if cond is not None else self.model.reconstruct(x)
-        samples = self.model.sample(16, seed=0, condition=self.model.dummy_condition(16)) \
-            if self.model.conditional else self.model.sample(16, seed=0)
+        kw, sample_kw = {}, {}
+        if self.model.conditional:  # the images' own conditions; samples cycle through the classes
+            kw = {"condition": self._last_eval_condition[:8]}
+            classes = getattr(self.model, "num_classes", None)
+            sample_kw = {"condition": np.arange(16) % classes if classes else self.model.dummy_condition(16)}
+        recon = self.model.reconstruct(x, **kw)
+        samples = self.model.sample(16, seed=0, **sample_kw)
         path = os.path.join(self.workdir, f"pictures/step_{step:07d}.png")
         visualize.save_rows_png({"input": x, "reconstruction": recon, "samples": samples[:8],
                                  "more samples": samples[8:]}, path, scale=2)
