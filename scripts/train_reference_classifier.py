@@ -6,11 +6,11 @@ network from config and loads the weights), the measured test accuracy, the comm
 hardware and the weights' sha256.
 
 Protocol: MNIST from ../shared/data/mnist.npz (uint8 / 255, no augmentation), the
-`vaezoo.classifier.DEFAULT_CONFIG` CNN, Adam (1e-3), batch 128, `--epochs` passes over the
+`vaezoo.classifier.DEFAULT_CONFIG` CNN, Adam (1e-3, cosine decay to 0), batch 128, `--epochs` passes over the
 60,000 training images (the last 5,000 held out for validation), accuracy on the 10,000 test
-images. One epoch takes 1 to 2 minutes on 2 CPU cores (98.2% test accuracy).
+images. One epoch takes 1 to 2 minutes on 2 CPU cores; the shipped weights are from 8 epochs.
 
-    python scripts/train_reference_classifier.py [--epochs 1] [--data ../shared/data/mnist.npz]
+    python scripts/train_reference_classifier.py [--epochs 8] [--data ../shared/data/mnist.npz]
 """
 
 import argparse
@@ -30,7 +30,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "mnist.npz"),
                         help="MNIST .npz with x_train, y_train, x_test, y_test")
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="weights path (default: vaezoo/pretrained/mnist_classifier.weights.h5)")
@@ -51,7 +51,11 @@ def main(argv=None):
     x_fit, y_fit = x_train[:-5000], y_train[:-5000]
 
     model = build_classifier(**DEFAULT_CONFIG)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+    # Cosine decay to zero over the run: the last epochs at a small step size add the final
+    # few tenths of a percent of test accuracy.
+    steps = args.epochs * -(-len(x_fit) // args.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=steps)
+    model.compile(optimizer=keras.optimizers.Adam(schedule),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     started = time.time()
     model.fit(x_fit, y_fit, epochs=args.epochs, batch_size=args.batch_size, validation_data=(x_val, y_val), verbose=2)
@@ -78,7 +82,7 @@ def main(argv=None):
     write_json({
         "config": DEFAULT_CONFIG,
         "test_accuracy": accuracy,
-        "protocol": f"MNIST train[:55000], {args.epochs} epochs, Adam 1e-3, batch {args.batch_size}, "
+        "protocol": f"MNIST train[:55000], {args.epochs} epochs, Adam 1e-3 with cosine decay, batch {args.batch_size}, "
                     f"seed {args.seed}; accuracy on the 10,000 MNIST test images",
         "command": " ".join(["python scripts/train_reference_classifier.py", *(argv if argv is not None else sys.argv[1:])]),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
