@@ -455,3 +455,67 @@ def test_load_model_takes_the_data_spec_from_a_registry_card(monkeypatch):
     model, spec, kind = evaluation.load_model("cvae-mnist")
     assert kind == "registry" and type(model).__name__ == "CVAE"
     assert spec["source"] == "npz" and spec["key"] == "x_test" and "tfds" not in spec  # eval_data, runnable
+
+
+# --------------------------------------------------------------------------- disentanglement metrics
+def _dot_sampler():
+    """Two factors (row, column of a 2x2 dot on an 8x8 image): a tiny ground-truth data set."""
+    from vaezoo.disentanglement import FactorSampler
+
+    def render(classes):
+        images = np.zeros((len(classes), 8, 8, 1), np.float32)
+        for i, (r, c) in enumerate(classes):
+            images[i, 2 * r : 2 * r + 2, 2 * c : 2 * c + 2] = 1.0
+        return images
+
+    return FactorSampler((4, 4), render, ("row", "column"))
+
+
+def test_evaluate_disentanglement_matches_the_metric_functions():
+    from vaezoo import disentanglement as dis
+
+    sampler = _dot_sampler()
+    _, x = sampler.sample(64, np.random.default_rng(3))
+    keras.utils.set_random_seed(0)
+    model = vaezoo.BetaVAE(input_shape=(8, 8, 1), latent_dim=3, beta=2.0, encoder={"type": "mlp", "hidden": [32]})
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    model.fit(x, epochs=5, batch_size=16, verbose=0)
+    results = evaluation.evaluate(model, x, metrics=["mig", "beta_vae_score", "factor_vae_score"], factors=sampler,
+                                  disentanglement_points=(40, 20), seed=5)
+    representation = dis.mean_representation(model)
+    mig = dis.mig(representation, sampler, seed=5)
+    assert results["mig"] == pytest.approx(mig["score"])
+    assert results["mig_per_factor"] == pytest.approx(mig["per_factor"])
+    assert results["beta_vae_score"] == pytest.approx(
+        dis.beta_vae_score(representation, sampler, num_train=40, num_eval=20, seed=5)["score"])
+    assert results["factor_vae_score"] == pytest.approx(
+        dis.factor_vae_score(representation, sampler, num_train=40, num_eval=20, seed=5)["score"])
+    report = {"metrics": results, "data": {"source": "dsprites"}, "split": "test", "seed": 5, "hardware": "cpu",
+              "date": "today"}
+    records = evaluation.card_records(report, "vaezoo eval x")
+    assert "disentanglement_points" not in records
+    assert "40 training and 20 evaluation points" in records["beta_vae_score"]["protocol"]
+    assert "10,000 points" in records["mig"]["protocol"]
+
+
+def test_disentanglement_metrics_check_their_inputs_first(guarded_vae):
+    model, x = guarded_vae
+    with pytest.raises(ValueError, match="needs ground-truth factors"):
+        evaluation.evaluate(model, x, metrics=["mig"])
+    with pytest.raises(ValueError, match=r"observations of shape \(8, 8, 1\); the model takes \(28, 28, 1\)"):
+        evaluation.evaluate(model, x, metrics=["mig"], factors=_dot_sampler())
+    with pytest.raises(TypeError, match="FactorSampler"):
+        evaluation.evaluate(model, x, metrics=["mig"], factors=np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="num_eval"):
+        evaluation.evaluate(model, x, metrics=["beta_vae_score"], factors=_dot_sampler(), disentanglement_points=(5, 0))
+    vq = vaezoo.VQVAE(input_shape=(8, 8, 1), num_embeddings=4, embedding_dim=2, hidden_channels=4,
+                      residual_channels=2, num_residual_blocks=0, prior=None)
+    with pytest.raises(ValueError, match="single-layer Gaussian VAE"):
+        evaluation.evaluate(vq, np.zeros((2, 8, 8, 1), np.float32), metrics=["mig"], factors=_dot_sampler())
+
+
+def test_run_eval_refuses_disentanglement_without_factor_data(monkeypatch, guarded_vae):
+    model, _ = guarded_vae
+    monkeypatch.setattr(evaluation, "load_model", lambda ref: (model, {"source": "npz", "path": "x.npz"}, "file"))
+    with pytest.raises(ValueError, match=r"mig need data with known generative factors \(source: dsprites\)"):
+        evaluation.run_eval("m.keras", metrics=["elbo", "mig"])

@@ -176,7 +176,8 @@ def _eval(args):
     report = evaluation.run_eval(args.model, data=data, split=args.split, metrics=metrics, k=args.k,
                                  batch_size=args.batch_size, limit=args.limit, outliers=outliers,
                                  score=args.score, classifier=args.classifier,
-                                 samples_per_class=args.samples_per_class, seed=args.seed)
+                                 samples_per_class=args.samples_per_class, seed=args.seed,
+                                 disentanglement_points=tuple(args.disentanglement_points))
     title = (f"{args.model} ({report['family']}) on {report['metrics']['examples']} {args.split} images "
              f"of {json.dumps(report['data'], sort_keys=True)}")
     print(evaluation.format_table(report["metrics"], title=title))
@@ -388,6 +389,9 @@ def build_parser():
     ev.add_argument("--classifier", help="reference classifier for conditional_accuracy: 'mnist' or a "
                                          ".weights.h5 path")
     ev.add_argument("--samples-per-class", type=int, default=100)
+    ev.add_argument("--disentanglement-points", type=int, nargs=2, default=[10000, 5000], metavar=("TRAIN", "EVAL"),
+                    help="training and evaluation points of beta_vae_score / factor_vae_score (default 10000 5000, "
+                         "disentanglement_lib's; each point encodes 64 images)")
     ev.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     ev.add_argument("--write-card", action="store_true", help="registry models: record the results in the card")
     ev.set_defaults(func=_eval)

@@ -49,7 +49,12 @@ METRICS = {
     "auroc": "area under the ROC curve, outliers vs inliers, for the anomaly `score`",
     "auprc": "average precision (area under precision-recall), outliers as positives",
     "conditional_accuracy": "CVAE: accuracy of a reference classifier on class-conditional samples",
+    "mig": "mutual information gap (Chen et al.) of the posterior means, 10,000 factor draws, 20 bins",
+    "beta_vae_score": "BetaVAE score (Higgins et al.): logistic-regression accuracy on |z1 - z2| of 64 pairs",
+    "factor_vae_score": "FactorVAE score (Kim & Mnih): majority-vote accuracy on the least-variant dimension",
 }
+#: metrics that need ground-truth factors (`factors=`, a `vaezoo.disentanglement.FactorSampler`).
+DISENTANGLEMENT_METRICS = ("mig", "beta_vae_score", "factor_vae_score")
 #: what `evaluate` computes when no metrics are named: valid for every family.
 DEFAULT_METRICS = ("elbo", "iwae", "mse", "nmse", "psnr")
 #: anomaly scores (higher = more anomalous).
@@ -544,7 +549,7 @@ def _check_metric_names(metrics):
     return list(dict.fromkeys(metrics))
 
 
-def _applicable(model, name, outliers, classifier):
+def _applicable(model, name, outliers, classifier, factors=None):
     """None if metric `name` applies to `model`, else the reason it does not."""
     family = _family(model)
     kind = type(model).__name__
@@ -569,10 +574,16 @@ def _applicable(model, name, outliers, classifier):
             return f"conditional_accuracy needs a CVAE with num_classes; got {kind}"
         if classifier is None:
             return "conditional_accuracy needs classifier= (e.g. vaezoo.classifier.load_reference_classifier())"
+    if name in DISENTANGLEMENT_METRICS:
+        if family in ("vq", "hierarchical") or getattr(model, "conditional", False) or not hasattr(model, "latent_dim"):
+            return f"{name} needs an unconditional single-layer Gaussian VAE (VAE, BetaVAE); got {kind}"
+        if factors is None:
+            return (f"{name} needs ground-truth factors: pass factors= (a vaezoo.disentanglement.FactorSampler, "
+                    "e.g. FactorSampler.dsprites()); `vaezoo eval` does this for dsprites data")
     return None
 
 
-def plan(model, metrics=DEFAULT_METRICS, outliers=None, classifier=None):
+def plan(model, metrics=DEFAULT_METRICS, outliers=None, classifier=None, factors=None):
     """The metric names `evaluate` will compute, after expanding `"all"` and checking each applies.
 
     Raises:
@@ -581,10 +592,10 @@ def plan(model, metrics=DEFAULT_METRICS, outliers=None, classifier=None):
     """
     names = _check_metric_names(metrics)
     if "all" in names:
-        expanded = [m for m in METRICS if _applicable(model, m, outliers, classifier) is None]
+        expanded = [m for m in METRICS if _applicable(model, m, outliers, classifier, factors) is None]
         names = list(dict.fromkeys(expanded + [m for m in names if m != "all"]))
     for name in names:
-        reason = _applicable(model, name, outliers, classifier)
+        reason = _applicable(model, name, outliers, classifier, factors)
         if reason:
             raise ValueError(reason + ".")
     return names
@@ -605,6 +616,8 @@ def evaluate(
     data_variance=None,
     max_parallel_samples=4096,
     seed=None,
+    factors=None,
+    disentanglement_points=(10000, 5000),
 ):
     """Evaluate a model on a data set; returns a flat, JSON-safe dict of numbers.
 
@@ -623,6 +636,8 @@ def evaluate(
     - `kl_per_dim` (list), `kl_per_layer` (list)
     - `auroc`, `auprc` (with `anomaly_score`, `outliers`, `auprc_chance`)
     - `conditional_accuracy`, `conditional_accuracy_per_class`
+    - `mig` (and `mig_per_factor`), `beta_vae_score`, `factor_vae_score`: on fresh draws from
+      `factors`, not on `data` (see `vaezoo.disentanglement` for each protocol)
     plus `examples` (number of images).
 
     Args:
@@ -644,6 +659,9 @@ def evaluate(
         max_parallel_samples: bound on images x samples per decoder pass in `iwae`.
         seed: integer for reproducible sampling (the model's generator is restored after);
             `None` uses the model's generator as it is.
+        factors: a `vaezoo.disentanglement.FactorSampler` for the disentanglement metrics.
+        disentanglement_points: `(num_train, num_eval)` of the BetaVAE and FactorVAE scores
+            (disentanglement_lib: 10,000 and 5,000; each point encodes 64 images or pairs).
 
     Example:
         >>> results = evaluate(model, x_test, metrics=("elbo", "iwae"), k=1000)
@@ -652,7 +670,7 @@ def evaluate(
         >>> evaluate(model, x_normal, metrics="auroc,auprc", outliers=x_anomalous, score="iwae", k=100)
     """
     # ---- validate everything first
-    names = plan(model, metrics, outliers, classifier)
+    names = plan(model, metrics, outliers, classifier, factors)
     validation.check_int("k", k, 1)
     validation.check_int("batch_size", batch_size, 1)
     validation.check_int("max_parallel_samples", max_parallel_samples, 1)
@@ -684,6 +702,9 @@ def evaluate(
     if "conditional_accuracy" in names:
         validation.check_int("samples_per_class", samples_per_class, 1)
         _check_classifier(model, classifier)
+    if any(m in names for m in DISENTANGLEMENT_METRICS):
+        num_train, num_eval = _check_points(disentanglement_points)
+        _check_factors(model, factors)
     model.build_from_images()
 
     # ---- compute
@@ -766,6 +787,46 @@ def evaluate(
                 results["auprc_chance"] = len(x_out) / (len(x_out) + len(x))
         if "conditional_accuracy" in names:
             results.update(conditional_accuracy(model, classifier, samples_per_class, seed or 0, batch_size))
+        if any(m in names for m in DISENTANGLEMENT_METRICS):
+            results.update(_disentanglement(model, factors, names, num_train, num_eval, seed or 0, batch_size))
+    return results
+
+
+def _check_factors(model, factors):
+    from vaezoo.disentanglement import FactorSampler
+
+    if not isinstance(factors, FactorSampler):
+        raise TypeError(f"factors must be a vaezoo.disentanglement.FactorSampler, got {type(factors).__name__}.")
+    _, observation = factors.sample(1, np.random.default_rng(0))
+    if tuple(observation.shape[1:]) != tuple(model.image_shape):
+        raise ValueError(f"factors produce observations of shape {tuple(observation.shape[1:])}; "
+                         f"the model takes {tuple(model.image_shape)}.")
+
+
+def _check_points(points):
+    if not (isinstance(points, (tuple, list)) and len(points) == 2):
+        raise ValueError(f"disentanglement_points must be (num_train, num_eval), got {points!r}.")
+    validation.check_int("disentanglement_points[0] (num_train)", points[0], 1)
+    validation.check_int("disentanglement_points[1] (num_eval)", points[1], 1)
+    return int(points[0]), int(points[1])
+
+
+def _disentanglement(model, factors, names, num_train, num_eval, seed, batch_size):
+    from vaezoo import disentanglement as dis
+
+    representation = dis.mean_representation(model, batch_size=max(batch_size, 256))
+    results = {}
+    if "mig" in names:
+        mig = dis.mig(representation, factors, seed=seed)
+        results["mig"] = mig["score"]
+        results["mig_per_factor"] = [float(v) for v in mig["per_factor"]]
+    if "beta_vae_score" in names:
+        results["beta_vae_score"] = dis.beta_vae_score(representation, factors, num_train=num_train,
+                                                       num_eval=num_eval, seed=seed)["score"]
+    if "factor_vae_score" in names:
+        results["factor_vae_score"] = dis.factor_vae_score(representation, factors, num_train=num_train,
+                                                           num_eval=num_eval, seed=seed)["score"]
+    results["disentanglement_points"] = [num_train, num_eval]
     return results
 
 
@@ -970,7 +1031,8 @@ def hardware_description():
 
 
 def run_eval(model_ref, data=None, split="test", metrics=DEFAULT_METRICS, k=64, batch_size=128, limit=10000,
-             outliers=None, score="elbo", classifier=None, samples_per_class=100, seed=0):
+             outliers=None, score="elbo", classifier=None, samples_per_class=100, seed=0,
+             disentanglement_points=(10000, 5000)):
     """What `vaezoo eval` does: load a model and its data split, `evaluate`, return a report.
 
     Args:
@@ -982,7 +1044,9 @@ def run_eval(model_ref, data=None, split="test", metrics=DEFAULT_METRICS, k=64, 
         outliers: a data spec of the outlier set (same split) for `auroc` / `auprc`.
         classifier: a reference classifier name (`"mnist"`) or `.weights.h5` path for
             `conditional_accuracy`.
-        metrics, k, batch_size, score, samples_per_class, seed: as in `evaluate`.
+        metrics, k, batch_size, score, samples_per_class, seed, disentanglement_points: as in
+            `evaluate`. The disentanglement metrics need dSprites data (`source: dsprites`):
+            their factors come from `FactorSampler.dsprites()`.
 
     Returns:
         dict with `model`, `kind`, `family`, `data`, `split`, `metrics` (the results) and
@@ -1004,7 +1068,16 @@ def run_eval(model_ref, data=None, split="test", metrics=DEFAULT_METRICS, k=64, 
 
         classifier = (load_reference_classifier(classifier) if classifier in PRETRAINED
                       else load_reference_classifier(weights=classifier))
-    plan(model, names, outliers, classifier)  # metric/model mismatches before the data is read
+    factors = None
+    if any(m in DISENTANGLEMENT_METRICS or m == "all" for m in names) and (spec or {}).get("source") == "dsprites":
+        from vaezoo.disentanglement import FactorSampler
+
+        factors = FactorSampler.dsprites()
+    elif any(m in DISENTANGLEMENT_METRICS for m in names):
+        raise ValueError(f"{', '.join(m for m in names if m in DISENTANGLEMENT_METRICS)} need data with known "
+                         f"generative factors (source: dsprites); {model_ref!r} evaluates on "
+                         f"source {(spec or {}).get('source')!r}.")
+    plan(model, names, outliers, classifier, factors)  # metric/model mismatches before the data is read
     conditional = getattr(model, "conditional", False)
     images, labels = load_images(spec, split, limit, labels=conditional, seed=seed + 1)
     inputs = (images, labels) if conditional else images
@@ -1013,7 +1086,8 @@ def run_eval(model_ref, data=None, split="test", metrics=DEFAULT_METRICS, k=64, 
         out_images, out_labels = load_images(outliers, split, limit, labels=conditional, seed=seed + 2)
         outlier_inputs = (out_images, out_labels) if conditional else out_images
     results = evaluate(model, inputs, metrics=names, k=k, batch_size=batch_size, outliers=outlier_inputs,
-                       score=score, classifier=classifier, samples_per_class=samples_per_class, seed=seed)
+                       score=score, classifier=classifier, samples_per_class=samples_per_class, seed=seed,
+                       factors=factors, disentanglement_points=disentanglement_points)
     return {
         "model": model_ref,
         "kind": kind,
@@ -1029,7 +1103,7 @@ def run_eval(model_ref, data=None, split="test", metrics=DEFAULT_METRICS, k=64, 
 
 #: result keys that are bookkeeping, not measurements (left out of zoo cards).
 _NOT_MEASURED = {"examples", "outliers", "iwae_k", "anomaly_score", "data_variance", "elbo_stderr",
-                 "iwae_stderr", "latent_variances", "auprc_chance"}
+                 "iwae_stderr", "latent_variances", "auprc_chance", "disentanglement_points"}
 
 
 def card_records(report, command):
@@ -1045,6 +1119,11 @@ def card_records(report, command):
             continue
         metric = next((m for m in METRICS if key == m or key.startswith(m + "_")), key)
         protocol = f"{METRICS.get(metric, key)}; {base}"
+        if metric in DISENTANGLEMENT_METRICS:
+            num_train, num_eval = results["disentanglement_points"]
+            points = "10,000 points" if metric == "mig" else f"{num_train} training and {num_eval} evaluation points"
+            protocol = (f"{METRICS[metric]}; fresh draws of the dSprites factor grid (FactorSampler.dsprites()), "
+                        f"{points}, seed {report['seed']}; representation = posterior mean")
         if metric == "iwae":
             protocol += f"; k = {results['iwae_k']}"
         if metric in ("auroc", "auprc"):
