@@ -202,6 +202,17 @@ def test_publish_ships_weights_and_records_their_hash(zoo, tmp_path, monkeypatch
     assert registry.info("tiny-vae")["weights"] == weights
     assert weights["sha256"] == registry.sha256_of(str(zoo["weights"]))
     assert vaezoo.load("tiny-vae") is not None
+    # metrics of the published weights survive a re-publish of the same file ...
+    record = {"value": 1.0, "split": "test", "protocol": "p", "hardware": "h", "date": "d", "command": "c"}
+    registry.record_metrics("tiny-vae", {"mse": record})
+    registry.publish(str(tmp_path / "run"), "tiny-vae")
+    assert registry.info("tiny-vae")["metrics"] == {"mse": record}
+    # ... and are dropped when other weights are published: they described another model
+    model = vaezoo.load("tiny-vae")
+    model.set_weights([w + 0.5 for w in model.get_weights()])
+    model.save_weights(str(run / "model.weights.h5"))
+    registry.publish(str(tmp_path / "run"), "tiny-vae")
+    assert registry.info("tiny-vae")["metrics"] == {}
 
 
 @pytest.mark.slow

@@ -278,7 +278,10 @@ def write_card(card):
 
 def publish(workdir, name):
     """Ship a finished training run's weights as `pretrained://NAME.weights.h5` and record
-    their sha256 and size in the card (the way weights enter the zoo; never by hand)."""
+    their sha256 and size in the card (the way weights enter the zoo; never by hand).
+
+    Metrics in the card that were measured on other weights are dropped: they describe a
+    different model. Measure the new one with `vaezoo eval NAME --write-card`."""
     card = info(name)
     source = os.path.join(workdir, "final", "model.weights.h5")
     if not os.path.isfile(source):
@@ -289,8 +292,13 @@ def publish(workdir, name):
     target = os.path.join(pretrained_dir(), filename)
     with atomic_path(target) as tmp:
         shutil.copyfile(source, tmp)
+    previous = (card.get("weights") or {}).get("sha256")
     card["weights"] = {"uri": f"pretrained://{filename}", "sha256": sha256_of(target),
                        "bytes": os.path.getsize(target)}
+    if card.get("metrics") and previous != card["weights"]["sha256"]:
+        print(f"{name}: new weights; dropped the card's {len(card['metrics'])} metric(s) measured on the old ones "
+              f"(measure again with `vaezoo eval {name} --write-card`)")
+        card["metrics"] = {}
     write_card(card)
     return card["weights"]
 
