@@ -20,11 +20,14 @@ Models: a Gaussian conv VAE on 28x28x1 (encoder 2 stride-2 4x4 convs [32, 64], d
 with decay 0.99, commitment 0.25). TensorFlow peers run with XLA off and on (`jit_compile`);
 PyTorch peers run eagerly (XLA does not apply; their xla column reads `n/a`).
 
-Every row runs in its own subprocess (no thread pool, graph cache or allocator shared between
-peers); the first steps (tracing, compilation) are not timed. Prints a table with images/s and
-the ratio to the fastest peer of the same model, and appends it to benchmarks/RESULTS.md.
+Every measurement runs in its own subprocess (no thread pool, graph cache or allocator shared
+between peers); the first steps (tracing, compilation) are not timed. One process's figure
+varies by several percent on a small machine, so each row is measured `--repeats` times,
+interleaved round-robin over the rows (slow drifts of the machine hit every peer alike), and
+the table gives the median with the range. Prints the table with images/s and the ratio of the
+medians to the fastest peer of the same model, and appends it to benchmarks/RESULTS.md.
 
-    python benchmarks/peer_throughput.py                      # default: ~10 minutes on 2 cores
+    python benchmarks/peer_throughput.py                      # default: ~7 minutes on 2 cores
     python benchmarks/peer_throughput.py --full               # batch 128, 100 steps (GPU)
     python benchmarks/peer_throughput.py --peers vaezoo keras-fit --models vae-conv-28
 """
@@ -33,6 +36,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -430,6 +434,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="measurements per row (median reported)")
     parser.add_argument("--full", action="store_true", help="batch 128 and 100 timed steps (for a GPU)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one row, print JSON
     args = parser.parse_args()
@@ -441,37 +446,44 @@ def main():
         return
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    rows = []
-    for model, peer, xla in _rows(args):
-        row = {"model": model, "peer": peer, "xla": _xla_label(xla)}
-        rows.append(row)
-        missing = _available(peer)
-        if missing:
-            row["images/s"] = missing
-            continue
-        command = [sys.executable, os.path.abspath(__file__), "--one", json.dumps([model, peer, xla]),
-                   "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--warmup", str(args.warmup)]
-        done = subprocess.run(command, capture_output=True, text=True, env=env)
-        results = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-        if done.returncode or not results:
-            reason = (done.stderr.strip().splitlines() or ["no output"])[-1][:120]
-            row["images/s"] = f"failed: {reason}"
-        else:
-            row["images/s"] = json.loads(results[-1][len("RESULT "):])
-        print(f"{model:12s} {peer:10s} xla={row['xla']:3s} {row['images/s']}", flush=True)
+    rows = [{"model": model, "peer": peer, "xla": _xla_label(xla), "_key": (model, peer, xla), "_runs": []}
+            for model, peer, xla in _rows(args)]
+    for row in rows:
+        row["images/s"] = _available(row["peer"]) or ""
+    for repeat in range(args.repeats):
+        for row in rows:
+            if row["images/s"]:  # not installed, or failed before
+                continue
+            command = [sys.executable, os.path.abspath(__file__), "--one", json.dumps(row["_key"]),
+                       "--batch-size", str(args.batch_size), "--steps", str(args.steps),
+                       "--warmup", str(args.warmup)]
+            done = subprocess.run(command, capture_output=True, text=True, env=env)
+            results = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+            if done.returncode or not results:
+                reason = (done.stderr.strip().splitlines() or ["no output"])[-1][:120]
+                row["images/s"] = f"failed: {reason}"
+            else:
+                row["_runs"].append(json.loads(results[-1][len("RESULT "):]))
+            print(f"[{repeat + 1}/{args.repeats}] {row['model']:12s} {row['peer']:10s} xla={row['xla']:3s} "
+                  f"{row['images/s'] or round(row['_runs'][-1], 1)}", flush=True)
+    for row in rows:
+        if not row["images/s"]:
+            row["images/s"] = statistics.median(row["_runs"])
+            row["range"] = f"{min(row['_runs']):.0f}-{max(row['_runs']):.0f}"
     for model in args.models:
         measured = [r for r in rows if r["model"] == model and isinstance(r["images/s"], float)]
         best = max((r["images/s"] for r in measured), default=None)
         for r in measured:
             r["ratio to fastest"] = r["images/s"] / best
-    table = markdown_table(rows, ["model", "peer", "xla", "images/s", "ratio to fastest"])
+    table = markdown_table(rows, ["model", "peer", "xla", "images/s", "range", "ratio to fastest"])
     print(table)
     append_results(
         "Training throughput: vaezoo vs plain Keras fit, dm-sonnet, PyTorch and pythae", table,
         protocol=(f"same architecture and synthetic uint8 images for every peer (Gaussian conv VAE 28x28x1, "
                   f"[32, 64] convs, dense 256, 16 latents; Sonnet-example VQ-VAE 32x32x3, 128 channels, 2 residual "
                   f"blocks, 512x64 EMA codebook); batch {args.batch_size}, {args.steps} timed steps after "
-                  f"{args.warmup} warm-up steps, Adam; one process per row; one device"),
+                  f"{args.warmup} warm-up steps, Adam; one process per measurement, median of {args.repeats} "
+                  f"interleaved measurements per row (range = min-max); one device"),
         hardware=hardware_description() + _torch_version())
 
 
