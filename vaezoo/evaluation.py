@@ -474,7 +474,8 @@ def conditional_accuracy(model, classifier, samples_per_class=100, seed=0, batch
             predicted = np.argmax(np.asarray(classifier(images)), axis=-1)
             correct += int(np.sum(predicted == c))
         per_class.append(correct / samples_per_class)
-    return {"conditional_accuracy": float(np.mean(per_class)), "conditional_accuracy_per_class": per_class}
+    return {"conditional_accuracy": float(np.mean(per_class)), "conditional_accuracy_per_class": per_class,
+            "samples_per_class": int(samples_per_class)}
 
 
 # --------------------------------------------------------------------------- data handling
@@ -1063,6 +1064,7 @@ def run_eval(model_ref, data=None, split="test", metrics=DEFAULT_METRICS, k=64, 
     spec = data if data is not None else own_spec
     if spec is None:
         raise ValueError(f"{model_ref!r} carries no data spec; pass one with --data (a JSON/YAML spec or file).")
+    classifier_ref = classifier
     if classifier is not None:
         from vaezoo.classifier import PRETRAINED, load_reference_classifier
 
@@ -1095,6 +1097,7 @@ def run_eval(model_ref, data=None, split="test", metrics=DEFAULT_METRICS, k=64, 
         "data": _split_spec(spec, split),
         "split": split,
         "seed": seed,
+        "classifier": classifier_ref,
         "metrics": results,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "hardware": hardware_description(),
@@ -1103,7 +1106,7 @@ def run_eval(model_ref, data=None, split="test", metrics=DEFAULT_METRICS, k=64, 
 
 #: result keys that are bookkeeping, not measurements (left out of zoo cards).
 _NOT_MEASURED = {"examples", "outliers", "iwae_k", "anomaly_score", "data_variance", "elbo_stderr",
-                 "iwae_stderr", "latent_variances", "auprc_chance", "disentanglement_points"}
+                 "iwae_stderr", "latent_variances", "auprc_chance", "disentanglement_points", "samples_per_class"}
 
 
 def card_records(report, command):
@@ -1126,6 +1129,9 @@ def card_records(report, command):
                         f"{points}, seed {report['seed']}; representation = posterior mean")
         if metric == "iwae":
             protocol += f"; k = {results['iwae_k']}"
+        if metric == "conditional_accuracy":
+            protocol = (f"{METRICS[metric]}; {results['samples_per_class']} samples per class at temperature 1, "
+                        f"seed {report['seed']}, classified by the reference classifier {report.get('classifier')!r}")
         if metric in ("auroc", "auprc"):
             protocol += f"; score {results['anomaly_score']}, {results['outliers']} outliers"
         records[key] = {"value": value, "split": report["split"], "protocol": protocol,
