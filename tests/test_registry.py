@@ -215,6 +215,39 @@ def test_publish_ships_weights_and_records_their_hash(zoo, tmp_path, monkeypatch
     assert registry.info("tiny-vae")["metrics"] == {}
 
 
+def _array_bytes(path):
+    import h5py
+
+    sizes = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda _, item: sizes.append(item.nbytes) if isinstance(item, h5py.Dataset) else None)
+    return sum(sizes)
+
+
+def test_publish_float16_halves_the_file_and_keeps_the_model(zoo, tmp_path, monkeypatch):
+    pretrained = tmp_path / "pretrained"
+    pretrained.mkdir()
+    monkeypatch.setattr(registry, "pretrained_dir", lambda: str(pretrained))
+    zoo["write"]("file:///nowhere")
+    run = tmp_path / "run" / "final"
+    run.mkdir(parents=True)
+    reference = vaezoo.build("tiny-vae")
+    reference.build_from_images()
+    reference.set_weights([np.random.default_rng(i).normal(size=w.shape) for i, w in enumerate(reference.get_weights())])
+    reference.save_weights(str(run / "model.weights.h5"))
+    weights = registry.publish(str(tmp_path / "run"), "tiny-vae", float16=True)
+    shipped = pretrained / "tiny-vae.weights.h5"
+    assert weights["bytes"] == shipped.stat().st_size
+    assert _array_bytes(shipped) == _array_bytes(run / "model.weights.h5") // 2  # (a tiny file is mostly HDF5 header)
+    assert oct(shipped.stat().st_mode & 0o777) == "0o644"
+    model = vaezoo.load("tiny-vae")
+    for a, b in zip(reference.get_weights(), model.get_weights()):
+        assert b.dtype == np.float32
+        np.testing.assert_allclose(b, a.astype(np.float16).astype(np.float32), rtol=0, atol=0)
+    x = np.random.default_rng(0).random((4, *reference.image_shape)).astype("float32")
+    np.testing.assert_allclose(model.reconstruct(x), reference.reconstruct(x), atol=5e-3)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", registry.list_models())
 def test_every_recipe_trains_end_to_end_in_smoke_mode(name, tmp_path):

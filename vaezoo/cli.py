@@ -69,7 +69,7 @@ def _info(args):
 def _publish(args):
     from vaezoo import registry
 
-    weights = registry.publish(args.workdir, args.name)
+    weights = registry.publish(args.workdir, args.name, float16=args.float16)
     print(f"{args.name}: {weights['uri']} ({weights['bytes']} bytes, sha256 {weights['sha256']})")
     return 0
 
@@ -291,6 +291,8 @@ def build_parser():
                                          "record its sha256 and size in the card NAME.")
     publish.add_argument("workdir")
     publish.add_argument("--name", required=True, help="registry name (its card must exist)")
+    publish.add_argument("--float16", action="store_true",
+                         help="store the weights as float16 (half the size; loaded into float32 variables)")
     publish.set_defaults(func=_publish)
 
     model_help = "a registry name (see `vaezoo list`), a .keras file or a training workdir"

@@ -276,12 +276,39 @@ def write_card(card):
     return path
 
 
-def publish(workdir, name):
+def _write_float16_copy(source, target):
+    """Copy a Keras `.weights.h5` file with every float32 array stored as float16.
+
+    Keras casts on load, so the model keeps float32 variables; only the file halves. A fresh
+    file is written (deleting HDF5 datasets in place would not reclaim their space).
+    """
+    import h5py
+    import numpy as np
+
+    with h5py.File(source, "r") as src, h5py.File(target, "w") as dst:
+        def copy(group_in, group_out):
+            group_out.attrs.update(dict(group_in.attrs))
+            for key, item in group_in.items():
+                if isinstance(item, h5py.Group):
+                    copy(item, group_out.create_group(key))
+                else:
+                    data = item[()]
+                    if isinstance(data, np.ndarray) and data.dtype == np.float32:
+                        data = data.astype(np.float16)
+                    group_out.create_dataset(key, data=data)
+                    group_out[key].attrs.update(dict(item.attrs))
+
+        copy(src, dst)
+
+
+def publish(workdir, name, float16=False):
     """Ship a finished training run's weights as `pretrained://NAME.weights.h5` and record
     their sha256 and size in the card (the way weights enter the zoo; never by hand).
 
-    Metrics in the card that were measured on other weights are dropped: they describe a
-    different model. Measure the new one with `vaezoo eval NAME --write-card`."""
+    With `float16=True` the file stores float16 arrays (half the size; the model loads them
+    into float32 variables). Metrics in the card that were measured on other weights are
+    dropped: they describe a different model. Measure the shipped weights with
+    `vaezoo eval NAME --write-card`."""
     card = info(name)
     source = os.path.join(workdir, "final", "model.weights.h5")
     if not os.path.isfile(source):
@@ -291,7 +318,12 @@ def publish(workdir, name):
     filename = f"{name}.weights.h5"
     target = os.path.join(pretrained_dir(), filename)
     with atomic_path(target) as tmp:
-        shutil.copyfile(source, tmp)
+        if float16:
+            _write_float16_copy(source, tmp)
+            build(name).load_weights(tmp)  # the converted file must load into the card's model
+        else:
+            shutil.copyfile(source, tmp)
+    os.chmod(target, 0o644)  # installed package data: readable by every user
     previous = (card.get("weights") or {}).get("sha256")
     card["weights"] = {"uri": f"pretrained://{filename}", "sha256": sha256_of(target),
                        "bytes": os.path.getsize(target)}
