@@ -24,6 +24,7 @@ COMMANDS = [
     "docs/images/inputs/mnist_5.png -o docs/images/vae-mnist-reconstructions.png",
     "vaezoo interpolate vae-mnist docs/images/inputs/mnist_0.png docs/images/inputs/mnist_1.png --steps 10 "
     "-o docs/images/vae-mnist-interpolation.png",
+    "vaezoo sample hvae-mnist -n 32 -o docs/images/hvae-mnist-samples.png",
     "vaezoo sample vq-vae-cifar -n 32 -o docs/images/vq-vae-cifar-samples.png",
     "vaezoo reconstruct vq-vae-cifar " + " ".join(f"docs/images/inputs/cifar_{i}.png" for i in range(8))
     + " -o docs/images/vq-vae-cifar-reconstructions.png",
