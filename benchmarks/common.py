@@ -45,12 +45,27 @@ def markdown_table(rows, columns):
     return "\n".join(lines)
 
 
+def _git_revision():
+    """The commit the results were measured at (`+ local changes` when the tree is dirty)."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(RESULTS))
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"git {sha}" + (" + local changes" if dirty else "")
+
+
 def append_results(title, table, protocol, hardware):
     """Append a dated section with the exact command to benchmarks/RESULTS.md."""
     command = " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0])] + sys.argv[1:])
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    section = (f"\n## {title}\n\n- command: `python {command}`\n- date: {when}\n- hardware: {hardware}\n"
-               f"- protocol: {protocol}\n\n{table}\n")
+    section = (f"\n## {title}\n\n- command: `python {command}`\n- date: {when}\n- code: {_git_revision()}\n"
+               f"- hardware: {hardware}\n- protocol: {protocol}\n\n{table}\n")
     new = not os.path.exists(RESULTS)
     with open(RESULTS, "a", encoding="utf-8") as f:
         if new:

@@ -250,10 +250,13 @@ class VectorQuantizer(keras.layers.Layer):
         flat = tf.reshape(z, (-1, self.embedding_dim))
         codes_flat = self._nearest(flat)
         one_hot = tf.one_hot(codes_flat, self.num_embeddings, dtype=tf.float32)
-        # one_hot @ codebook (exactly the code vectors) rather than a gather: the codebook's
-        # gradient is then dense, which all-reduces like every other gradient (a gather's
-        # IndexedSlices need an all-gather across replicas).
-        quantized = tf.reshape(tf.matmul(one_hot, self._codebook()), tf.shape(z))
+        if self.ema:  # the codebook is not trained by gradients: a plain lookup
+            quantized = tf.reshape(tf.gather(self._codebook(), codes_flat), tf.shape(z))
+        else:
+            # one_hot @ codebook (exactly the code vectors) rather than a gather: the codebook's
+            # gradient is then dense, which all-reduces like every other gradient (a gather's
+            # IndexedSlices need an all-gather across replicas).
+            quantized = tf.reshape(tf.matmul(one_hot, self._codebook()), tf.shape(z))
 
         batch = tf.shape(z)[0]
         commitment = tf.reduce_sum(
