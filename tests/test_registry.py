@@ -38,6 +38,17 @@ def test_listing_and_filters():
     assert set(vaezoo.list_models(pretrained=True)) | set(vaezoo.list_models(pretrained=False)) == set(names)
 
 
+def test_shipped_weights_fit_the_package_budget():
+    """Everything in vaezoo/pretrained/ together stays within 40 MB (the zoo's size budget)."""
+    folder = registry.pretrained_dir()
+    total = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
+    assert total <= 40_000_000, f"vaezoo/pretrained holds {total / 1e6:.1f} MB; store weights as float16 (publish --float16)"
+    for name in registry.list_models(pretrained=True):
+        weights = registry.info(name)["weights"]
+        if weights["uri"].startswith("pretrained://"):
+            assert os.path.getsize(os.path.join(folder, weights["uri"][len("pretrained://"):])) == weights["bytes"]
+
+
 def test_unknown_and_unsafe_names():
     with pytest.raises(registry.UnknownModelError, match="Closest: vq-vae-cifar"):
         vaezoo.info("vq-vae-cifra")
