@@ -8,11 +8,15 @@ Same architecture, batch and data for every peer, measured in one run:
   `tf.data` pipeline. It uses vaezoo's network builders, so the layers are identical.
 - `sonnet` (VQ-VAE only): `dm-sonnet`'s `snt.nets.VectorQuantizerEMA` between the same Keras
   encoder and decoder, trained by a `tf.function` GradientTape step as in Sonnet's example.
-- `pytorch`: a plain PyTorch module with the same layers, padding and initial scales, Adam,
+- `pytorch`: a plain PyTorch module with the same layers and padding (parameter counts are
+  tested equal; initializers are each framework's defaults), Adam,
   a hand-written loop over in-memory tensors (the cheapest input path of all peers).
 - `pythae` (if installed): pythae's `VAE` / `VQVAE(use_ema=True)` models with the same
   encoder and decoder as pythae `BaseEncoder`/`BaseDecoder`s, stepped by the same torch loop
   (pythae's own trainer adds logging and checkpointing on top of exactly this forward/loss).
+
+Peers that are not installed are reported as `n/a`; the run in RESULTS.md had them installed
+with `pip install torch==2.13.0 pythae dm-sonnet` (the CPU build of torch).
 
 Models: a Gaussian conv VAE on 28x28x1 (encoder 2 stride-2 4x4 convs [32, 64], dense 256,
 16 latents; Gaussian likelihood with scale 0.1) and the VQ-VAE of the Sonnet CIFAR-10 example on
