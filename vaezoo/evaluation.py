@@ -132,7 +132,8 @@ def elbo_per_example(model, images, condition=None, batch_size=128):
     return np.concatenate(out)
 
 
-def iwae_per_example(model, images, k=64, condition=None, batch_size=128, max_parallel_samples=4096):
+def iwae_per_example(model, images, k=64, condition=None, batch_size=128, max_parallel_samples=4096,
+                     progress=False):
     """IWAE_k estimate of log p(x) for every image in nats, float64 `(n,)`.
 
     Protocol (Burda et al., 2016): `log (1/k) sum_i p(x, z_i) / q(z_i | x)` with k independent
@@ -150,15 +151,25 @@ def iwae_per_example(model, images, k=64, condition=None, batch_size=128, max_pa
         condition: one condition per image for conditional models.
         batch_size: images per batch.
         max_parallel_samples: bound on batch * samples per decoder pass (memory).
+        progress: show a progress bar with an ETA (k = 1000 on 10,000 images takes tens of
+            minutes on a CPU).
     """
     validation.check_int("k", k, 1)
     validation.check_int("batch_size", batch_size, 1)
     validation.check_int("max_parallel_samples", max_parallel_samples, 1)
+    bar = None
+    if progress:
+        import keras
+
+        print(f"IWAE with k = {k} on {len(images)} images", flush=True)
+        bar = keras.utils.Progbar(len(images), unit_name="image")
     out = []
     for s in _batches(len(images), batch_size):
         n = s.stop - s.start
         chunk = max(1, min(k, max_parallel_samples // n))
         out.append(_np(model.iwae(images[s], k=k, chunk_size=chunk, **_kw(condition, s))))
+        if bar is not None:
+            bar.update(s.stop)
     return np.concatenate(out)
 
 
@@ -619,6 +630,7 @@ def evaluate(
     seed=None,
     factors=None,
     disentanglement_points=(10000, 5000),
+    progress=False,
 ):
     """Evaluate a model on a data set; returns a flat, JSON-safe dict of numbers.
 
@@ -663,6 +675,7 @@ def evaluate(
         factors: a `vaezoo.disentanglement.FactorSampler` for the disentanglement metrics.
         disentanglement_points: `(num_train, num_eval)` of the BetaVAE and FactorVAE scores
             (disentanglement_lib: 10,000 and 5,000; each point encodes 64 images or pairs).
+        progress: progress bar for the IWAE estimate (the longest metric); `vaezoo eval` shows it.
 
     Example:
         >>> results = evaluate(model, x_test, metrics=("elbo", "iwae"), k=1000)
@@ -719,7 +732,8 @@ def evaluate(
 
         def iwaes():
             if "iwae" not in cache:
-                cache["iwae"] = iwae_per_example(model, x, k, condition, batch_size, max_parallel_samples)
+                cache["iwae"] = iwae_per_example(model, x, k, condition, batch_size, max_parallel_samples,
+                                                 progress=progress)
             return cache["iwae"]
 
         def recon_errors():
@@ -1089,7 +1103,7 @@ def run_eval(model_ref, data=None, split="test", metrics=DEFAULT_METRICS, k=64, 
         outlier_inputs = (out_images, out_labels) if conditional else out_images
     results = evaluate(model, inputs, metrics=names, k=k, batch_size=batch_size, outliers=outlier_inputs,
                        score=score, classifier=classifier, samples_per_class=samples_per_class, seed=seed,
-                       factors=factors, disentanglement_points=disentanglement_points)
+                       factors=factors, disentanglement_points=disentanglement_points, progress=True)
     return {
         "model": model_ref,
         "kind": kind,
