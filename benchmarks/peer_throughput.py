@@ -113,17 +113,17 @@ def _gaussian_nll(x, mean):
     return tf.reduce_sum(per_pixel, axis=[1, 2, 3])
 
 
-def _keras_vae(model):
-    """A keras.io-style VAE: `train_step` with a GradientTape, reparameterised sample."""
+def _tape_model(encoder, decoder, loss_fn, quantizer=None):
+    """A keras.io-style model: `train_step` with a GradientTape around `loss_fn(self, x)`."""
     import keras
     import tensorflow as tf
 
-    encoder, decoder = _keras_networks(model)
-
-    class KerasVAE(keras.Model):
+    class TapeModel(keras.Model):
         def __init__(self):
             super().__init__()
             self.encoder, self.decoder = encoder, decoder
+            self.quantizer = quantizer
+            self.quantizer_layer = quantizer.layer if quantizer else None  # tracks its variables
             self.loss_tracker = keras.metrics.Mean(name="loss")
 
         @property
@@ -132,18 +132,28 @@ def _keras_vae(model):
 
         def train_step(self, x):
             with tf.GradientTape() as tape:
-                mean, raw_scale = tf.split(self.encoder(x), 2, axis=-1)
-                std = tf.nn.softplus(raw_scale) + 1e-4
-                z = mean + std * tf.random.normal(tf.shape(mean))
-                nll = _gaussian_nll(x, self.decoder(z))
-                kl = tf.reduce_sum(0.5 * (tf.square(mean) + tf.square(std) - 1.0) - tf.math.log(std), axis=-1)
-                loss = tf.reduce_mean(nll + kl)
+                loss = loss_fn(self, x)
             grads = tape.gradient(loss, self.trainable_weights)
             self.optimizer.apply_gradients(zip(grads, self.trainable_weights))
             self.loss_tracker.update_state(loss)
             return {"loss": self.loss_tracker.result()}
 
-    return KerasVAE()
+    return TapeModel()
+
+
+def _keras_vae(model):
+    """The keras.io VAE objective: reparameterised sample, Gaussian NLL plus analytic KL."""
+    import tensorflow as tf
+
+    def loss_fn(net, x):
+        mean, raw_scale = tf.split(net.encoder(x), 2, axis=-1)
+        std = tf.nn.softplus(raw_scale) + 1e-4
+        z = mean + std * tf.random.normal(tf.shape(mean))
+        nll = _gaussian_nll(x, net.decoder(z))
+        kl = tf.reduce_sum(0.5 * (tf.square(mean) + tf.square(std) - 1.0) - tf.math.log(std), axis=-1)
+        return tf.reduce_mean(nll + kl)
+
+    return _tape_model(*_keras_networks(model), loss_fn)
 
 
 class _KerasEMAQuantizer:
@@ -179,34 +189,14 @@ class _KerasEMAQuantizer:
 
 
 def _keras_vqvae(model):
-    import keras
+    """The Sonnet example's VQ-VAE objective: MSE over the data variance plus commitment."""
     import tensorflow as tf
 
-    encoder, decoder = _keras_networks(model)
+    def loss_fn(net, x):
+        quantized, commitment = net.quantizer(net.encoder(x))
+        return tf.reduce_mean(tf.square(net.decoder(quantized) - x)) / 0.06 + VQ["commitment"] * commitment
 
-    class KerasVQVAE(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.encoder, self.decoder = encoder, decoder
-            self.quantizer = _KerasEMAQuantizer()
-            self.quantizer_layer = self.quantizer.layer
-            self.loss_tracker = keras.metrics.Mean(name="loss")
-
-        @property
-        def metrics(self):
-            return [self.loss_tracker]
-
-        def train_step(self, x):
-            with tf.GradientTape() as tape:
-                quantized, commitment = self.quantizer(self.encoder(x))
-                recon = tf.reduce_mean(tf.square(self.decoder(quantized) - x)) / 0.06
-                loss = recon + VQ["commitment"] * commitment
-            grads = tape.gradient(loss, self.trainable_weights)
-            self.optimizer.apply_gradients(zip(grads, self.trainable_weights))
-            self.loss_tracker.update_state(loss)
-            return {"loss": self.loss_tracker.result()}
-
-    return KerasVQVAE()
+    return _tape_model(*_keras_networks(model), loss_fn, quantizer=_KerasEMAQuantizer())
 
 
 def run_keras_fit(model, xla, batch_size, steps, warmup):

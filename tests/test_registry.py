@@ -200,13 +200,20 @@ def test_python_tags_in_a_card_are_refused_and_nothing_runs(zoo, tmp_path):
     assert not marker.exists()
 
 
-def test_publish_ships_weights_and_records_their_hash(zoo, tmp_path, monkeypatch):
+@pytest.fixture
+def publish_setup(zoo, tmp_path, monkeypatch):
+    """A scratch pretrained/ folder, the tiny card without weights, and an empty run/final/."""
     pretrained = tmp_path / "pretrained"
     pretrained.mkdir()
     monkeypatch.setattr(registry, "pretrained_dir", lambda: str(pretrained))
     zoo["write"]("file:///nowhere")
     run = tmp_path / "run" / "final"
     run.mkdir(parents=True)
+    return pretrained, run
+
+
+def test_publish_ships_weights_and_records_their_hash(zoo, tmp_path, publish_setup):
+    _, run = publish_setup
     shutil.copy(zoo["weights"], run / "model.weights.h5")
     weights = registry.publish(str(tmp_path / "run"), "tiny-vae")
     assert weights["uri"] == "pretrained://tiny-vae.weights.h5"
@@ -235,13 +242,8 @@ def _array_bytes(path):
     return sum(sizes)
 
 
-def test_publish_float16_halves_the_file_and_keeps_the_model(zoo, tmp_path, monkeypatch):
-    pretrained = tmp_path / "pretrained"
-    pretrained.mkdir()
-    monkeypatch.setattr(registry, "pretrained_dir", lambda: str(pretrained))
-    zoo["write"]("file:///nowhere")
-    run = tmp_path / "run" / "final"
-    run.mkdir(parents=True)
+def test_publish_float16_halves_the_file_and_keeps_the_model(tmp_path, publish_setup):
+    pretrained, run = publish_setup
     reference = vaezoo.build("tiny-vae")
     reference.build_from_images()
     reference.set_weights([np.random.default_rng(i).normal(size=w.shape) for i, w in enumerate(reference.get_weights())])
