@@ -121,3 +121,28 @@ def test_real_mnist_loads_from_shared_data(shared_data_dir):
     images, labels = data.load_npz(os.path.join(shared_data_dir, "mnist.npz"), "x_test", "y_test")
     assert images.shape == (10000, 28, 28, 1) and images.dtype == np.uint8
     assert np.bincount(labels).tolist()[:2] == [980, 1135]  # the canonical MNIST test counts
+
+
+def test_shuffle_is_uniform_over_a_sorted_source():
+    # dSprites is stored sorted by factor (shape slowest): a bounded shuffle buffer would stream
+    # squares only for the first ~245k images. The first 512 of a full shuffle cover every shape
+    # and scale in roughly equal parts.
+    ds = data.make_dataset({"source": "dsprites", "labels": True}, 512, seed=0)
+    _, classes = next(iter(ds))
+    for factor, size in [(0, 3), (1, 6)]:
+        counts = np.bincount(classes.numpy()[:, factor], minlength=size)
+        assert counts.min() > 512 / size / 2, (factor, counts)
+
+
+def test_shuffled_epoch_is_a_permutation(tmp_path):
+    path, _ = _grey_npz(tmp_path, 50)
+    spec = {"source": "npz", "path": path, "key": "x_train", "label_key": "y_train", "labels": True}
+    # y_train is arange % 10; a second copy with unique labels tells the order apart.
+    np.savez(path, x_train=np.zeros((50, 8, 8), np.uint8), y_train=np.arange(50))
+    epochs = [np.concatenate([y.numpy() for _, y in data.make_dataset(spec, 7, seed=s, repeat=False,
+                                                                         drop_remainder=False)])
+              for s in (0, 1)]
+    for order in epochs:
+        np.testing.assert_array_equal(np.sort(order), np.arange(50))
+        assert not np.array_equal(order, np.arange(50))
+    assert not np.array_equal(epochs[0], epochs[1])

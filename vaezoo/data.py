@@ -227,6 +227,7 @@ SOURCE_KEYS = {
     "image_tar": {"path", "split", "channels"},
 }
 COMMON_KEYS = {"source", "preprocess", "labels"}
+TFDS_SHUFFLE_BUFFER = 10_000
 
 
 def preprocess_images(images, mode, seeds):
@@ -258,10 +259,12 @@ def _cached_tar(path, split, channels):
     return _TAR_CACHE[key]
 
 
-def _source_dataset(spec, seed):
-    """(tf.data.Dataset of (image, label) with uint8 or float images, number of examples or None)."""
-    import tensorflow as tf
+def _source_arrays(spec, seed):
+    """The source's `(images, labels)` numpy arrays, or `(tf.data.Dataset of (image, label), None)` for tfds.
 
+    For dSprites the "images" are sprite indices: whole batches are rendered at once (see
+    `make_dataset`).
+    """
     kind = spec["source"]
     if kind == "dsprites":
         sprites = DSprites()
@@ -273,9 +276,7 @@ def _source_dataset(spec, seed):
             indices = np.random.default_rng(seed).choice(len(sprites), size=min(subset, len(sprites)), replace=False)
         else:
             indices = sprites._check_indices(subset)
-        labels = sprites.factor_classes(indices)
-        # Elements carry the sprite index; whole batches are rendered at once (see make_dataset).
-        return tf.data.Dataset.from_tensor_slices((indices, labels)), len(indices)
+        return indices, sprites.factor_classes(indices)
     if kind == "npz":
         if spec.get("labels") and not spec.get("label_key"):
             raise ConfigError("An npz source with labels: true needs 'label_key' (e.g. 'y_train').")
@@ -289,13 +290,12 @@ def _source_dataset(spec, seed):
     elif kind == "tfds":
         if "name" not in spec:
             raise ConfigError("A tfds source needs 'name', e.g. {'source': 'tfds', 'name': 'mnist'}.")
-        ds = load_tfds(spec["name"], spec.get("split", "train"), spec.get("data_dir"), spec.get("download", False))
-        return ds, None
+        return load_tfds(spec["name"], spec.get("split", "train"), spec.get("data_dir"), spec.get("download", False)), None
     else:
         raise ConfigError(f"Unknown data source {kind!r}; expected one of {sorted(SOURCE_KEYS)}.")
     if labels is None:
         labels = np.zeros(len(images), np.int64)
-    return tf.data.Dataset.from_tensor_slices((images, labels)), len(images)
+    return images, labels
 
 
 def make_dataset(spec, batch_size, seed=0, shuffle=True, repeat=True, drop_remainder=True):
@@ -320,10 +320,20 @@ def make_dataset(spec, batch_size, seed=0, shuffle=True, repeat=True, drop_remai
     mode = spec.get("preprocess", "scale")
     if mode not in PREPROCESS_MODES:
         raise ConfigError(f"Unknown preprocess mode {mode!r}; expected one of {PREPROCESS_MODES}.")
-    ds, size = _source_dataset(spec, seed)
-    ds = ds.enumerate()
-    if shuffle:
-        ds = ds.shuffle(min(size or 10_000, 10_000), seed=seed, reshuffle_each_iteration=True)
+    images, labels = _source_arrays(spec, seed)
+    if isinstance(images, tf.data.Dataset):  # streamed (tfds): element order is the source's
+        ds = images.enumerate()
+        if shuffle:
+            ds = ds.shuffle(TFDS_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.map(lambda i, item: (i, item[0], item[1]))
+    else:
+        # In memory: shuffle the example *indices* over the whole set (8 bytes each), then
+        # gather. A bounded buffer over the arrays would not be uniform: sorted sources (the
+        # CIFAR tar is sorted by class, dSprites by factor) would stream one block at a time.
+        images, labels = tf.constant(images), tf.constant(labels)
+        ds = tf.data.Dataset.range(len(images))
+        if shuffle:
+            ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
     # Random preprocessing draws from stateless seeds: (seed, index) for static binarization,
@@ -335,15 +345,18 @@ def make_dataset(spec, batch_size, seed=0, shuffle=True, repeat=True, drop_remai
     with_labels = spec.get("labels", False)
 
     def finish(item, batch_index):
-        (index, (images, labels)) = item
+        if isinstance(item, tuple):
+            index, batch_images, batch_labels = item
+        else:
+            index, batch_images, batch_labels = item, tf.gather(images, item), tf.gather(labels, item)
         count = batch_index * batch_size + tf.range(tf.shape(index)[0], dtype=tf.int64)
         key = index if static else count
         seeds = tf.stack([tf.fill(tf.shape(key), tf.cast(seed, tf.int64)), key], axis=1)
         if kind == "dsprites":  # images are sprite indices here: render the batch in numpy
-            rendered = tf.numpy_function(lambda i: DSprites().render(i) * np.uint8(255), [images], tf.uint8)
-            images = tf.ensure_shape(rendered, (batch_size if drop_remainder else None, *DSprites.image_shape))
-        x = preprocess_images(images, mode, tf.cast(seeds % (2**31 - 1), tf.int32))
-        return (x, labels) if with_labels else x
+            rendered = tf.numpy_function(lambda i: DSprites().render(i) * np.uint8(255), [batch_images], tf.uint8)
+            batch_images = tf.ensure_shape(rendered, (batch_size if drop_remainder else None, *DSprites.image_shape))
+        x = preprocess_images(batch_images, mode, tf.cast(seeds % (2**31 - 1), tf.int32))
+        return (x, batch_labels) if with_labels else x
 
     return ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
