@@ -1,7 +1,8 @@
 """Make the README's pictures with the `vaezoo` commands shown under them.
 
-Inputs are real test images from tests/fixtures (MNIST test, CIFAR-10 (JPEG q75 copy) test),
-written to docs/images/inputs/ as PNG files first, as a user's files would be.
+Inputs are real test images from tests/fixtures (MNIST test, CIFAR-10 (JPEG q75 copy) test)
+and one rendered dSprites image, written to docs/images/inputs/ as PNG files first, as a
+user's files would be.
 
     python scripts/readme_pictures.py
 """
@@ -12,6 +13,8 @@ import sys
 
 import numpy as np
 from PIL import Image
+
+from vaezoo.data import DSprites
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 IMAGES = os.path.join(ROOT, "docs", "images")
@@ -28,6 +31,8 @@ COMMANDS = [
     "vaezoo sample vq-vae-cifar -n 32 -o docs/images/vq-vae-cifar-samples.png",
     "vaezoo reconstruct vq-vae-cifar " + " ".join(f"docs/images/inputs/cifar_{i}.png" for i in range(8))
     + " -o docs/images/vq-vae-cifar-reconstructions.png",
+    "vaezoo traverse beta-vae-dsprites --image docs/images/inputs/dsprites_0.png "
+    "-o docs/images/beta-vae-dsprites-traversals.png",
 ]
 
 
@@ -40,6 +45,9 @@ def write_inputs():
     with np.load(os.path.join(ROOT, "tests", "fixtures", "cifar10_jpeg_test_200.npz")) as d:
         for i in range(8):  # one image from each of the first 8 classes
             Image.fromarray(d["x"][20 * i]).save(os.path.join(folder, f"cifar_{i}.png"))
+    sprites = DSprites()  # a heart, scale 0.8, orientation 0, left of centre, upper half
+    index = sprites.index_of([[2, 3, 0, 10, 12]])
+    Image.fromarray(sprites.render(index)[0, ..., 0] * np.uint8(255)).save(os.path.join(folder, "dsprites_0.png"))
 
 
 def main():

@@ -298,7 +298,7 @@ def _source_arrays(spec, seed):
     return images, labels
 
 
-def make_dataset(spec, batch_size, seed=0, shuffle=True, repeat=True, drop_remainder=True):
+def make_dataset(spec, batch_size, seed=0, shuffle=True, repeat=True, drop_remainder=True, skip_batches=0):
     """A batched `tf.data.Dataset` from a data spec dict (see module docstring).
 
     Args:
@@ -308,6 +308,8 @@ def make_dataset(spec, batch_size, seed=0, shuffle=True, repeat=True, drop_remai
         seed: seeds shuffling and random preprocessing; same seed, same stream.
         shuffle, repeat: as in tf.data.
         drop_remainder: keep static batch shapes (TPU-safe, and needed for equal replicas).
+        skip_batches: start this many batches into the stream (a resumed training run); the
+            skipped batches are never rendered or preprocessed.
     """
     import tensorflow as tf
 
@@ -341,6 +343,9 @@ def make_dataset(spec, batch_size, seed=0, shuffle=True, repeat=True, drop_remai
     # counter is per example, computed per batch (per-example tf.data maps cost a few percent
     # of a small model's training time on a 2-core machine).
     ds = tf.data.Dataset.zip((ds.batch(batch_size, drop_remainder=drop_remainder), tf.data.Dataset.counter()))
+    if skip_batches:
+        check_int("skip_batches", skip_batches, 0)
+        ds = ds.skip(skip_batches)
     static = mode == "binarize_static"
     with_labels = spec.get("labels", False)
 

@@ -287,10 +287,9 @@ class Trainer:
             print(f"[vaezoo] resumed from {restored} at step {self.start_step}", flush=True)
 
     def _dataset(self, spec, shuffle, repeat, skip_batches=0):
-        ds = self._data.make_dataset(
-            spec, self.train_cfg["batch_size"], seed=self.train_cfg["seed"], shuffle=shuffle, repeat=repeat)
-        if skip_batches:  # resume at the data position of the restored step
-            ds = ds.skip(skip_batches)
+        # A resumed run starts at the data position of the restored step.
+        ds = self._data.make_dataset(spec, self.train_cfg["batch_size"], seed=self.train_cfg["seed"], shuffle=shuffle,
+                                     repeat=repeat, skip_batches=skip_batches)
         return self.strategy.experimental_distribute_dataset(ds)
 
     def _make_train_step(self):
