@@ -90,6 +90,17 @@ def test_factor_vae_score_perfect_and_chance():
     assert dead["score"] == 0.0 and dead["num_active_dims"] == 0
 
 
+@pytest.mark.parametrize("metric", [dis.beta_vae_score, dis.factor_vae_score])
+def test_progress_bar_counts_every_point_and_changes_nothing(metric, capsys):
+    sampler = dis.FactorSampler(SIZES)
+    kw = dict(num_train=100, num_eval=60, seed=3, points_per_chunk=16)
+    quiet = metric(make_noise(seed=5), sampler, **kw)
+    shown = metric(make_noise(seed=5), sampler, progress=True, **kw)
+    assert shown == quiet
+    out = capsys.readouterr().out
+    assert "100 training + 60 evaluation" in out and "160/160" in out
+
+
 def test_logistic_regression_matches_a_known_solution():
     # separable in one feature: the classifier must find it
     rng = np.random.default_rng(0)

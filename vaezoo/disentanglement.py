@@ -373,7 +373,17 @@ def _fit_logistic(x, y, num_classes, c=1.0, iterations=100):
     return w[:-1], w[-1]
 
 
-def _beta_vae_points(representation_fn, sampler, num_points, batch_size, rng, chunk, rep_batch):
+def _progress_bar(progress, title, total):
+    """A `keras.utils.Progbar` over `total` points when `progress`, else None."""
+    if not progress:
+        return None
+    import keras
+
+    print(title, flush=True)
+    return keras.utils.Progbar(total, unit_name="point")
+
+
+def _beta_vae_points(representation_fn, sampler, num_points, batch_size, rng, chunk, rep_batch, bar=None):
     features, labels = [], []
     for start in range(0, num_points, chunk):
         points = min(chunk, num_points - start)
@@ -384,11 +394,13 @@ def _beta_vae_points(representation_fn, sampler, num_points, batch_size, rng, ch
         diffs = np.abs(z1 - z2).reshape(points, batch_size, -1)
         features.append(diffs.mean(axis=1))
         labels.append(k)
+        if bar is not None:
+            bar.add(points)
     return np.concatenate(features), np.concatenate(labels)
 
 
 def beta_vae_score(representation_fn, sampler, num_train=10000, num_eval=5000, batch_size=64, seed=0,
-                   points_per_chunk=16, representation_batch=1024):
+                   points_per_chunk=16, representation_batch=1024, progress=False):
     """BetaVAE score (Higgins et al., 2017), disentanglement_lib protocol.
 
     Protocol: a training point is made by choosing a factor k uniformly at random, drawing
@@ -406,6 +418,8 @@ def beta_vae_score(representation_fn, sampler, num_train=10000, num_eval=5000, b
         seed: seed of every draw.
         points_per_chunk: points whose observations are encoded together (speed only).
         representation_batch: observations per `representation_fn` call.
+        progress: show a progress bar (10,000 + 5,000 points encode 1.9 M images: tens of
+            minutes on a CPU).
 
     Returns:
         dict with `score` (= `eval_accuracy`) and `train_accuracy`.
@@ -414,8 +428,10 @@ def beta_vae_score(representation_fn, sampler, num_train=10000, num_eval=5000, b
                   points_per_chunk=points_per_chunk, representation_batch=representation_batch)
     rng = np.random.default_rng(seed)
     args = (batch_size, rng, points_per_chunk, representation_batch)
-    x_train, y_train = _beta_vae_points(representation_fn, sampler, num_train, *args)
-    x_eval, y_eval = _beta_vae_points(representation_fn, sampler, num_eval, *args)
+    bar = _progress_bar(progress, f"BetaVAE score: {num_train} training + {num_eval} evaluation points, "
+                                  f"{2 * batch_size} images each", num_train + num_eval)
+    x_train, y_train = _beta_vae_points(representation_fn, sampler, num_train, *args, bar=bar)
+    x_eval, y_eval = _beta_vae_points(representation_fn, sampler, num_eval, *args, bar=bar)
     w, b = _fit_logistic(x_train, y_train, sampler.num_factors)
     train_accuracy = float(np.mean(np.argmax(x_train @ w + b, 1) == y_train))
     eval_accuracy = float(np.mean(np.argmax(x_eval @ w + b, 1) == y_eval))
@@ -423,7 +439,8 @@ def beta_vae_score(representation_fn, sampler, num_train=10000, num_eval=5000, b
 
 
 # --------------------------------------------------------------------------- FactorVAE score
-def _factor_vae_votes(representation_fn, sampler, num_points, batch_size, rng, active, scale, chunk, rep_batch):
+def _factor_vae_votes(representation_fn, sampler, num_points, batch_size, rng, active, scale, chunk, rep_batch,
+                      bar=None):
     votes = np.zeros((scale.shape[0], sampler.num_factors), np.int64)
     for start in range(0, num_points, chunk):
         points = min(chunk, num_points - start)
@@ -434,11 +451,14 @@ def _factor_vae_votes(representation_fn, sampler, num_points, batch_size, rng, a
         normalized = local[:, active] / scale[active]
         chosen = np.flatnonzero(active)[np.argmin(normalized, axis=1)]
         np.add.at(votes, (chosen, k), 1)
+        if bar is not None:
+            bar.add(points)
     return votes
 
 
 def factor_vae_score(representation_fn, sampler, num_train=10000, num_eval=5000, batch_size=64,
-                     num_variance_estimate=10000, seed=0, points_per_chunk=16, representation_batch=1024):
+                     num_variance_estimate=10000, seed=0, points_per_chunk=16, representation_batch=1024,
+                     progress=False):
     """FactorVAE score (Kim & Mnih, 2018), disentanglement_lib protocol.
 
     Protocol: the variance of every code dimension over `num_variance_estimate` (10,000)
@@ -457,6 +477,7 @@ def factor_vae_score(representation_fn, sampler, num_train=10000, num_eval=5000,
         batch_size: observations per vote.
         num_variance_estimate: observations for the global variances.
         seed: seed of every draw.
+        progress: show a progress bar over the votes.
 
     Returns:
         dict with `score` (= `eval_accuracy`), `train_accuracy` and `num_active_dims`.
@@ -473,8 +494,10 @@ def factor_vae_score(representation_fn, sampler, num_train=10000, num_eval=5000,
     if not active.any():
         return {"score": 0.0, "train_accuracy": 0.0, "eval_accuracy": 0.0, "num_active_dims": 0}
     args = (batch_size, rng, active, scale, points_per_chunk, representation_batch)
-    train_votes = _factor_vae_votes(representation_fn, sampler, num_train, *args)
-    eval_votes = _factor_vae_votes(representation_fn, sampler, num_eval, *args)
+    bar = _progress_bar(progress, f"FactorVAE score: {num_train} training + {num_eval} evaluation votes, "
+                                  f"{batch_size} images each", num_train + num_eval)
+    train_votes = _factor_vae_votes(representation_fn, sampler, num_train, *args, bar=bar)
+    eval_votes = _factor_vae_votes(representation_fn, sampler, num_eval, *args, bar=bar)
     classifier = np.argmax(train_votes, axis=1)
     rows = np.arange(len(classifier))
     train_accuracy = float(train_votes[rows, classifier].sum() / train_votes.sum())

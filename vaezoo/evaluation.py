@@ -675,7 +675,8 @@ def evaluate(
         factors: a `vaezoo.disentanglement.FactorSampler` for the disentanglement metrics.
         disentanglement_points: `(num_train, num_eval)` of the BetaVAE and FactorVAE scores
             (disentanglement_lib: 10,000 and 5,000; each point encodes 64 images or pairs).
-        progress: progress bar for the IWAE estimate (the longest metric); `vaezoo eval` shows it.
+        progress: progress bars for the IWAE estimate and the BetaVAE / FactorVAE scores (the
+            longest metrics); `vaezoo eval` shows them.
 
     Example:
         >>> results = evaluate(model, x_test, metrics=("elbo", "iwae"), k=1000)
@@ -803,7 +804,8 @@ def evaluate(
         if "conditional_accuracy" in names:
             results.update(conditional_accuracy(model, classifier, samples_per_class, seed or 0, batch_size))
         if any(m in names for m in DISENTANGLEMENT_METRICS):
-            results.update(_disentanglement(model, factors, names, num_train, num_eval, seed or 0, batch_size))
+            results.update(_disentanglement(model, factors, names, num_train, num_eval, seed or 0, batch_size,
+                                            progress))
     return results
 
 
@@ -826,7 +828,7 @@ def _check_points(points):
     return int(points[0]), int(points[1])
 
 
-def _disentanglement(model, factors, names, num_train, num_eval, seed, batch_size):
+def _disentanglement(model, factors, names, num_train, num_eval, seed, batch_size, progress=False):
     from vaezoo import disentanglement as dis
 
     representation = dis.mean_representation(model, batch_size=max(batch_size, 256))
@@ -837,10 +839,10 @@ def _disentanglement(model, factors, names, num_train, num_eval, seed, batch_siz
         results["mig_per_factor"] = [float(v) for v in mig["per_factor"]]
     if "beta_vae_score" in names:
         results["beta_vae_score"] = dis.beta_vae_score(representation, factors, num_train=num_train,
-                                                       num_eval=num_eval, seed=seed)["score"]
+                                                       num_eval=num_eval, seed=seed, progress=progress)["score"]
     if "factor_vae_score" in names:
         results["factor_vae_score"] = dis.factor_vae_score(representation, factors, num_train=num_train,
-                                                           num_eval=num_eval, seed=seed)["score"]
+                                                           num_eval=num_eval, seed=seed, progress=progress)["score"]
     results["disentanglement_points"] = [num_train, num_eval]
     return results
 
