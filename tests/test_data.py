@@ -158,3 +158,18 @@ def test_skip_batches_resumes_the_same_stream(tmp_path):
     resumed = iter(data.make_dataset(spec, 16, seed=2, skip_batches=5))
     for want in expected:
         np.testing.assert_array_equal(next(resumed).numpy(), want)
+
+
+def test_streamed_tfds_source_keeps_images_with_their_labels(monkeypatch):
+    # tfds itself needs a download here; the stand-in yields what tfds.load(as_supervised=True)
+    # yields: (uint8 image, label) pairs. Image i is filled with the value i, so pairs can be checked.
+    import tensorflow as tf
+
+    n = 40
+    images = np.repeat(np.arange(n, dtype=np.uint8), 4 * 4).reshape(n, 4, 4, 1)
+    monkeypatch.setattr(data, "load_tfds", lambda *a: tf.data.Dataset.from_tensor_slices((images, np.arange(n))))
+    ds = data.make_dataset({"source": "tfds", "name": "stand_in", "labels": True}, 8, seed=0, repeat=False)
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
+    xs, ys = np.concatenate(xs), np.concatenate(ys)
+    np.testing.assert_array_equal(np.sort(ys), np.arange(n))
+    np.testing.assert_allclose(xs[:, 0, 0, 0] * 255, ys, atol=1e-4)
