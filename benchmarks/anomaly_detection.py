@@ -126,7 +126,7 @@ def main(argv=None):
                     "outliers = test images of the held-out digit, inliers = the other test images; "
                     "scores: VAE negative ELBO (one posterior sample), per-image reconstruction MSE of the VAE "
                     "(posterior mean) and of a plain autoencoder with the same layers; AUROC by ranks, AUPRC as "
-                    f"average precision (vaezoo.evaluation); seed {args.seed}; {time.time() - started:.0f}s total")
+                    f"average precision (vaezoo.evaluation); seed {args.seed}")
         append_results("MNIST anomaly detection: one digit held out (VAE vs autoencoder)", table, protocol,
                        hardware_description())
     return 0

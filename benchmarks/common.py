@@ -5,6 +5,7 @@ import os
 import platform
 import shlex
 import sys
+import time
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
 
@@ -46,18 +47,35 @@ def markdown_table(rows, columns):
 
 
 def _git_revision():
-    """The commit the results were measured at (`+ local changes` when the tree is dirty)."""
+    """The commit the results were measured at, and whether the measured code differed from it.
+
+    Only `vaezoo/` and `benchmarks/` count as measured code: edits elsewhere (tests, docs,
+    cards) cannot change a benchmark's numbers.
+    """
     import subprocess
 
     root = os.path.dirname(os.path.dirname(RESULTS))
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "vaezoo",
+                                "benchmarks", ":!benchmarks/RESULTS.md"], cwd=root,
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
-    return f"git {sha}" + (" + local changes" if dirty else "")
+    return f"git {sha}" + (" + local changes to vaezoo/ or benchmarks/" if dirty else "")
+
+
+_STARTED = time.monotonic()
+
+
+def machine_load():
+    """Wall and CPU time of this run so far, and the load average: what a reader needs to judge
+    timings measured on a shared machine (written by the script, never by hand)."""
+    cpu = sum(os.times()[:4])  # user + system, of this process and its finished children
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    return (f"{time.monotonic() - _STARTED:.0f} s wall, {cpu:.0f} s CPU (this process and its children); "
+            f"load average at the end (1, 5, 15 min) {load} on {os.cpu_count()} cores")
 
 
 def append_results(title, table, protocol, hardware):
@@ -65,7 +83,7 @@ def append_results(title, table, protocol, hardware):
     command = " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0])] + sys.argv[1:])
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = (f"\n## {title}\n\n- command: `python {command}`\n- date: {when}\n- code: {_git_revision()}\n"
-               f"- hardware: {hardware}\n- protocol: {protocol}\n\n{table}\n")
+               f"- hardware: {hardware}\n- run: {machine_load()}\n- protocol: {protocol}\n\n{table}\n")
     new = not os.path.exists(RESULTS)
     with open(RESULTS, "a", encoding="utf-8") as f:
         if new:

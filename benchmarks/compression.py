@@ -183,8 +183,8 @@ def main():
         "PSNR: mean over images of the per-image PSNR of the decoded 8-bit RGB image against the stored "
         "(already JPEG-q75-decoded) pixels; JPEG and WebP at the single quality setting whose mean PSNR is "
         "closest to the .vqz's (matched PSNR), whole files including headers (they dominate at 32x32). "
-        "Recompressing a JPEG copy with JPEG favours JPEG near quality 75. Times: wall clock, "
-        f"1-minute load average at the end {os.getloadavg()[0]:.1f} (a busy machine inflates them)."
+        "Recompressing a JPEG copy with JPEG favours JPEG near quality 75. Times: wall clock (a busy machine "
+        "inflates them; the run line gives the load)."
     )
     if not args.no_append:
         append_results(f"Compression: vaezoo .vqz vs JPEG and WebP ({DATA_LABEL})", table, protocol,

@@ -85,15 +85,14 @@ def main():
     table = markdown_table(rows, columns)
     print(table)
     print(f"Keras PSNR on the same images: {base['keras_psnr']:.3f} dB")
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     protocol = (
         f"{DATA_LABEL}, test split, a fixed random sample of {len(test)} images (seed 1); model: {description}; "
         f"Keras reconstruction PSNR {base['keras_psnr']:.2f} dB. Full int8 calibrated on {len(representative)} "
         "training images (float32 inputs/outputs, int32 codes). Differences are against the Keras model on the "
         "same images: decode = the same (Keras) codes decoded, reconstruction = the variant's own encode + decode. "
         f"PSNR: mean per-image PSNR on [0, 1] floats. Latency: LiteRT (ai_edge_litert) with {args.threads} "
-        f"threads, encode + decode of one image, mean over {args.latency_images} images after a warm-up; "
-        f"1-minute load average at the end {load:.1f} (a busy machine inflates latencies)."
+        f"threads, encode + decode of one image, mean over {args.latency_images} images after a warm-up "
+        "(a busy machine inflates latencies; the run line gives the load)."
     )
     if not args.no_append:
         append_results("TFLite variants: size, parity and latency (LiteRT)", table, protocol, hardware_description())

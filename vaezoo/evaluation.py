@@ -1126,7 +1126,7 @@ _NOT_MEASURED = {"examples", "outliers", "iwae_k", "anomaly_score", "data_varian
 
 
 def card_records(report, command):
-    """Zoo-card metric records `{name: {value, split, protocol, hardware, date, command}}` of a report."""
+    """Zoo-card metric records `{name: {value, split, protocol, hardware, date, command[, stderr]}}` of a report."""
     results = report["metrics"]
     data = report["data"]
     source = data.get("path") or data.get("name") or data.get("source")
@@ -1152,4 +1152,6 @@ def card_records(report, command):
             protocol += f"; score {results['anomaly_score']}, {results['outliers']} outliers"
         records[key] = {"value": value, "split": report["split"], "protocol": protocol,
                         "hardware": report["hardware"], "date": report["date"], "command": command}
+        if f"{key}_stderr" in results:  # elbo, iwae: standard error of the mean over the examples
+            records[key]["stderr"] = results[f"{key}_stderr"]
     return records

@@ -37,6 +37,7 @@ CARD_KEYS = {"name", "description", "family", "config", "data", "eval_data", "tr
 REQUIRED_KEYS = {"name", "family", "config", "data", "train", "weights", "metrics", "notes"}
 WEIGHTS_KEYS = {"uri", "sha256", "bytes"}
 METRIC_KEYS = {"value", "split", "protocol", "hardware", "date", "command"}
+OPTIONAL_METRIC_KEYS = {"stderr"}  # standard error of the mean, for per-example averages (elbo, iwae)
 DATA_ONLY_KEYS = {"tfds"}  # card data keys that document the canonical source, not read by the Trainer
 
 
@@ -113,7 +114,7 @@ def validate_card(card, source="card"):
     for metric, record in metrics.items():
         if not isinstance(record, dict):
             raise ConfigError(f"{source}: metric {metric!r} must be a mapping with {sorted(METRIC_KEYS)}.")
-        check_keys(record, METRIC_KEYS, f"{source} metric {metric!r}")
+        check_keys(record, METRIC_KEYS | OPTIONAL_METRIC_KEYS, f"{source} metric {metric!r}")
     return card
 
 
