@@ -8,8 +8,9 @@ Same architecture, batch and data for every peer, measured in one run:
   `tf.data` pipeline. It uses vaezoo's network builders, so the layers are identical.
 - `sonnet` (VQ-VAE only): `dm-sonnet`'s `snt.nets.VectorQuantizerEMA` between the same Keras
   encoder and decoder, trained by a `tf.function` GradientTape step as in Sonnet's example.
-- `pytorch`: a plain PyTorch module with the same layers and padding (parameter counts are
-  tested equal; initializers are each framework's defaults), Adam,
+- `pytorch`: a plain PyTorch module with the same layers and padding (parameter counts and
+  output shapes are tested equal by tests/test_benchmarks.py where PyTorch is installed;
+  skipped otherwise; initializers are each framework's defaults), Adam,
   a hand-written loop over in-memory tensors (the cheapest input path of all peers).
 - `pythae` (if installed): pythae's `VAE` / `VQVAE(use_ema=True)` models with the same
   encoder and decoder as pythae `BaseEncoder`/`BaseDecoder`s, stepped by the same torch loop

@@ -101,3 +101,116 @@ def squares(n, size=16, seed=0):
             s = rng.integers(3, 6)
             x[i, r : r + s, c : c + s] = PALETTE[rng.integers(0, len(PALETTE))]
     return x
+
+
+def _same_noise_per_replica(model, replicas):
+    """Make `model._loss_terms` on one device draw noise as `replicas` MirroredStrategy replicas
+    do: each replica's slice of the global batch from the same seed-generator state (the
+    generator's state is a mirrored variable, so every replica reads the same value)."""
+    loss_terms = model._loss_terms
+
+    def per_replica(x, condition=None, training=False, step=None):
+        state = tf.identity(model.seed_generator.state.value)
+        conditions = [None] * replicas if condition is None else tf.split(condition, replicas)
+        parts = []
+        for x_part, condition_part in zip(tf.split(x, replicas), conditions):
+            model.seed_generator.state.assign(state)
+            parts.append(loss_terms(x_part, condition_part, training=training, step=step))
+        return {name: tf.concat([part[name] for part in parts], 0) for name in parts[0]}
+
+    model._loss_terms = per_replica
+
+
+def sgd_fit_step(make, data, initial, strategy=None, learning_rate=1e-2, noise_replicas=1):
+    """One `fit` step of plain SGD on `data` (images, or (images, labels)) as ONE global batch.
+
+    The model comes from `make()` inside `strategy`'s scope (None: one device) and starts from
+    the weight values `initial`. Plain SGD, so a loss averaged per replica instead of over the
+    global batch (off by the replica count) changes the step. `noise_replicas` > 1 (one device
+    only) draws the posterior noise as that many replicas would (`_same_noise_per_replica`).
+    Returns (weight values after the step, weight paths).
+    """
+    scope = strategy.scope() if strategy is not None else tf.distribute.get_strategy().scope()
+    with scope:
+        model = make()
+        model.build_from_images()
+        for v, value in zip(model.weights, initial):
+            v.assign(value)
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate))
+    if noise_replicas > 1:
+        _same_noise_per_replica(model, noise_replicas)
+    batch = len(data[0]) if isinstance(data, tuple) else len(data)
+    model.fit(tf.data.Dataset.from_tensor_slices(data).batch(batch), epochs=1, verbose=0, shuffle=False)
+    return [v.numpy() for v in model.weights], [v.path for v in model.weights]
+
+
+def check_mirrored_step_matches_single_device(make, data, strategy, learning_rate=1e-2, draws_noise=True):
+    """One `fit` step under `strategy` equals the same step on one device, weight by weight.
+
+    The one-device reference draws the noise per replica slice as the replicas do (models
+    without noise in training pass `draws_noise=False`). Asserts the step moved the trainable
+    weights (so two untouched copies cannot agree). Returns (initial, mirrored, single, paths).
+    """
+    replicas = strategy.num_replicas_in_sync
+    assert replicas > 1
+    reference = make()
+    reference.build_from_images()
+    initial = [v.numpy() for v in reference.weights]
+    single, paths = sgd_fit_step(make, data, initial, None, learning_rate, replicas if draws_noise else 1)
+    mirrored, _ = sgd_fit_step(make, data, initial, strategy, learning_rate)
+    # the step moved most trainable weights by more than the comparison's tolerance
+    moved = [not np.allclose(single[i], initial[i], rtol=1e-5, atol=1e-6)
+             for i, v in enumerate(reference.weights) if v.trainable]
+    assert sum(moved) > len(moved) // 2, (sum(moved), len(moved))
+    for path, a, b in zip(paths, single, mirrored):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6, err_msg=path)
+    return initial, mirrored, single, paths
+
+
+def grid_tiles(grid, rows, columns, tile_shape, padding=2, top=0, left=0):
+    """Cut the `rows x columns` tiles of `tile_shape` (h, w) out of a `vaezoo.visualize.image_grid`
+    layout (tiles `padding` apart, starting `padding` from the grid's corner at (top, left)):
+    uint8 `(rows, columns, h, w, channels)`."""
+    h, w = tile_shape
+    return np.stack([np.stack([grid[top + padding + r * (h + padding):][:h, left + padding + c * (w + padding):][:, :w]
+                               for c in range(columns)]) for r in range(rows)])
+
+
+def expected_traversal(model, image, dims, values, condition=None):
+    """uint8 tiles `(len(dims), len(values), *image_shape)` of a latent traversal, computed from the
+    model's public API one latent at a time: z = encode(image).mean(), z[d] = v, decode(z)."""
+    kw = {} if condition is None else {"condition": np.asarray(condition).reshape(1)}
+    z = np.asarray(model.encode(np.asarray(image)[None], **kw).mean(), np.float32)[0]
+    rows = []
+    for d in dims:
+        row = []
+        for v in values:
+            latent = z.copy()
+            latent[d] = v
+            decoded = np.asarray(model.likelihood.image(model.decode(latent[None], **kw)), np.float64)[0]
+            row.append(np.clip(np.round(decoded * 255.0), 0, 255).astype(np.uint8))
+        rows.append(np.stack(row))
+    return np.stack(rows)
+
+
+def check_traversal_png(path, model, image, dims, values, scale=2, condition=None, label_width=110):
+    """The PNG of `vaezoo.disentanglement.save_traversal` (what `vaezoo traverse` writes): its
+    pixel size (one strip per row, the input first, each strip image height + 2 x 2 padding; a
+    label column of `label_width`, then len(values) tiles of width + 2 padding, + 2; all times
+    `scale`), the input tile, and every traversal tile against `expected_traversal`."""
+    from PIL import Image
+
+    png = np.asarray(Image.open(path))
+    png = png[..., None] if png.ndim == 2 else png
+    h, w, c = model.image_shape
+    height, width = (1 + len(dims)) * (h + 4), label_width + len(values) * (w + 2) + 2
+    assert png.shape == (height * scale, width * scale, c), (png.shape, (height * scale, width * scale, c))
+    small = png[::scale, ::scale]
+    np.testing.assert_array_equal(png, small.repeat(scale, axis=0).repeat(scale, axis=1))  # nearest enlargement
+    source = np.asarray(image)
+    source = source if source.dtype == np.uint8 else np.round(source * 255.0).astype(np.uint8)
+    np.testing.assert_array_equal(grid_tiles(small, 1, 1, (h, w), left=label_width)[0, 0], source.reshape(h, w, c))
+    expected = expected_traversal(model, image, dims, values, condition)
+    for i in range(len(dims)):
+        tiles = grid_tiles(small, 1, len(values), (h, w), top=(i + 1) * (h + 4), left=label_width)[0]
+        np.testing.assert_allclose(tiles, expected[i], rtol=0, atol=1, err_msg=f"row of dim {dims[i]}")

@@ -114,17 +114,13 @@ def _class_templates(num_classes=4, seed=0):
     return (rng.random((num_classes, 28, 28, 1)) < 0.3).astype("float32")
 
 
-@pytest.mark.parametrize("prior", ["standard", "learned"])
-def test_samples_match_their_class(prior):
-    """Images fully determined by the class: samples for class k look like template k.
-
-    z can carry the class early in training; it takes ~2000 steps of KL pressure for the
-    decoder to rely on c alone (checked: >= 0.99 over 8 initialisations per prior).
-    """
+def class_accuracy(prior, seed):
+    """Train a CVAE initialised from `seed` for 2000 steps on images fully determined by the
+    class; return the fraction of 100 class-conditional samples nearest their class's template."""
     templates = _class_templates()
     labels = np.repeat(np.arange(4), 64)
     images = templates[labels]
-    model = vaezoo.CVAE(num_classes=4, latent_dim=2, encoder=MLP, prior=prior, seed=0)
+    model = vaezoo.CVAE(num_classes=4, latent_dim=2, encoder=MLP, prior=prior, seed=seed)
     model.compile(optimizer=keras.optimizers.Adam(3e-3))
     data = tf.data.Dataset.from_tensor_slices((images, labels)).shuffle(256, seed=0).repeat().batch(32)
     model.fit(data, epochs=4, steps_per_epoch=500, verbose=0)
@@ -132,5 +128,20 @@ def test_samples_match_their_class(prior):
     wanted = np.repeat(np.arange(4), 25)
     samples = np.asarray(model.sample(len(wanted), seed=0, condition=wanted))
     mse = ((samples[:, None] - templates[None]) ** 2).mean(axis=(2, 3, 4))  # (samples, classes)
-    accuracy = float(np.mean(mse.argmin(axis=1) == wanted))
+    return float(np.mean(mse.argmin(axis=1) == wanted))
+
+
+@pytest.mark.parametrize("prior", ["standard", "learned"])
+def test_samples_match_their_class(prior):
+    """Images fully determined by the class: samples for class k look like template k.
+
+    z can carry the class early in training; it takes ~2000 steps of KL pressure for the
+    decoder to rely on c alone.
+    """
+    accuracy = class_accuracy(prior, seed=0)
+    # Threshold from initialisation seeds 0-7 (2 CPU cores, this file's code), measured with
+    #   cd tests && python -c "import test_cvae as t; print({p: [t.class_accuracy(p, s)
+    #       for s in range(8)] for p in ('standard', 'learned')})"
+    # standard: 0.99 0.98 1.0 0.99 0.99 0.99 0.98 0.99; learned: 1.0 (all 8). 0.9 is 0.08 below the
+    # worst of them; a decoder that ignores c scores about 0.25.
     assert accuracy >= 0.9, accuracy

@@ -73,11 +73,30 @@ def test_dynamic_binarization_is_a_fresh_bernoulli_draw(tmp_path):
     assert abs(float(draws.mean() - (x / 255.0).mean())) < 0.01
 
 
-def test_static_binarization_is_fixed_per_image(tmp_path):
-    path, _ = _grey_npz(tmp_path, 32)
-    ds = data.make_dataset({"source": "npz", "path": path, "preprocess": "binarize_static"}, 32, seed=0, shuffle=False)
-    it = iter(ds)
-    np.testing.assert_array_equal(next(it), next(it))
+def test_static_binarization_is_one_bernoulli_draw_fixed_per_image(tmp_path):
+    path, x = _grey_npz(tmp_path, 32)
+    np.savez(path, x_train=x, y_train=np.arange(32))  # labels name the images
+    spec = {"source": "npz", "path": path, "preprocess": "binarize_static", "labels": True, "label_key": "y_train"}
+
+    def epochs(seed, n=2):  # one batch is one epoch, reshuffled each time; rows sorted by image
+        it = iter(data.make_dataset(spec, 32, seed=seed, shuffle=True))
+        batches = [next(it) for _ in range(n)]
+        return [b[0].numpy()[np.argsort(b[1].numpy())][..., 0] for b in batches], [b[1].numpy() for b in batches]
+
+    (first, second), (order_1, order_2) = epochs(seed=0)
+    assert not np.array_equal(order_1, order_2)  # shuffled differently ...
+    np.testing.assert_array_equal(first, second)  # ... yet each image keeps its draw
+    assert set(np.unique(first)) == {0.0, 1.0}
+    # A Bernoulli(grey level) draw per pixel: in each half of the grey range the fraction of ones
+    # matches the mean grey level within 5 binomial standard deviations (rounding, or an
+    # inverted draw, gives 0 and 1 here; 5 standard deviations are about 0.06).
+    p = x / 255.0
+    for part in (p < 0.5, p >= 0.5):
+        std = np.sqrt(np.sum(p[part] * (1 - p[part]))) / part.sum()
+        assert abs(first[part].mean() - p[part].mean()) < 5 * std, (first[part].mean(), p[part].mean(), std)
+    # another seed draws again: each pixel differs with probability 2p(1-p), 1/3 on average
+    other = epochs(seed=1, n=1)[0][0]
+    assert np.mean(other != first) > 0.25, np.mean(other != first)
 
 
 def test_dequantization_stays_within_the_pixel_bin(tmp_path):

@@ -7,6 +7,7 @@ import pytest
 
 import vaezoo
 from vaezoo import disentanglement as dis
+from helpers import check_traversal_png, expected_traversal, grid_tiles
 
 SIZES = (3, 6, 10, 8)  # every factor fits in 20 histogram bins, so a copy loses nothing
 
@@ -49,14 +50,26 @@ def test_mig_is_one_for_copied_factors_and_near_zero_for_noise():
     assert dis.mig(make_noise(), sampler, num_train=10000, seed=0)["score"] < 0.02
 
 
-def test_mig_of_a_mixed_code_is_in_between():
-    rng = np.random.default_rng(0)
-    factors = np.stack([rng.integers(0, 10, 5000), rng.integers(0, 10, 5000)], axis=1)
-    # dim 0 copies factor 0; dim 1 carries factor 0 and factor 1 equally; no other dim for factor 1
-    codes = np.stack([factors[:, 0], factors[:, 0] * 10 + factors[:, 1]], axis=1).astype(float)
+def test_mig_of_codes_with_a_known_gap_is_exact():
+    """Factors v0 in {0..3} and v1 in {0, 1, 2} on a balanced grid (every pair 100 times, so the
+    empirical distributions are exact); code dims: an affine copy of v0, the high bit of v0, a
+    copy of v1, the indicator [v1 == 0], and two noise dims. By hand, I(copy; v) = H(v) and
+    I(f(v); v) = H(f(v)):
+      v0: (H(v0) - H(high bit)) / H(v0) = (ln 4 - ln 2) / ln 4 = 1/2
+      v1: (H(v1) - H(1/3, 2/3)) / H(v1) = (2/3 ln 2) / ln 3
+    (the noise dims' empirical MI, < 0.03 nats, is below every runner-up, ln 2 and 0.64)."""
+    v0, v1 = np.meshgrid(np.arange(4), np.arange(3), indexing="ij")
+    factors = np.tile(np.stack([v0.ravel(), v1.ravel()], axis=1), (100, 1))
+    noise = np.random.default_rng(0).normal(size=(len(factors), 2))
+    codes = np.column_stack([1.7 * factors[:, 0] + 0.3, factors[:, 0] // 2, -0.5 * factors[:, 1],
+                             factors[:, 1] == 0, noise])
     result = dis.mig_from_codes(codes, factors)
-    assert result["per_factor"][0] < 0.5  # both dims know factor 0: small gap
-    assert 0 < result["score"] < 1
+    expected = [0.5, (2 / 3) * np.log(2) / np.log(3)]
+    assert result["per_factor"] == pytest.approx(expected, abs=1e-12)
+    assert result["score"] == pytest.approx(np.mean(expected), abs=1e-12)  # 0.4603
+    mi = np.asarray(result["mutual_information"])
+    h13 = -(np.log(1 / 3) / 3 + np.log(2 / 3) * 2 / 3)
+    np.testing.assert_allclose(mi[:4], [[np.log(4), 0], [np.log(2), 0], [0, np.log(3)], [0, h13]], atol=1e-12)
 
 
 def test_mig_rejects_bad_shapes():
@@ -187,16 +200,22 @@ def test_traversal_grid_shape_and_content(small_vae, binary_images, tmp_path):
     image = binary_images[0]
     grid = dis.traversal_grid(model, image, dims=[0, 2], values=[-2.0, 0.0, 2.0], padding=2)
     assert grid.dtype == np.uint8 and grid.shape == (2 * 30 + 2, 3 * 30 + 2, 1)
+    # tile (row i, column j) is decode(z) with z = encode(image).mean() and z[dims[i]] = values[j]
+    tiles = grid_tiles(grid, 2, 3, (28, 28), padding=2)
+    expected = expected_traversal(model, image, dims=[0, 2], values=[-2.0, 0.0, 2.0])
+    np.testing.assert_allclose(tiles, expected, rtol=0, atol=1)  # uint8 rounding of float32 decodes
+    assert len(np.unique(expected.reshape(6, -1), axis=0)) == 6  # every tile differs: the test can tell them apart
+    background = grid.copy()
+    background[2:-2, 2:-2] = 128
+    assert np.all(background == 128)  # the padding frame
     images = dis.traversal_images(model, image, dims=[1], values=[-1.0, 1.0])
     assert images.shape == (1, 2, 28, 28, 1)
     # setting a dimension to its own posterior mean reproduces the reconstruction
     z = np.asarray(model.encode(image[None]).mean())[0]
     same = dis.traversal_images(model, image, dims=[1], values=[z[1]])[0, 0]
     np.testing.assert_allclose(same, np.asarray(model.reconstruct(image[None]))[0], atol=1e-5)
-    path = dis.save_traversal(model, image, str(tmp_path / "t.png"), dims=[0, 1])
-    from PIL import Image
-
-    assert Image.open(path).size[0] > 0
+    path = dis.save_traversal(model, image, str(tmp_path / "t.png"), dims=[0, 1], values=[-1.0, 1.5])
+    check_traversal_png(path, model, image, dims=[0, 1], values=[-1.0, 1.5], scale=2)
 
 
 def test_traversal_bad_input(small_vae, binary_images):
@@ -215,7 +234,12 @@ def test_traversal_bad_input(small_vae, binary_images):
 def test_traversal_of_a_cvae_takes_a_condition():
     model = vaezoo.CVAE(input_shape=(8, 8, 1), latent_dim=2, num_classes=3, encoder={"type": "mlp", "hidden": [8]},
                         seed=0)
-    grid = dis.traversal_grid(model, np.zeros((8, 8, 1), np.float32), condition=2, values=[0.0, 1.0])
-    assert grid.shape[0] > 0
+    image = np.zeros((8, 8, 1), np.float32)
+    grid = dis.traversal_grid(model, image, condition=2, values=[0.0, 1.0])
+    assert grid.shape == (2 * 10 + 2, 2 * 10 + 2, 1)  # default dims: both latents
+    expected = expected_traversal(model, image, dims=[0, 1], values=[0.0, 1.0], condition=2)
+    np.testing.assert_allclose(grid_tiles(grid, 2, 2, (8, 8)), expected, rtol=0, atol=1)
+    other_label = expected_traversal(model, image, dims=[0, 1], values=[0.0, 1.0], condition=0)
+    assert np.abs(other_label.astype(int) - expected).max() > 1  # so the condition is what the tiles show
     with pytest.raises(TypeError, match="needs a condition"):
         dis.traversal_grid(model, np.zeros((8, 8, 1), np.float32))

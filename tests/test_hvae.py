@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import vaezoo
-from helpers import check_model_contract
+from helpers import check_mirrored_step_matches_single_device, check_model_contract, sgd_fit_step
 from vaezoo.distributions import bits_per_dim, kl_divergence, tfd
 
 TINY = {"type": "resnet", "filters": [8, 16], "blocks": 1, "hidden": 32}
@@ -149,18 +149,90 @@ def test_temperature_scales_prior_stddev_at_every_layer():
     assert spread[0] < spread[1], spread
 
 
-def test_encode_decode_reconstruct_are_documented(binary_images):
-    model = _tiny(2)
+def _dense(layer, x):
+    return x @ np.asarray(layer.kernel, np.float64) + np.asarray(layer.bias, np.float64)
+
+
+def _residual_cell(cell, x):
+    return x + _dense(cell.outer, np.maximum(_dense(cell.inner, np.maximum(x, 0.0)), 0.0))
+
+
+def _two_layer(net, x):
+    hidden, last = net.layers
+    return _dense(last, np.maximum(_dense(hidden, x), 0.0))
+
+
+def _top_down_means_float64(model, features=None, top=None):
+    """The documented top-down pass in float64 NumPy from the layers' weights, every z at its
+    mean: posterior means (given `features`) or, below the given `top` latent, prior means."""
+    L, d = model.num_latent_layers, model.latent_dim
+    state, params = None, {}
+    for layer in reversed(range(L)):
+        prior_loc = 0.0 if layer == L - 1 else _two_layer(model.prior_nets[layer], state)[:, :d]
+        if features is None:
+            z = top if layer == L - 1 else prior_loc
+        elif layer == L - 1:
+            params[layer] = _two_layer(model.posterior_nets[layer], features[layer])
+            z = params[layer][:, :d]
+        else:  # the residual posterior: prior parameters + a correction
+            z = prior_loc + _two_layer(model.posterior_nets[layer], np.concatenate([state, features[layer]], -1))[:, :d]
+        embedded = _dense(model.latent_embeddings[layer], z)
+        state = _residual_cell(model.top_down_cells[layer], embedded if state is None else state + embedded)
+    return state, params
+
+
+def test_encode_decode_reconstruct_follow_the_documented_passes(binary_images):
+    """encode = q(z_top | x); reconstruct = posterior means at every layer; decode(z) = prior
+    means below z. Checked against a float64 NumPy re-derivation from the layers' weights (the
+    convolutional backbones are called as they are), and by changing only standard deviations."""
+    model = _tiny(3)
+    model.build_from_images()
+    d, L = model.latent_dim, model.num_latent_layers
+    rng = np.random.default_rng(1)
+    for net in model.posterior_nets + model.prior_nets:  # undamped: means and scales away from 0 and 1
+        kernel = net.layers[-1].kernel
+        kernel.assign(rng.normal(0.0, 4.0 / np.sqrt(kernel.shape[0]), kernel.shape).astype(np.float32))
     x = binary_images[:3]
+
+    h = np.asarray(model.encoder(tf.constant(x)), np.float64)
+    features = []
+    for cell in model.bottom_up_cells:
+        h = _residual_cell(cell, h)
+        features.append(h)
+    state, params = _top_down_means_float64(model, features)
+
     posterior = model.encode(x)
     assert posterior.batch_shape == (3,) and posterior.event_shape == (4,)
-    np.testing.assert_array_equal(model.reconstruct(x), model.reconstruct(x))  # posterior means
-    z = posterior.mean()
-    np.testing.assert_array_equal(model.decode(z).mean(), model.decode(z).mean())  # prior means below
-    # reconstruct = top-down with the posterior mean at every layer
-    out = model._top_down(model._bottom_up(tf.constant(x)), use_mean=True)
-    np.testing.assert_allclose(out["z"][-1], z, rtol=1e-6)
-    np.testing.assert_allclose(model.reconstruct(x), model.likelihood.image(model._likelihood(out["state"])), rtol=1e-6)
+    top = params[L - 1]
+    np.testing.assert_allclose(posterior.mean(), top[:, :d], rtol=1e-4, atol=1e-5)
+    scale = np.logaddexp(0.0, top[:, d:] + np.log(np.e - 1.0)) + model.posterior.min_scale
+    np.testing.assert_allclose(posterior.stddev(), scale, rtol=1e-4, atol=1e-5)
+    assert np.std(top[:, :d]) > 0.1 and np.std(scale) > 0.05, (top, scale)  # not the trivial N(0, 1)
+
+    # The untrained decoder's means are near 0.5 (spread ~2e-3 over pixels); float32 against
+    # float64 agrees to ~1e-7, so atol=1e-6 is far below what any wrong z would change.
+    def bernoulli_means(state):
+        logits = np.asarray(model.decoder(tf.constant(state, tf.float32)), np.float64)
+        return 1.0 / (1.0 + np.exp(-logits))
+
+    reconstruction = np.asarray(model.reconstruct(x))
+    np.testing.assert_allclose(reconstruction, bernoulli_means(state), rtol=0, atol=1e-6)
+    # the lower posteriors matter: prior means below the top posterior mean decode differently
+    assert np.abs(reconstruction - np.asarray(model.decode(posterior.mean()).mean())).max() > 1e-3
+
+    z = rng.normal(size=(3, d)).astype(np.float32)
+    decoded = np.asarray(model.decode(z).mean())
+    np.testing.assert_allclose(decoded, bernoulli_means(_top_down_means_float64(model, top=z)[0]), rtol=0, atol=1e-6)
+    assert np.abs(decoded - np.asarray(model.decode(-z).mean())).max() > 1e-3  # decode depends on z
+
+    # Only means enter: changing every posterior and prior standard deviation changes neither
+    # reconstruct nor decode, though it changes the posterior that `encode` returns.
+    for net in model.posterior_nets + model.prior_nets:
+        last = net.layers[-1]
+        last.bias.assign(tf.concat([last.bias[:d], last.bias[d:] + 2.0], 0))
+    assert np.abs(np.asarray(model.encode(x).stddev()) - scale).min() > 0.1
+    np.testing.assert_allclose(model.reconstruct(x), reconstruction, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(model.decode(z).mean(), decoded, rtol=1e-6, atol=1e-7)
 
 
 def test_discretized_logistic_rgb():
@@ -183,7 +255,10 @@ def test_discretized_logistic_rgb():
     model.compile(optimizer=keras.optimizers.Adam(3e-3))
     model.fit(tf.data.Dataset.from_tensor_slices(images).batch(8), epochs=10, verbose=0)
     after = bpd()
-    assert 1.0 < after < 8.0, (before, after)  # learned: below a uniform 8 bits per sub-pixel
+    # 40 Adam steps took 8.78 to 7.53 and 7.58 bits/dim in two runs here (threaded float sums
+    # differ from run to run); demanding half of that decrease, 0.6 bits/dim, leaves slack and
+    # fails if the steps do not train (e.g. skipped optimizer updates: no decrease).
+    assert before - after > 0.6, (before, after)
     assert np.all(np.isfinite(model.iwae(images[:4], k=4)))
     samples = np.asarray(model.sample(4, seed=0, temperature=0.8))
     assert samples.shape == (4, 16, 16, 3) and samples.min() >= 0.0 and samples.max() <= 1.0
@@ -211,10 +286,13 @@ def test_bad_arguments_are_named(binary_images):
 
 
 def test_fit_under_mirrored_strategy(binary_images, mirrored_strategy):
-    """Every weight is made in the constructor, so a model made in a strategy scope just fits."""
+    """Every weight is made in the constructor, so a model made in a strategy scope is mirrored;
+    one `fit` step on two replicas equals the same step on one device."""
+    make = lambda: _tiny(3, likelihood="gaussian", encoder={"type": "mlp", "hidden": [32]})  # noqa: E731
     with mirrored_strategy.scope():
-        model = _tiny(3, likelihood="gaussian")
-        model.compile(optimizer="adam")
-    history = model.fit(tf.data.Dataset.from_tensor_slices(binary_images).batch(16), epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][-1])
+        model = make()
     assert all(isinstance(v.value, tf.distribute.DistributedValues) for v in model.weights)
+    initial, mirrored, _, _ = check_mirrored_step_matches_single_device(make, binary_images[:16], mirrored_strategy)
+    # sensitive to the noise: drawn for the whole batch at once, one device takes another step
+    whole_batch, _ = sgd_fit_step(make, binary_images[:16], initial)
+    assert not all(np.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(whole_batch, mirrored))

@@ -29,7 +29,8 @@ def test_every_card_validates_builds_loads_and_runs(name):
     kw = {"condition": np.zeros(2, np.int64)} if model.conditional else {}
     assert tuple(model.reconstruct(x, **kw).shape) == x.shape
     for record in (card["metrics"] or {}).values():
-        assert set(record) == registry.METRIC_KEYS  # every number says how it was obtained
+        # every number says how it was obtained
+        assert registry.METRIC_KEYS <= set(record) <= registry.METRIC_KEYS | registry.OPTIONAL_METRIC_KEYS
 
 
 def test_listing_and_filters():
@@ -134,13 +135,18 @@ def _cache_files(zoo):
         if root.exists() else []
 
 
+def _assert_has_the_zoo_weights(model, zoo):
+    """`model` computes exactly what the model whose weights the card points to computes
+    (a freshly initialised model, or other weights, would not)."""
+    x = np.random.default_rng(0).random((2, 8, 8, 1)).astype(np.float32)
+    np.testing.assert_array_equal(model.reconstruct(x), zoo["model"].reconstruct(x))
+
+
 def test_http_download_verifies_caches_and_second_load_makes_no_request(zoo, server):
     zoo["write"](server.url)
-    x = np.random.default_rng(0).random((2, 8, 8, 1)).astype(np.float32)
-    model = vaezoo.load("tiny-vae")
-    np.testing.assert_array_equal(model.reconstruct(x), zoo["model"].reconstruct(x))
+    _assert_has_the_zoo_weights(vaezoo.load("tiny-vae"), zoo)
     assert server.requests == 1
-    vaezoo.load("tiny-vae")
+    _assert_has_the_zoo_weights(vaezoo.load("tiny-vae"), zoo)
     assert server.requests == 1  # served from $VAEZOO_HOME
     assert [f for f in _cache_files(zoo) if f.endswith(".h5")] == [
         os.path.join("weights", f"tiny-vae-{registry.info('tiny-vae')['weights']['sha256'][:16]}.weights.h5")]
@@ -163,18 +169,19 @@ def test_server_error_and_interrupted_transfer_leave_nothing(zoo, server):
         vaezoo.load("tiny-vae")
     assert not [f for f in _cache_files(zoo) if f.endswith(".h5") or ".download-" in f]
     server.mode = "ok"
-    assert vaezoo.load("tiny-vae") is not None  # and a later good transfer works
+    _assert_has_the_zoo_weights(vaezoo.load("tiny-vae"), zoo)  # and a later good transfer works
 
 
 def test_file_uri_and_corrupt_cache_entry_is_replaced(zoo, server):
     zoo["write"](f"file://{zoo['weights']}")
-    assert vaezoo.load("tiny-vae") is not None
+    _assert_has_the_zoo_weights(vaezoo.load("tiny-vae"), zoo)
+    assert _cache_files(zoo) == []  # a local file is used in place, not copied
     zoo["write"](server.url)
     vaezoo.load("tiny-vae")
     cached = [f for f in _cache_files(zoo) if f.endswith(".h5")][0]
     with open(zoo["home"] / cached, "r+b") as f:  # corrupt the cached copy
         f.write(b"garbage")
-    vaezoo.load("tiny-vae")
+    _assert_has_the_zoo_weights(vaezoo.load("tiny-vae"), zoo)
     assert server.requests == 2  # noticed, dropped and fetched again
 
 
@@ -220,7 +227,7 @@ def test_publish_ships_weights_and_records_their_hash(zoo, tmp_path, publish_set
     assert weights["uri"] == "pretrained://tiny-vae.weights.h5"
     assert registry.info("tiny-vae")["weights"] == weights
     assert weights["sha256"] == registry.sha256_of(str(zoo["weights"]))
-    assert vaezoo.load("tiny-vae") is not None
+    _assert_has_the_zoo_weights(vaezoo.load("tiny-vae"), zoo)
     # metrics of the published weights survive a re-publish of the same file ...
     record = {"value": 1.0, "split": "test", "protocol": "p", "hardware": "h", "date": "d", "command": "c"}
     registry.record_metrics("tiny-vae", {"mse": record})
@@ -299,8 +306,18 @@ def _fixture_images(image_shape):
 @pytest.mark.parametrize("name", registry.list_models(pretrained=True))
 def test_shipped_model_reconstructs_the_fixture_as_its_card_says(name):
     """Regression: reconstruction MSE on 200 real test images (shipped under tests/fixtures;
-    rendered for dSprites) is within 25% of the card's `mse` (measured by `vaezoo eval` on the
-    test split, same preprocessing)."""
+    rendered for dSprites) agrees with the card's `mse` (measured by `vaezoo eval` on 10,000
+    test images, same preprocessing) within 4 standard errors of the fixture's mean.
+
+    The two means differ by sampling, not by float rounding: the card averages 10,000 images,
+    the fixture 200 (MNIST: the test split's first 200; CIFAR-10: a fixed pick; dSprites:
+    another random draw of the factor grid), and binarize_dynamic draws other Bernoulli pixels
+    (seeds (0, i) here). Float effects are negligible: the weights are the same shipped file,
+    and batches of 7 instead of one of 200 change the mean by < 1e-8 relative. So the tolerance
+    is 4 standard errors of the fixture's mean, computed from its 200 per-image values (which
+    include the binarization noise): 9-15% of the card's value, where a flat 25% let a model
+    whose MSE grew by a fifth pass. Measured 2026-12-01 on every shipped model: deviations of
+    -1.5 to +1.0 standard errors."""
     import tensorflow as tf
 
     from vaezoo import data, evaluation
@@ -314,5 +331,10 @@ def test_shipped_model_reconstructs_the_fixture_as_its_card_says(name):
     seeds = tf.stack([tf.zeros(len(x), tf.int32), tf.range(len(x), dtype=tf.int32)], axis=1)
     images = np.asarray(data.preprocess_images(tf.constant(x), mode, seeds))
     kw = {"condition": y} if model.conditional else {}
-    measured = evaluation.mse(images, model.reconstruct(images, **kw))
-    assert measured == pytest.approx(card["metrics"]["mse"]["value"], rel=0.25)
+    reconstruction = np.asarray(model.reconstruct(images, **kw), np.float64)
+    per_image = np.mean((reconstruction - images) ** 2, axis=(1, 2, 3))
+    measured = evaluation.mse(images, reconstruction)
+    assert measured == pytest.approx(per_image.mean(), rel=1e-6)
+    stderr = per_image.std(ddof=1) / np.sqrt(len(per_image))
+    expected = card["metrics"]["mse"]["value"]
+    assert abs(measured - expected) <= 4 * stderr, (measured, expected, stderr, (measured - expected) / stderr)

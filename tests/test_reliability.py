@@ -21,12 +21,23 @@ from vaezoo import registry
 
 def test_keras_file_with_a_lambda_layer_is_refused_and_nothing_runs(tmp_path):
     marker = tmp_path / "ran"
+
+    # The lambda's own (marshalled) bytecode creates the marker whenever it runs; the path is the
+    # layer's `arguments`, saved with it, so the file is self-contained.
+    touch = lambda x, path: (open(path, "a").close(), x * 2)[1]  # noqa: E731
     inputs = keras.Input((2,))
-    evil = keras.layers.Lambda(lambda x: x * 2)(inputs)  # a Lambda holds (pickled) Python code
+    evil = keras.layers.Lambda(touch, arguments={"path": str(marker)})(inputs)
     keras.Model(inputs, evil).save(tmp_path / "evil.keras")
+    marker.unlink(missing_ok=True)  # building the model ran the function once
+
     with pytest.raises(registry.UnsafeFileError, match="refuses to run code"):
         registry.load_any(str(tmp_path / "evil.keras"))
     assert not marker.exists()
+
+    # Positive control: the same file loaded without safe mode does run the code.
+    unsafe = keras.saving.load_model(tmp_path / "evil.keras", safe_mode=False)
+    np.testing.assert_array_equal(np.asarray(unsafe(np.ones((1, 2), np.float32))), [[2.0, 2.0]])
+    assert marker.exists()
 
 
 def test_no_pickle_anywhere_in_the_package():

@@ -1,12 +1,13 @@
 """TFLite exports: named signatures, parity with Keras per variant, size and quality floors.
 
-One VQ-VAE (about 170k weights, so weights rather than the file's fixed overhead decide the
-sizes) is trained here for a few seconds on structured 16x16 images and exported once in
-every variant; the tests read the files and the parity report.
+One VQ-VAE (about 95k weights, so weights rather than the file's fixed overhead of 10-25 kB
+decide the sizes) is trained here for a few seconds on structured 16x16 images and exported once
+in every variant; the tests read the files and the parity report.
 """
 
 import json
 import os
+import time
 
 import keras
 import numpy as np
@@ -30,7 +31,7 @@ def exported(tmp_path_factory):
     model.fit(train, epochs=6, batch_size=32, verbose=0)
     out = str(tmp_path_factory.mktemp("tflite"))
     paths = export_tflite(model, out, representative_images=train, num_calibration=200)
-    report = parity_report(model, paths, test)
+    report = parity_report(model, paths, test, latency_images=64)
     return {"model": model, "paths": paths, "report": report, "out": out, "test": test, "train": train}
 
 
@@ -79,18 +80,81 @@ def test_uint8_input_equals_float_input(exported):
     np.testing.assert_array_equal(runner.encode(uint8), runner.encode(uint8.astype(np.float32) / 255.0))
 
 
+#: code agreement with Keras each variant must reach (documented with the reasons in README.md,
+#: "Exports"): weight rounding flips only near-ties; 8-bit activations flip many more.
+CODE_AGREEMENT_FLOORS = {"float32": 1.0, "float16": 0.99, "dynamic_int8": 0.9, "full_int8": 0.4}
+
+
+def code_regret(model, images, codes):
+    """How much worse than the nearest code the chosen `codes` are: mean over positions of
+    |z - e_chosen|^2 - min_k |z - e_k|^2, relative to the mean |z - e_k|^2 over all codes, in
+    float64 from the Keras encoder output z. 0 for the Keras codes; 0.84 for random codes and
+    0.50 for always the commonest code (seed 0)."""
+    z = np.asarray(model.encoder(images), np.float64).reshape(-1, model.embedding_dim)
+    codebook = np.asarray(model.quantizer.embeddings, np.float64)
+    distances = ((z[:, None, :] - codebook[None]) ** 2).sum(-1)
+    chosen = distances[np.arange(len(z)), np.asarray(codes).reshape(-1)]
+    return float(np.mean(chosen - distances.min(1)) / np.mean(distances))
+
+
 def test_quantized_variants_are_small_and_close(exported):
     report = exported["report"]
     base = report["float32"]
+    # 18 dB: the training set's mean image scores 15.4 dB on these test images (the all-background
+    # image 14.9 dB), this model 22.9 dB (seed 0; 24.1 dB with seed 1), all with `psnr` as here.
+    # A model that learned only the background stays below 18.
     assert base["psnr"] > 18.0, "the test model did not learn to reconstruct"
+    # Sizes: float16 stores 2 of float32's 4 bytes per weight (ideal ratio 0.5), int8 1 (0.25);
+    # each file adds 10-25 kB of graph, signatures and quantization scales (measured at ~95k
+    # weights: 0.522, 0.288 dynamic, 0.302 full; the 2026-11-25 run in benchmarks/RESULTS.md,
+    # "TFLite variants", 0.514, 0.277, 0.286 at 654k weights). 0.6 and 0.35 allow that overhead; a file that kept float32 weights
+    # (ratio >= 0.9) fails.
     assert report["float16"]["size_bytes"] <= 0.6 * base["size_bytes"]
+    # PSNR drops: float16 weights change decodes by ~5e-4, int8 by ~2e-2 (the report's
+    # decode_max_abs_diff); measured drops here <= 0.3 dB (seeds 0 and 1), on CIFAR-10 (the
+    # same RESULTS.md run) 0.005, 0.048 and 0.669 dB.
     assert report["float16"]["psnr"] >= base["psnr"] - 0.1
     for variant in ("dynamic_int8", "full_int8"):
         row = report[variant]
         assert row["size_bytes"] <= 0.35 * base["size_bytes"], (variant, row["size_bytes"], base["size_bytes"])
         assert row["psnr"] >= base["psnr"] - 1.0, (variant, row["psnr"], base["psnr"])
-        assert 0.0 <= row["code_agreement"] <= 1.0
-        assert row["latency_ms_per_image"] > 0
+
+
+def test_code_agreement_floors_and_flips_are_near_ties(exported):
+    """Every variant reaches its documented code agreement, and where its code differs from
+    Keras' the two codes are nearly equidistant from the encoder output (a regret below 0.05 of
+    the mean code distance; measured: float16 3e-9, dynamic int8 2e-5, full int8 0.006-0.011
+    over seeds 0 and 1, where random codes score 0.84 and always the commonest code 0.50)."""
+    model, test, report = exported["model"], exported["test"], exported["report"]
+    keras_codes = np.asarray(model.encode_to_codes(test))
+    assert code_regret(model, test, keras_codes) < 1e-6  # the reference itself is the nearest code
+    for variant, floor in CODE_AGREEMENT_FLOORS.items():
+        codes = TFLiteModel(exported["paths"][variant]).encode(test)
+        agreement = float(np.mean(codes == keras_codes))
+        assert report[variant]["code_agreement"] == agreement
+        assert agreement >= floor, (variant, agreement, floor)
+        assert code_regret(model, test, codes) < 0.05, variant
+    # more than always answering the commonest code would agree (0.29 here; 0.43 with seed 1)
+    majority = np.bincount(keras_codes.reshape(-1)).max() / keras_codes.size
+    assert report["full_int8"]["code_agreement"] > majority
+
+
+def test_latency_is_per_image_in_milliseconds(exported):
+    """The report's latency against an independent timing of the same batch-1 calls: the best of
+    3 runs of 64 images. A busy machine inflates either one (hence the wide band); a wrong unit
+    (seconds, microseconds) or the total instead of the per-image time is off by 64x to 1000x."""
+    test = exported["test"]
+    for variant, path in exported["paths"].items():
+        runner = TFLiteModel(path)
+        runner.reconstruct(test[:1])
+        runs = []
+        for _ in range(3):
+            start = time.perf_counter()
+            for i in range(len(test)):
+                runner.reconstruct(test[i : i + 1])
+            runs.append((time.perf_counter() - start) / len(test) * 1e3)
+        reported = exported["report"][variant]["latency_ms_per_image"]
+        assert 0.25 * min(runs) <= reported <= 20 * min(runs), (variant, reported, runs)
 
 
 def test_psnr_helper():

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 import vaezoo
+from vaezoo.data import make_dataset
 from vaezoo.training import NonFiniteLossError, Trainer, load_config, load_trained
 
 
@@ -29,12 +30,33 @@ def tiny_config(tmp_path, steps=6, nan_images=0, **train):
     }
 
 
-def test_smoke_run_writes_everything_and_final_model_reloads(tmp_path):
+def test_smoke_run_writes_everything_and_final_model_reloads(tmp_path, monkeypatch):
     workdir = tmp_path / "run"
-    metrics = vaezoo.train(tiny_config(tmp_path), str(workdir), verbose=False)
-    assert metrics["steps"] == 6 and np.isfinite(metrics["elbo"])
-    assert metrics["elbo"] == pytest.approx(-(metrics["nll"] + metrics["kl"]))
-    assert metrics["bits_per_dim"] == pytest.approx(-metrics["elbo"] / (256 * np.log(2)))
+    config = tiny_config(tmp_path, eval_batches=2)
+    seed_states = []  # the model's seed-generator state as each evaluation starts
+    evaluate = Trainer.evaluate
+    monkeypatch.setattr(Trainer, "evaluate",
+                        lambda self: seed_states.append(self.model.seed_generator.state.numpy()) or evaluate(self))
+    metrics = vaezoo.train(config, str(workdir), verbose=False)
+    assert metrics["steps"] == 6 and metrics["examples"] == 16 and len(seed_states) == 1
+
+    # The final metrics against the saved final model's public `elbo` / `loss_terms` on the
+    # eval batches (the eval stream is shuffled with seed train.seed + 1), from the seed state
+    # the evaluation started with: same weights, examples and posterior draws.
+    model = load_trained(str(workdir))
+    batches = list(make_dataset(config["data"], 8, seed=1, shuffle=True, repeat=True).take(2))
+    model.seed_generator.state.assign(seed_states[0])
+    elbo = np.concatenate([np.asarray(model.elbo(batch), np.float64) for batch in batches])
+    model.seed_generator.state.assign(seed_states[0])
+    terms = [model.loss_terms(batch) for batch in batches]
+    nll, kl = (np.concatenate([np.asarray(t[name], np.float64) for t in terms]) for name in ("nll", "kl"))
+    assert metrics["elbo"] == pytest.approx(elbo.mean(), rel=1e-6)
+    assert metrics["nll"] == pytest.approx(nll.mean(), rel=1e-6)
+    assert metrics["kl"] == pytest.approx(kl.mean(), rel=1e-6)
+    assert metrics["bits_per_dim"] == pytest.approx(-elbo.mean() / (16 * 16 * np.log(2.0)), rel=1e-6)
+    # the comparison is sensitive to the draw: the mean ELBO of other draws spreads far more
+    draws = [float(np.mean(model.elbo(np.concatenate(batches)))) for _ in range(8)]
+    assert np.std(draws) > 100 * 1e-6 * abs(metrics["elbo"]), draws
     for name in ("config.json", "metrics.json", "final/model.keras", "final/model.weights.h5"):
         assert (workdir / name).exists(), name
     assert list((workdir / "pictures").glob("*.png"))
@@ -130,6 +152,15 @@ def test_import_is_cheap():
     assert out.stdout.strip() == "False", out.stderr
 
 
+def _traced_step_nodes(trainer):
+    """Every node of the Trainer's train step as traced for this trainer, including the nodes of
+    the functions it calls (the XLA-compiled per-replica step is one of those)."""
+    step = trainer._make_train_step()
+    iterator = iter(trainer._dataset(trainer.config["data"], shuffle=True, repeat=True))
+    graph = step.get_concrete_function(iterator).graph.as_graph_def()
+    return list(graph.node) + [node for function in graph.library.function for node in function.node_def]
+
+
 @pytest.mark.parametrize("options", [{"mixed_precision": "mixed_bfloat16"}, {"jit_compile": True}],
                          ids=["bfloat16", "xla"])
 def test_mixed_precision_and_xla_train(tmp_path, options):
@@ -137,11 +168,20 @@ def test_mixed_precision_and_xla_train(tmp_path, options):
 
     trainer = Trainer(tiny_config(tmp_path, steps=4, **options), str(tmp_path / "run"), verbose=False)
     metrics = trainer.run()
-    assert np.isfinite(metrics["elbo"])
+    assert np.isfinite(metrics["elbo"]) and int(trainer.optimizer.iterations.numpy()) == 4
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after building
+    nodes = _traced_step_nodes(trainer)
+    # A call marked _XlaMustCompile runs XLA-compiled or fails (never silently falls back to
+    # the TF executor), so the finished run above compiled its step with XLA.
+    must_compile = [n.name for n in nodes if "_XlaMustCompile" in n.attr and n.attr["_XlaMustCompile"].b]
+    assert bool(must_compile) == ("jit_compile" in options), must_compile
+    matmuls = {tf.dtypes.as_dtype(n.attr["T"].type).name for n in nodes if n.op == "MatMul"}
+    # the step's matrix products (forward and backward) are bfloat16 under the policy, else float32
+    assert matmuls == ({"bfloat16"} if "mixed_precision" in options else {"float32"}), matmuls
     if "mixed_precision" in options:
         dense = trainer.model.encoder.layers[-1]
         assert dense.compute_dtype == "bfloat16" and dense.variable_dtype == "float32"
+        assert all(w.dtype == "float32" for w in trainer.model.trainable_weights)
         terms = trainer.model.loss_terms(np.zeros((2, 16, 16, 1), np.float32))
         assert terms["loss"].dtype == tf.float32  # distributions and losses stay in float32
 
