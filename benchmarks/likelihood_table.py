@@ -48,7 +48,8 @@ def card_row(name):
     if not card.get("weights") or metric is None:
         row.update(nll="n/a (not trained yet)", protocol="recipe only")
         return row
-    row.update(nll=-metric["value"], protocol=f"{metric['protocol']}; `{metric['command']}`")
+    row.update(nll=-metric["value"], stderr=metric.get("stderr", ""),
+               protocol=f"{metric['protocol']}; `{metric['command']}`")
     return row
 
 
