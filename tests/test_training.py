@@ -78,6 +78,14 @@ def test_resume_continues_the_step_count(tmp_path):
     assert second.start_step == 3
     for a, b in zip(weights_at_3, second.model.weights):  # restored, not re-initialised
         np.testing.assert_array_equal(a, b.numpy())
+    # the posterior-noise stream resumes where step 3 left it, not at a fresh model's state
+    # (which would repeat the first steps' draws)
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")))
+    state_at_3 = reader.get_tensor("seed_state/.ATTRIBUTES/VARIABLE_VALUE")
+    fresh = Trainer(tiny_config(tmp_path, steps=3), str(tmp_path / "fresh"), verbose=False)
+    fresh._build()
+    assert not np.array_equal(state_at_3, fresh.model.seed_generator.state.numpy())
+    np.testing.assert_array_equal(second.model.seed_generator.state.numpy(), state_at_3)
     metrics = Trainer(tiny_config(tmp_path, steps=7), workdir, verbose=False).run()
     assert metrics["steps"] == 7
 

@@ -265,8 +265,11 @@ class Trainer:
             optimizer.build(self.model.trainable_variables)
             self.optimizer = optimizer
             self.nonfinite_count = tf.Variable(0, dtype=tf.int64, trainable=False, name="nonfinite_count")
+        # The model's SeedGenerator is not a tracked child of the model, so its state (the
+        # posterior noise stream) is named here; without it a resumed run repeats earlier draws.
         self.checkpoint = tf.train.Checkpoint(
-            model=self.model, optimizer=self.optimizer, nonfinite_count=self.nonfinite_count)
+            model=self.model, optimizer=self.optimizer, nonfinite_count=self.nonfinite_count,
+            seed_state=self.model.seed_generator.state)
         # In multi-worker training every worker must save (the save is collective), but only
         # the chief's checkpoint is kept; the others write to a temporary folder.
         if self.is_chief:
