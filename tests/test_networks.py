@@ -28,3 +28,37 @@ def test_unknown_spec_keys_are_named():
         networks.resolve_spec("cnn")
     with pytest.raises(ValueError, match="'hiden'.*Did you mean 'hidden'"):
         networks.resolve_spec({"type": "mlp", "hiden": [3]})
+
+
+@pytest.mark.parametrize("kind", ["mlp", "conv"])
+def test_activation_is_applied_to_every_conv_and_dense_layer(kind):
+    """With the same weights, a leaky-ReLU network equals a float64 NumPy forward pass with
+    slope 0.2 below zero, and differs from the ReLU network (whose negative units are 0)."""
+    import keras
+
+    spec = {"type": kind, "hidden": [8] if kind == "mlp" else 8, **({"filters": [4]} if kind == "conv" else {})}
+    relu = networks.build_encoder(spec, (8, 8, 1), output_size=3)
+    leaky = networks.build_encoder({**spec, "activation": "leaky_relu"}, (8, 8, 1), output_size=3)
+    leaky.set_weights(relu.get_weights())
+    x = np.random.default_rng(0).normal(size=(4, 8, 8, 1)).astype(np.float32)
+    h = x.astype(np.float64)
+    for layer in leaky.layers:
+        if isinstance(layer, keras.layers.Flatten):
+            h = h.reshape(len(h), -1)
+            continue
+        kernel, bias = (np.asarray(w, np.float64) for w in layer.get_weights())
+        if isinstance(layer, keras.layers.Conv2D):  # 4x4, stride 2, "same" padding on 8x8: pad 1 before, 2 after
+            padded = np.pad(h, ((0, 0), (1, 2), (1, 2), (0, 0)))
+            h = np.stack([np.stack([np.tensordot(padded[:, 2 * i:2 * i + 4, 2 * j:2 * j + 4], kernel, 3)
+                                    for j in range(4)], 1) for i in range(4)], 1) + bias
+        else:
+            h = h @ kernel + bias
+        if layer is not leaky.layers[-1]:  # the output layer is linear
+            h = np.where(h > 0, h, 0.2 * h)
+    np.testing.assert_allclose(np.asarray(leaky(x)), h, rtol=1e-4, atol=1e-5)
+    assert np.abs(np.asarray(relu(x)) - h).max() > 1e-3
+
+
+def test_unknown_activation_is_named():
+    with pytest.raises(ValueError, match="Unknown activation 'relux' in conv network spec"):
+        networks.resolve_spec({"type": "conv", "activation": "relux"})

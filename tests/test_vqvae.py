@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import vaezoo
-from helpers import check_model_contract
+from helpers import check_model_contract, sgd_fit_step
 from vaezoo import quantizer as quantizer_module
 from vaezoo.quantizer import VectorQuantizer, perplexity
 
@@ -250,18 +250,6 @@ def test_registered():
 
 
 # ----------------------------------------------------------------- tf.distribute
-def _one_fit_step(make, x, initial, strategy=None):
-    scope = strategy.scope() if strategy is not None else tf.distribute.get_strategy().scope()
-    with scope:
-        model = make()
-        model.build_from_images()
-        for v, value in zip(model.weights, initial):
-            v.assign(value)
-        model.compile(optimizer=keras.optimizers.SGD(1e-4))
-    model.fit(tf.data.Dataset.from_tensor_slices(x).batch(len(x)), epochs=1, verbose=0, shuffle=False)
-    return [v.numpy() for v in model.weights], [v.path for v in model.weights]
-
-
 @pytest.mark.parametrize("ema", [True, False], ids=["ema", "loss"])
 def test_mirrored_step_matches_single_device(ema, images, mirrored_strategy, monkeypatch):
     """One step on a global batch of 8 split over two replicas = one step on one device."""
@@ -270,17 +258,17 @@ def test_mirrored_step_matches_single_device(ema, images, mirrored_strategy, mon
     reference.build_from_images()
     initial = [v.numpy() for v in reference.weights]
     x = images[:8]
-    single, paths = _one_fit_step(make, x, initial)
+    single, paths = sgd_fit_step(make, x, initial, learning_rate=1e-4)
     strategy = mirrored_strategy
     assert strategy.num_replicas_in_sync == 2
-    mirrored, _ = _one_fit_step(make, x, initial, strategy)
+    mirrored, _ = sgd_fit_step(make, x, initial, strategy, learning_rate=1e-4)
     codebook = paths.index("quantizer/embeddings")
     assert not np.allclose(single[codebook], initial[codebook])  # the step did move the codebook
     for path, a, b, start in zip(paths, single, mirrored, initial):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7, err_msg=path)
     if ema:  # the check is sensitive: per-replica statistics give another codebook
         monkeypatch.setattr(quantizer_module, "_replica_sum", lambda *tensors: tensors)
-        local, _ = _one_fit_step(make, x, initial, strategy)
+        local, _ = sgd_fit_step(make, x, initial, strategy, learning_rate=1e-4)
         assert not np.allclose(local[codebook], single[codebook], rtol=1e-5, atol=1e-7)
 
 

@@ -4,7 +4,11 @@ A spec is a dict with a `type` and that type's options, e.g.
 `{"type": "conv", "filters": [32, 64], "hidden": 256}`. Encoders map images to a flat vector
 of `output_size` raw parameters; decoders map a flat latent to an image-shaped tensor of raw
 likelihood parameters. Conv and residual nets halve the spatial size once per entry in
-`filters`, so any height and width divisible by `2 ** len(filters)` works.
+`filters`, so any height and width divisible by `2 ** len(filters)` works. `activation`
+(default `"relu"`) is the nonlinearity of the conv and dense layers; residual blocks keep ReLU
+as in the VQ-VAE paper. On sparse images such as dSprites (96% background), a ReLU encoder can
+die early in training (every unit inactive, the posterior constant); `vaezoo demo` uses
+`"leaky_relu"` for that reason.
 """
 
 import keras
@@ -12,9 +16,9 @@ import keras
 from vaezoo.validation import ConfigError, check_keys
 
 DEFAULTS = {
-    "mlp": {"hidden": [512, 256]},
-    "conv": {"filters": [32, 64], "hidden": 256},
-    "resnet": {"filters": [64, 128], "blocks": 2, "hidden": 256},
+    "mlp": {"hidden": [512, 256], "activation": "relu"},
+    "conv": {"filters": [32, 64], "hidden": 256, "activation": "relu"},
+    "resnet": {"filters": [64, 128], "blocks": 2, "hidden": 256, "activation": "relu"},
 }
 
 
@@ -54,7 +58,13 @@ def resolve_spec(spec):
     if kind not in DEFAULTS:
         raise ConfigError(f"Unknown network type {kind!r}; expected one of {sorted(DEFAULTS)}.")
     check_keys(spec, {"type", *DEFAULTS[kind]}, f"{kind} network spec")
-    return {"type": kind, **DEFAULTS[kind], **spec}
+    spec = {"type": kind, **DEFAULTS[kind], **spec}
+    try:
+        keras.activations.get(spec["activation"])
+    except (ValueError, TypeError):
+        raise ConfigError(f"Unknown activation {spec['activation']!r} in {kind} network spec; expected a Keras "
+                          "activation name such as 'relu', 'leaky_relu', 'elu' or 'silu'.") from None
+    return spec
 
 
 def _downsampling(spec, image_shape):
@@ -75,14 +85,14 @@ def build_encoder(spec, image_shape, output_size, name="encoder"):
     layers = [keras.Input(tuple(image_shape))]
     if spec["type"] == "mlp":
         layers.append(keras.layers.Flatten())
-        layers += [keras.layers.Dense(units, activation="relu") for units in spec["hidden"]]
+        layers += [keras.layers.Dense(units, activation=spec["activation"]) for units in spec["hidden"]]
     else:
         _downsampling(spec, image_shape)
         for filters in spec["filters"]:
-            layers.append(keras.layers.Conv2D(filters, 4, strides=2, padding="same", activation="relu"))
+            layers.append(keras.layers.Conv2D(filters, 4, strides=2, padding="same", activation=spec["activation"]))
             if spec["type"] == "resnet":
                 layers += [ResidualBlock(filters, max(filters // 2, 1)) for _ in range(spec["blocks"])]
-        layers += [keras.layers.Flatten(), keras.layers.Dense(spec["hidden"], activation="relu")]
+        layers += [keras.layers.Flatten(), keras.layers.Dense(spec["hidden"], activation=spec["activation"])]
     layers.append(keras.layers.Dense(output_size))
     return keras.Sequential(layers, name=name)
 
@@ -96,21 +106,21 @@ def build_decoder(spec, latent_size, output_shape, name="decoder"):
     height, width, channels = output_shape
     layers = [keras.Input((latent_size,))]
     if spec["type"] == "mlp":
-        layers += [keras.layers.Dense(units, activation="relu") for units in reversed(spec["hidden"])]
+        layers += [keras.layers.Dense(units, activation=spec["activation"]) for units in reversed(spec["hidden"])]
         layers += [keras.layers.Dense(height * width * channels), keras.layers.Reshape(output_shape)]
         return keras.Sequential(layers, name=name)
     small_h, small_w = _downsampling(spec, output_shape)
     filters = list(reversed(spec["filters"]))
     layers += [
-        keras.layers.Dense(spec["hidden"], activation="relu"),
-        keras.layers.Dense(small_h * small_w * filters[0], activation="relu"),
+        keras.layers.Dense(spec["hidden"], activation=spec["activation"]),
+        keras.layers.Dense(small_h * small_w * filters[0], activation=spec["activation"]),
         keras.layers.Reshape((small_h, small_w, filters[0])),
     ]
     for i, f in enumerate(filters):
         if spec["type"] == "resnet":
             layers += [ResidualBlock(f, max(f // 2, 1)) for _ in range(spec["blocks"])]
         out = filters[i + 1] if i + 1 < len(filters) else f
-        layers.append(keras.layers.Conv2DTranspose(out, 4, strides=2, padding="same", activation="relu"))
+        layers.append(keras.layers.Conv2DTranspose(out, 4, strides=2, padding="same", activation=spec["activation"]))
     layers.append(keras.layers.Conv2D(channels, 3, padding="same"))
     return keras.Sequential(layers, name=name)
 
@@ -132,12 +142,12 @@ def build_conditional_encoder(spec, image_shape, condition_size, output_size, na
     else:
         _downsampling(spec, image_shape)
         for filters in spec["filters"]:
-            h = keras.layers.Conv2D(filters, 4, strides=2, padding="same", activation="relu")(h)
+            h = keras.layers.Conv2D(filters, 4, strides=2, padding="same", activation=spec["activation"])(h)
             if spec["type"] == "resnet":
                 for _ in range(spec["blocks"]):
                     h = ResidualBlock(filters, max(filters // 2, 1))(h)
         hidden = [spec["hidden"]]
     h = keras.layers.Concatenate()([keras.layers.Flatten()(h), condition])
     for units in hidden:
-        h = keras.layers.Dense(units, activation="relu")(h)
+        h = keras.layers.Dense(units, activation=spec["activation"])(h)
     return keras.Model([image, condition], keras.layers.Dense(output_size)(h), name=name)
