@@ -155,7 +155,8 @@ def _softmax64(logits):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def _family():
+def _categorical_entropy_model():
+    """constriction's quantized categorical model family, fed one probability table per symbol."""
     import constriction
 
     return constriction.stream.model.Categorical(perfect=False)
@@ -181,7 +182,7 @@ def _encode_prior(prior, codes, prior_batch):
     import constriction
 
     encoder = constriction.stream.queue.RangeEncoder()
-    family = _family()
+    family = _categorical_entropy_model()
     for start in range(0, len(codes), prior_batch):
         chunk = codes[start : start + prior_batch]
         work = np.zeros_like(chunk)
@@ -200,7 +201,7 @@ def _decode_prior(prior, payload, num_images, prior_batch):
     if len(payload) % 4:
         raise VQZFormatError(f"corrupted .vqz: a prior-coded payload is whole 32-bit words, got {len(payload)} bytes.")
     decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, "<u4").astype(np.uint32))
-    family = _family()
+    family = _categorical_entropy_model()
     out = []
     for start in range(0, num_images, prior_batch):
         work = np.zeros((min(prior_batch, num_images - start), *prior.grid_shape), np.int32)
@@ -584,5 +585,5 @@ def save_images(images, folder, prefix="image"):
 __all__ = [
     "MAGIC", "FORMAT_VERSION", "VQZFormatError", "VQZModelMismatchError", "VQZHeader", "compress", "decompress",
     "compress_codes", "decompress_codes", "write_vqz", "read_vqz", "read_header", "inspect_vqz", "prior_bits",
-    "bits_per_code", "weights_sha256", "load_model", "load_images", "save_images",
+    "bits_per_code", "weights_sha256", "load_images", "save_images",
 ]
