@@ -6,6 +6,9 @@
     vaezoo decompress FILE.vqz --model MODEL -o DIR
     vaezoo eval MODEL [--metrics ...] [--split test] [--data SPEC] [--json OUT] [--k K]
     vaezoo traverse MODEL (--image FILE | --index I) [--dims ...] [--values ...] -o OUT.png
+
+TensorFlow's C++ start-up lines (oneDNN notice, CUDA driver messages) are hidden unless
+`vaezoo --verbose COMMAND` is used or TF_CPP_MIN_LOG_LEVEL is set in the environment.
 """
 
 import argparse
@@ -252,6 +255,9 @@ def build_parser():
         description="A model zoo of variational autoencoders (TensorFlow / Keras 3 / TFP).",
         epilog="Run `vaezoo COMMAND --help` for a command's options.",
     )
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's own start-up and C++ log lines (hidden by default, as they are "
+                             "when TF_CPP_MIN_LOG_LEVEL is set)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add_training_options(p):
@@ -422,13 +428,64 @@ def _metric_names():
     return list(METRICS)
 
 
+class _SilentStartLoader:
+    """Runs a module's import with file descriptor 2 pointed at /dev/null, then hands the module
+    its real loader back. TensorFlow prints its start-up lines (oneDNN notice, "Could not find
+    cuda drivers", absl's "All log messages before absl::InitializeLog()") from C++ while its
+    package is imported, before TF_CPP_MIN_LOG_LEVEL applies, so only a redirect hides them."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+            self.loader.exec_module(module)  # a failed import still raises, after fd 2 is back
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+            module.__loader__ = module.__spec__.loader = self.loader
+
+
+class _SilentTensorFlowStart:
+    """A `sys.meta_path` finder that imports `tensorflow` through `_SilentStartLoader` whenever a
+    command first needs it (commands that never import TensorFlow stay free of it)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        import importlib.machinery
+
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _SilentStartLoader(spec.loader)
+        return spec
+
+
+def quiet_tensorflow():
+    """Hide TensorFlow's C++ start-up and log lines for the rest of this process (a no-op if
+    TensorFlow is already imported). `vaezoo` calls it unless `--verbose` is given or the user
+    set TF_CPP_MIN_LOG_LEVEL; Python warnings and errors are unaffected."""
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # C++ logging after start-up, e.g. the cuInit error
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _SilentTensorFlowStart) for f in sys.meta_path):
+        sys.meta_path.insert(0, _SilentTensorFlowStart())
+
+
 def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines are noise here
     from vaezoo.validation import ConfigError
 
     errors = (ConfigError, ValueError, TypeError, FileNotFoundError, KeyError)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.verbose and "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+        quiet_tensorflow()
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -1,0 +1,35 @@
+"""The `vaezoo` command: quiet by default, TensorFlow's own start-up lines on request."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+# absl's banner and glog-style lines ("I0000 00:00:... port.cc:153] ...") that TensorFlow's C++
+# side prints while it is imported
+TENSORFLOW_NOISE = re.compile(r"absl::InitializeLog|^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]", re.M)
+
+
+def _vaezoo(*args):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as on a fresh machine
+    return subprocess.run([sys.executable, "-m", "vaezoo.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_tensorflow_start_up_lines_are_hidden_unless_verbose():
+    verbose = _vaezoo("--verbose", "info", "vae-mnist")  # `info` imports TensorFlow (card validation)
+    assert verbose.returncode == 0, verbose.stderr
+    if not TENSORFLOW_NOISE.search(verbose.stderr):
+        pytest.skip("TensorFlow prints no start-up lines on this machine: nothing to hide")
+    quiet = _vaezoo("info", "vae-mnist")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout == verbose.stdout and "name: vae-mnist" in quiet.stdout
+    assert not TENSORFLOW_NOISE.search(quiet.stderr), quiet.stderr
+
+
+def test_errors_still_reach_stderr_when_quiet():
+    result = _vaezoo("info", "no-such-model")
+    assert result.returncode == 2
+    assert "vaezoo info: error:" in result.stderr and "no-such-model" in result.stderr
