@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import vaezoo
-from vaezoo import registry
+from vaezoo import registry, zoo_maintenance
 from vaezoo.data import DSprites
 
 
@@ -223,21 +223,21 @@ def publish_setup(zoo, tmp_path, monkeypatch):
 def test_publish_ships_weights_and_records_their_hash(zoo, tmp_path, publish_setup):
     _, run = publish_setup
     shutil.copy(zoo["weights"], run / "model.weights.h5")
-    weights = registry.publish(str(tmp_path / "run"), "tiny-vae")
+    weights = zoo_maintenance.publish(str(tmp_path / "run"), "tiny-vae")
     assert weights["uri"] == "pretrained://tiny-vae.weights.h5"
     assert registry.info("tiny-vae")["weights"] == weights
     assert weights["sha256"] == registry.sha256_of(str(zoo["weights"]))
     _assert_has_the_zoo_weights(vaezoo.load("tiny-vae"), zoo)
     # metrics of the published weights survive a re-publish of the same file ...
     record = {"value": 1.0, "split": "test", "protocol": "p", "hardware": "h", "date": "d", "command": "c"}
-    registry.record_metrics("tiny-vae", {"mse": record})
-    registry.publish(str(tmp_path / "run"), "tiny-vae")
+    zoo_maintenance.record_metrics("tiny-vae", {"mse": record})
+    zoo_maintenance.publish(str(tmp_path / "run"), "tiny-vae")
     assert registry.info("tiny-vae")["metrics"] == {"mse": record}
     # ... and are dropped when other weights are published: they described another model
     model = vaezoo.load("tiny-vae")
     model.set_weights([w + 0.5 for w in model.get_weights()])
     model.save_weights(str(run / "model.weights.h5"))
-    registry.publish(str(tmp_path / "run"), "tiny-vae")
+    zoo_maintenance.publish(str(tmp_path / "run"), "tiny-vae")
     assert registry.info("tiny-vae")["metrics"] == {}
 
 
@@ -256,7 +256,7 @@ def test_publish_float16_halves_the_file_and_keeps_the_model(tmp_path, publish_s
     reference.build_from_images()
     reference.set_weights([np.random.default_rng(i).normal(size=w.shape) for i, w in enumerate(reference.get_weights())])
     reference.save_weights(str(run / "model.weights.h5"))
-    weights = registry.publish(str(tmp_path / "run"), "tiny-vae", float16=True)
+    weights = zoo_maintenance.publish(str(tmp_path / "run"), "tiny-vae", float16=True)
     shipped = pretrained / "tiny-vae.weights.h5"
     assert weights["bytes"] == shipped.stat().st_size
     assert _array_bytes(shipped) == _array_bytes(run / "model.weights.h5") // 2  # (a tiny file is mostly HDF5 header)
@@ -338,3 +338,23 @@ def test_shipped_model_reconstructs_the_fixture_as_its_card_says(name):
     stderr = per_image.std(ddof=1) / np.sqrt(len(per_image))
     expected = card["metrics"]["mse"]["value"]
     assert abs(measured - expected) <= 4 * stderr, (measured, expected, stderr, (measured - expected) / stderr)
+
+
+def test_card_families_are_the_model_classes():
+    from vaezoo.models import MODEL_CLASSES
+
+    assert sorted(registry.FAMILIES) == sorted(MODEL_CLASSES)
+
+
+def test_list_and_info_do_not_import_tensorflow():
+    """Reading the zoo (list, info) needs no TensorFlow: the first command a user types is fast."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from vaezoo.cli import main; main(['list']); main(['info', 'vq-vae-cifar']); "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'tensorflow_probability') if m in sys.modules), "
+            "file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "vq-vae-cifar" in out.stdout and "name: vq-vae-cifar" in out.stdout
+    assert out.stderr.strip().splitlines()[-1] == "[]", out.stderr

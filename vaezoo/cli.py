@@ -70,9 +70,9 @@ def _info(args):
 
 
 def _publish(args):
-    from vaezoo import registry
+    from vaezoo import zoo_maintenance
 
-    weights = registry.publish(args.workdir, args.name, float16=args.float16)
+    weights = zoo_maintenance.publish(args.workdir, args.name, float16=args.float16)
     print(f"{args.name}: {weights['uri']} ({weights['bytes']} bytes, sha256 {weights['sha256']})")
     return 0
 
@@ -190,10 +190,10 @@ def _eval(args):
     if args.write_card:
         if report["kind"] != "registry":
             raise ValueError("--write-card needs MODEL to be a registry name (its card gets the metrics).")
-        from vaezoo import registry
+        from vaezoo import zoo_maintenance
 
         command = "vaezoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        registry.record_metrics(args.model, evaluation.card_records(report, command))
+        zoo_maintenance.record_metrics(args.model, evaluation.card_records(report, command))
         print(f"metrics recorded in the card of {args.model}")
     return 0
 

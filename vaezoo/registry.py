@@ -6,6 +6,9 @@ for VQ-VAEs `prior_train`), where its weights are (`weights: {uri, sha256, bytes
 it measured (`metrics`, each with value, split, protocol, hardware, date and command; written
 by `vaezoo eval NAME --write-card`, never by hand).
 
+This module only reads: writing cards and shipped weights is `vaezoo.zoo_maintenance`'s job
+(`vaezoo publish`, `vaezoo eval --write-card`), for the zoo's maintainers.
+
 Weight URIs: `pretrained://FILE` (shipped inside the package, works offline), `file://PATH`,
 `https://...` (downloaded once through `keras.utils.get_file`, verified, cached) and
 `gs://...` (through `tf.io.gfile`). The cache lives in `$VAEZOO_HOME` (default
@@ -38,6 +41,7 @@ REQUIRED_KEYS = {"name", "family", "config", "data", "train", "weights", "metric
 WEIGHTS_KEYS = {"uri", "sha256", "bytes"}
 METRIC_KEYS = {"value", "split", "protocol", "hardware", "date", "command"}
 OPTIONAL_METRIC_KEYS = {"stderr"}  # standard error of the mean, for per-example averages (elbo, iwae)
+FAMILIES = ("VAE", "BetaVAE", "CVAE", "VQVAE", "HierarchicalVAE")  # the model classes a card may name
 DATA_ONLY_KEYS = {"tfds"}  # card data keys that document the canonical source, not read by the Trainer
 
 
@@ -85,9 +89,10 @@ def check_name(name):
 
 
 def validate_card(card, source="card"):
-    """Check a card's schema; unknown keys are errors. Returns the card."""
-    from vaezoo.models import MODEL_CLASSES
+    """Check a card's schema; unknown keys are errors. Returns the card.
 
+    Reads no model code (so `vaezoo list` and `vaezoo info` need no TensorFlow): the family is
+    checked against `FAMILIES`, which a test keeps equal to `vaezoo.models.MODEL_CLASSES`."""
     if not isinstance(card, dict):
         raise ConfigError(f"{source} must be a YAML mapping, got {type(card).__name__}.")
     check_keys(card, CARD_KEYS, source)
@@ -95,8 +100,8 @@ def validate_card(card, source="card"):
     if missing:
         raise ConfigError(f"{source} lacks required key(s) {missing}.")
     check_name(card["name"])
-    if card["family"] not in MODEL_CLASSES:
-        raise ConfigError(f"{source}: unknown family {card['family']!r}; registered: {sorted(MODEL_CLASSES)}.")
+    if card["family"] not in FAMILIES:
+        raise ConfigError(f"{source}: unknown family {card['family']!r}; registered: {sorted(FAMILIES)}.")
     if not isinstance(card["config"], dict):
         raise ConfigError(f"{source}: 'config' must be a mapping of constructor arguments.")
     weights = card["weights"]
@@ -263,85 +268,6 @@ def card_to_training_config(card):
     if "eval_data" in config:
         config["eval_data"] = {k: v for k, v in config["eval_data"].items() if k not in DATA_ONLY_KEYS}
     return config
-
-
-def write_card(card):
-    """Validate and write a card back to `zoo_configs/NAME.yaml` (atomically)."""
-    import yaml
-
-    validate_card(card)
-    path = os.path.join(cards_dir(), f"{check_name(card['name'])}.yaml")
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            yaml.safe_dump(card, f, sort_keys=False, width=100, allow_unicode=True)
-    return path
-
-
-def _write_float16_copy(source, target):
-    """Copy a Keras `.weights.h5` file with every float32 array stored as float16.
-
-    Keras casts on load, so the model keeps float32 variables; only the file halves. A fresh
-    file is written (deleting HDF5 datasets in place would not reclaim their space).
-    """
-    import h5py
-    import numpy as np
-
-    with h5py.File(source, "r") as src, h5py.File(target, "w") as dst:
-        def copy(group_in, group_out):
-            group_out.attrs.update(dict(group_in.attrs))
-            for key, item in group_in.items():
-                if isinstance(item, h5py.Group):
-                    copy(item, group_out.create_group(key))
-                else:
-                    data = item[()]
-                    if isinstance(data, np.ndarray) and data.dtype == np.float32:
-                        data = data.astype(np.float16)
-                    group_out.create_dataset(key, data=data)
-                    group_out[key].attrs.update(dict(item.attrs))
-
-        copy(src, dst)
-
-
-def publish(workdir, name, float16=False):
-    """Ship a finished training run's weights as `pretrained://NAME.weights.h5` and record
-    their sha256 and size in the card (the way weights enter the zoo; never by hand).
-
-    With `float16=True` the file stores float16 arrays (half the size; the model loads them
-    into float32 variables). Metrics in the card that were measured on other weights are
-    dropped: they describe a different model. Measure the shipped weights with
-    `vaezoo eval NAME --write-card`."""
-    card = info(name)
-    source = os.path.join(workdir, "final", "model.weights.h5")
-    if not os.path.isfile(source):
-        raise FileNotFoundError(f"{source} does not exist: is {workdir!r} a finished training run?")
-    model = build(name)
-    model.load_weights(source)  # refuse weights that do not fit the card's architecture
-    filename = f"{name}.weights.h5"
-    target = os.path.join(pretrained_dir(), filename)
-    with atomic_path(target) as tmp:
-        if float16:
-            _write_float16_copy(source, tmp)
-            build(name).load_weights(tmp)  # the converted file must load into the card's model
-        else:
-            shutil.copyfile(source, tmp)
-    os.chmod(target, 0o644)  # installed package data: readable by every user
-    previous = (card.get("weights") or {}).get("sha256")
-    card["weights"] = {"uri": f"pretrained://{filename}", "sha256": sha256_of(target),
-                       "bytes": os.path.getsize(target)}
-    if card.get("metrics") and previous != card["weights"]["sha256"]:
-        print(f"{name}: new weights; dropped the card's {len(card['metrics'])} metric(s) measured on the old ones "
-              f"(measure again with `vaezoo eval {name} --write-card`)")
-        card["metrics"] = {}
-    write_card(card)
-    return card["weights"]
-
-
-def record_metrics(name, records):
-    """Merge `{metric: {value, split, protocol, hardware, date, command}}` into the card."""
-    card = info(name)
-    card["metrics"] = {**(card["metrics"] or {}), **records}
-    write_card(card)
-    return card
 
 
 def load_any(ref):
