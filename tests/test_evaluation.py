@@ -485,12 +485,12 @@ def test_shipped_mnist_classifier_is_accurate(shared_data_dir):
     assert accuracy > 0.97
 
 
-def test_load_model_takes_the_data_spec_from_a_registry_card(monkeypatch):
+def test_resolver_takes_the_data_spec_from_a_registry_card(monkeypatch):
     registry = pytest.importorskip("vaezoo.registry")
     if "cvae-mnist" not in registry.list_models():
         pytest.skip("no cvae-mnist card")
     monkeypatch.setattr(registry, "load", lambda name, **kw: registry.build(name))  # no weights needed
-    model, spec, kind = evaluation.load_model("cvae-mnist")
+    model, _, spec, kind = registry.resolve_model("cvae-mnist")
     assert kind == "registry" and type(model).__name__ == "CVAE"
     assert spec["source"] == "npz" and spec["key"] == "x_test" and "tfds" not in spec  # eval_data, runnable
 
@@ -554,6 +554,9 @@ def test_disentanglement_metrics_check_their_inputs_first(guarded_vae):
 
 def test_run_eval_refuses_disentanglement_without_factor_data(monkeypatch, guarded_vae):
     model, _ = guarded_vae
-    monkeypatch.setattr(evaluation, "load_model", lambda ref: (model, {"source": "npz", "path": "x.npz"}, "file"))
+    from vaezoo import registry
+
+    monkeypatch.setattr(registry, "resolve_model",
+                        lambda ref: registry.ResolvedModel(model, "m", {"source": "npz", "path": "x.npz"}, "keras"))
     with pytest.raises(ValueError, match=r"mig need data with known generative factors \(source: dsprites\)"):
         evaluation.run_eval("m.keras", metrics=["elbo", "mig"])

@@ -1,13 +1,19 @@
-"""Every public module's `__all__` names things that exist: `from vaezoo.X import *` works."""
+"""The package's shape: every module imports alone, `__all__` names what exists, and no two
+modules import each other (directly or through others, even from inside functions)."""
 
+import ast
 import importlib
+import os
 import pkgutil
+import subprocess
+import sys
 
 import pytest
 
 import vaezoo
 
-MODULES = sorted(m.name for m in pkgutil.walk_packages(vaezoo.__path__, "vaezoo.") if m.name != "vaezoo.__main__")
+MODULES = sorted(m.name for m in pkgutil.walk_packages(vaezoo.__path__, "vaezoo."))
+PACKAGE_DIR = os.path.dirname(vaezoo.__file__)
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -18,3 +24,80 @@ def test_star_import(name):
     namespace = {}
     exec(f"from {name} import *", namespace)  # noqa: S102
     assert set(getattr(module, "__all__", namespace.keys() - {"__builtins__"})) <= set(namespace)
+
+
+@pytest.mark.slow
+def test_every_module_imports_alone():
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    failed = {}
+    for name in MODULES:
+        result = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True, env=env,
+                                timeout=300)
+        if result.returncode:
+            failed[name] = result.stderr.strip().splitlines()[-1]
+    assert failed == {}
+
+
+def import_graph(package_dir=PACKAGE_DIR, package="vaezoo"):
+    """`{module: {vaezoo modules it imports}}`, from every import statement, including the ones
+    inside functions (vaezoo imports heavy modules lazily, and a lazy cycle is still a cycle)."""
+    paths = {}
+    for folder, _, files in os.walk(package_dir):
+        for file in files:
+            if file.endswith(".py"):
+                relative = os.path.relpath(os.path.join(folder, file), os.path.dirname(package_dir))
+                name = relative[:-3].replace(os.sep, ".").removesuffix(".__init__")
+                paths[name] = os.path.join(folder, file)
+    graph = {}
+    for name, path in paths.items():
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        here = name if path.endswith("__init__.py") else name.rpartition(".")[0]
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parent = here.split(".")[: len(here.split(".")) - node.level + 1]
+                    base = ".".join(parent + ([base] if base else []))
+                # `from vaezoo import registry` imports the module vaezoo.registry
+                imported |= {f"{base}.{a.name}" if f"{base}.{a.name}" in paths else base for a in node.names}
+        graph[name] = {m for m in imported if m in paths and m != name and m != package}
+    return graph
+
+
+def import_cycles(graph):
+    """Every import cycle, as a list of modules in import order (empty when there is none)."""
+    cycles, state = [], {}
+
+    def visit(module, trail):
+        state[module] = "open"
+        for other in sorted(graph[module]):
+            if state.get(other) == "open":
+                cycles.append(trail[trail.index(other):] + [other])
+            elif other not in state:
+                visit(other, trail + [other])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    return cycles
+
+
+def test_import_cycle_finder_finds_a_planted_cycle(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("def f():\n    from pkg import b\n")  # lazy, inside a function
+    (package / "b.py").write_text("import pkg.c\n")
+    (package / "c.py").write_text("from . import a\n")  # relative
+    graph = import_graph(str(package), "pkg")
+    assert graph == {"pkg": set(), "pkg.a": {"pkg.b"}, "pkg.b": {"pkg.c"}, "pkg.c": {"pkg.a"}}
+    assert import_cycles(graph) == [["pkg.a", "pkg.b", "pkg.c", "pkg.a"]]
+
+
+def test_no_import_cycles_in_the_package():
+    assert import_cycles(import_graph()) == []

@@ -31,7 +31,7 @@ def test_keras_file_with_a_lambda_layer_is_refused_and_nothing_runs(tmp_path):
     marker.unlink(missing_ok=True)  # building the model ran the function once
 
     with pytest.raises(registry.UnsafeFileError, match="refuses to run code"):
-        registry.load_any(str(tmp_path / "evil.keras"))
+        registry.resolve_model(str(tmp_path / "evil.keras"))
     assert not marker.exists()
 
     # Positive control: the same file loaded without safe mode does run the code.

@@ -11,7 +11,8 @@ import tensorflow as tf
 
 import vaezoo
 from vaezoo.data import make_dataset
-from vaezoo.training import NonFiniteLossError, Trainer, load_config, load_trained
+from vaezoo.training import NonFiniteLossError, Trainer, load_config
+from vaezoo.workdir import load as load_trained
 
 
 def tiny_config(tmp_path, steps=6, nan_images=0, **train):
@@ -66,6 +67,15 @@ def test_smoke_run_writes_everything_and_final_model_reloads(tmp_path, monkeypat
     x = np.zeros((2, 16, 16, 1), np.float32)
     keras_model = __import__("keras").saving.load_model(str(workdir / "final/model.keras"))
     np.testing.assert_array_equal(model.reconstruct(x), keras_model.reconstruct(x))
+    # the one MODEL resolver reads the same model and the run's data spec from the workdir
+    from vaezoo.registry import resolve_model
+
+    resolved = resolve_model(str(workdir))
+    assert (resolved.name, resolved.kind, resolved.data_spec) == ("run", "workdir", config["data"])
+    np.testing.assert_array_equal(resolved.model.reconstruct(x), model.reconstruct(x))
+    (workdir / "final" / "model_config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="not a finished training workdir"):
+        resolve_model(str(workdir))
 
 
 def test_resume_continues_the_step_count(tmp_path):

@@ -274,7 +274,8 @@ def test_mirrored_step_matches_single_device(ema, images, mirrored_strategy, mon
 
 def test_trainer_prior_stage_survives_a_resume(tmp_path):
     """The Trainer's second stage (PixelCNN on codes) is kept when the same run is resumed."""
-    from vaezoo.training import Trainer, load_trained
+    from vaezoo.training import Trainer
+    from vaezoo.workdir import load as load_trained
 
     x = np.zeros((256, 16, 16, 3), np.float32)
     x[:, :8] = 0.8

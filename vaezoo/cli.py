@@ -92,7 +92,7 @@ def _condition_arg(model, text, n):
 def _sample(args):
     from vaezoo import registry, visualize
 
-    model, _ = registry.load_any(args.model)
+    model = registry.resolve_model(args.model).model
     condition = _condition_arg(model, args.condition, args.n)
     kwargs = {"condition": condition} if condition is not None else {}
     images = model.sample(args.n, seed=args.seed, temperature=args.temperature, **kwargs)
@@ -106,7 +106,7 @@ def _reconstruct(args):
 
     from vaezoo import data, registry, visualize
 
-    model, _ = registry.load_any(args.model)
+    model = registry.resolve_model(args.model).model
     height, width, channels = model.image_shape
     images = data.load_image_files(args.images, (height, width), channels)
     condition = None
@@ -145,7 +145,7 @@ def _compress(args):
 
     from vaezoo import registry
 
-    model, name = registry.load_any(args.model)
+    model, name, _, _ = registry.resolve_model(args.model)
     images = codec.load_images(args.images, model.image_shape)
     size = codec.write_vqz(args.output, model, images, tflite=args.tflite, mode=args.mode, model_name=name)
     header = codec.read_header(args.output)
@@ -159,7 +159,7 @@ def _decompress(args):
 
     from vaezoo import registry
 
-    model, _ = registry.load_any(args.model)
+    model = registry.resolve_model(args.model).model
     images = codec.read_vqz(args.file, model, tflite=args.tflite)  # every check runs before any PNG is written
     paths = codec.save_images(images, args.output, prefix=args.prefix)
     print(f"{args.file}: {len(paths)} image(s) -> {args.output}/")
@@ -202,9 +202,9 @@ def _traverse(args):
     import numpy as np
 
     from vaezoo import data as data_module
-    from vaezoo import disentanglement, evaluation
+    from vaezoo import disentanglement, evaluation, registry
 
-    model, own_spec, _ = evaluation.load_model(args.model)
+    model, _, own_spec, _ = registry.resolve_model(args.model)
     if (args.image is None) == (args.index is None):
         raise ValueError("give exactly one of --image FILE or --index I (an image of --data or the model's data).")
     condition = None
@@ -233,7 +233,7 @@ def _traverse(args):
 def _interpolate(args):
     from vaezoo import data, registry, visualize
 
-    model, _ = registry.load_any(args.model)
+    model = registry.resolve_model(args.model).model
     height, width, channels = model.image_shape
     first, second = data.load_image_files([args.first, args.second], (height, width), channels)
     condition = None

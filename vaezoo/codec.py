@@ -92,8 +92,8 @@ class VQZHeader:
 
 # --------------------------------------------------------------------- model checks
 def weights_sha256(model):
-    """sha256 of all the model's weights (`vaezoo.training.weights_fingerprint`), hex."""
-    from vaezoo.training import weights_fingerprint
+    """sha256 of all the model's weights (`vaezoo.workdir.weights_fingerprint`), hex."""
+    from vaezoo.workdir import weights_fingerprint
 
     return weights_fingerprint(model)
 

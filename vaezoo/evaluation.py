@@ -969,64 +969,6 @@ def _read_spec(text):
     return spec
 
 
-def load_model(ref):
-    """A model and its data spec (or None) from a `.keras` file, a training workdir or a registry name.
-
-    A workdir's data spec is its config's `eval_data` (else `data`); a registry card's likewise
-    (through `vaezoo.registry`, when that module is installed). A `.keras` file has none.
-
-    Returns:
-        `(model, data_spec_or_None, kind)` with kind `"keras"`, `"workdir"` or `"registry"`.
-    """
-    import importlib
-    import importlib.util
-    import json
-    import os
-
-    if ref.endswith(".keras"):
-        if not os.path.isfile(ref):
-            raise FileNotFoundError(f"No .keras file at {ref!r}.")
-        import keras
-
-        import vaezoo.models  # noqa: F401  (registers the model classes for deserialization)
-
-        return keras.saving.load_model(ref, safe_mode=True), None, "keras"
-    if os.path.isdir(ref):
-        from vaezoo.training import load_trained
-
-        if not os.path.isfile(os.path.join(ref, "final", "model_config.json")):
-            raise FileNotFoundError(
-                f"{ref!r} is a folder but not a finished training workdir (no final/model_config.json); "
-                "finish the run or pass its final/model.keras."
-            )
-        spec = None
-        config_path = os.path.join(ref, "config.json")
-        if os.path.isfile(config_path):
-            with open(config_path, encoding="utf-8") as f:
-                config = json.load(f)
-            spec = config.get("eval_data") or config.get("data")
-        return load_trained(ref), spec, "workdir"
-    if importlib.util.find_spec("vaezoo.registry") is None:
-        raise FileNotFoundError(
-            f"MODEL {ref!r} is not a .keras file or a training workdir, and there is no model registry "
-            "(vaezoo.registry) in this installation to look it up by name."
-        )
-    registry = importlib.import_module("vaezoo.registry")
-    if not hasattr(registry, "load"):
-        raise ValueError("vaezoo.registry has no load(name); cannot look up a model by name.")
-    model = registry.load(ref)
-    # a fresh card from its file: `model.card` is wrapped by Keras' attribute tracking
-    card = registry.info(ref) if hasattr(registry, "info") else json.loads(json.dumps(getattr(model, "card", None)))
-    spec = None
-    if isinstance(card, dict):
-        if hasattr(registry, "card_to_training_config"):  # drops documentation-only data keys
-            config = registry.card_to_training_config(card)
-        else:
-            config = card
-        spec = config.get("eval_data") or config.get("data")
-    return model, spec, "registry"
-
-
 def hardware_description():
     """CPU model and core count, GPUs if TensorFlow sees any, and the TensorFlow version."""
     import os
@@ -1076,7 +1018,9 @@ def run_eval(model_ref, data=None, split="test", metrics=DEFAULT_METRICS, k=64, 
     validation.check_int("batch_size", batch_size, 1)
     if limit is not None:
         validation.check_int("limit", limit, 0)
-    model, own_spec, kind = load_model(model_ref)
+    from vaezoo.registry import resolve_model  # the resolver every command that takes a MODEL uses
+
+    model, _, own_spec, kind = resolve_model(model_ref)
     spec = data if data is not None else own_spec
     if spec is None:
         raise ValueError(f"{model_ref!r} carries no data spec; pass one with --data (a JSON/YAML spec or file).")

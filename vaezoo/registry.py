@@ -30,6 +30,7 @@ import importlib.resources
 import os
 import re
 import shutil
+import typing
 
 from vaezoo.io import atomic_path
 from vaezoo.validation import ConfigError, check_keys
@@ -270,14 +271,31 @@ def card_to_training_config(card):
     return config
 
 
-def load_any(ref):
-    """`(model, name)` from a model object, a `.keras` file (safe mode), a finished training
-    workdir or a registry name; `name` is what files and exports record (registry name, or
-    the file / folder name). The one resolver behind every command that takes a MODEL."""
+class ResolvedModel(typing.NamedTuple):
+    """What `resolve_model` knows about a MODEL argument."""
+
+    model: object  #: the vaezoo model
+    name: str  #: what files and exports record: registry name, or the file / folder name
+    data_spec: object  #: its evaluation data spec (dict), or None (a .keras file or a model object)
+    kind: str  #: "object", "keras", "workdir" or "registry"
+
+
+def resolve_model(ref):
+    """The one resolver behind every command and API that takes a MODEL: a vaezoo model
+    object, a `.keras` file (loaded with safe_mode=True), a finished training workdir or a
+    registry name. Returns a `ResolvedModel(model, name, data_spec, kind)`; the data spec is
+    the workdir's or card's `eval_data` (else `data`).
+
+    Raises:
+        UnsafeFileError: a `.keras` file that holds code (a Lambda layer).
+        FileNotFoundError: a path that is neither a `.keras` file nor a finished workdir.
+        UnknownModelError: a name with no card (the message lists the closest names).
+    """
+    from vaezoo import workdir
     from vaezoo.models.base import LatentVariableModel
 
     if isinstance(ref, LatentVariableModel):
-        return ref, ref.name
+        return ResolvedModel(ref, ref.name, None, "object")
     if not isinstance(ref, (str, os.PathLike)):
         raise TypeError("MODEL must be a vaezoo model, a .keras file, a training workdir or a registry name; "
                         f"got {type(ref).__name__}.")
@@ -291,21 +309,18 @@ def load_any(ref):
         import vaezoo.models  # noqa: F401  (registers the classes for safe deserialization)
 
         try:
-            return keras.saving.load_model(path, safe_mode=True), stem[: -len(".keras")]
+            model = keras.saving.load_model(path, safe_mode=True)
         except ValueError as error:
             if "unsafe" in str(error).lower() or "lambda" in str(error).lower():
                 raise UnsafeFileError(
                     f"{path!r} holds code (a Lambda layer or a serialized function); vaezoo loads .keras files "
                     f"with safe_mode=True and refuses to run code from a file.") from None
             raise
+        return ResolvedModel(model, stem[: -len(".keras")], None, "keras")
     if os.path.isdir(path):
-        if not os.path.isfile(os.path.join(path, "final", "model_config.json")):
-            raise FileNotFoundError(
-                f"{path} is a folder but not a finished training workdir (no final/model_config.json); expected "
-                "a .keras file, a workdir written by `vaezoo train`, or a registry name.")
-        from vaezoo.training import load_trained
-
-        return load_trained(path), stem
+        workdir.require_finished(path)
+        return ResolvedModel(workdir.load(path), stem, workdir.data_spec(path), "workdir")
     if os.sep in path or path.endswith((".keras", ".h5")) or path.startswith("."):
         raise FileNotFoundError(f"No such model file or workdir: {path}.")
-    return load(path), path
+    config = card_to_training_config(info(path))  # drops documentation-only data keys
+    return ResolvedModel(load(path), path, config.get("eval_data") or config.get("data"), "registry")

@@ -21,7 +21,6 @@ step, RNG state), `tensorboard/` (scalars and image summaries), PNG grids at eac
 """
 
 import copy
-import json
 import logging
 import math
 import os
@@ -31,6 +30,7 @@ import tempfile
 import time
 
 from vaezoo import validation
+from vaezoo import workdir as workdirs  # the on-disk layout (a Trainer's `workdir` is a path)
 from vaezoo.io import atomic_path, write_json
 
 log = logging.getLogger("vaezoo")
@@ -273,7 +273,7 @@ class Trainer:
         # In multi-worker training every worker must save (the save is collective), but only
         # the chief's checkpoint is kept; the others write to a temporary folder.
         if self.is_chief:
-            ckpt_dir = os.path.join(self.workdir, "checkpoints")
+            ckpt_dir = os.path.join(self.workdir, workdirs.CHECKPOINTS)
         else:
             ckpt_dir = tempfile.mkdtemp(prefix="vaezoo-worker-ckpt-")
         self._ckpt_dir = ckpt_dir
@@ -281,7 +281,7 @@ class Trainer:
         restored = self.manager.restore_or_initialize()
         if restored is None and not self.is_chief:
             # A restarted non-chief worker resumes from the chief's checkpoint.
-            latest = tf.train.latest_checkpoint(os.path.join(self.workdir, "checkpoints"))
+            latest = tf.train.latest_checkpoint(os.path.join(self.workdir, workdirs.CHECKPOINTS))
             if latest:
                 self.checkpoint.restore(latest)
                 restored = latest
@@ -396,7 +396,7 @@ class Trainer:
         self._build()
         if self.is_chief:
             os.makedirs(self.workdir, exist_ok=True)
-            write_json(self.config, os.path.join(self.workdir, "config.json"))
+            write_json(self.config, os.path.join(self.workdir, workdirs.RUN_CONFIG))
         tb_dir = os.path.join(self.workdir, "tensorboard") if self.is_chief else tempfile.mkdtemp()
         writer = tf.summary.create_file_writer(tb_dir)
         total = train["steps"]
@@ -445,7 +445,7 @@ class Trainer:
         metrics = self._log_eval(step, writer)
         metrics["steps"] = step
         metrics["nonfinite_steps"] = int(self.nonfinite_count.numpy())
-        metrics["weights_sha256"] = weights_fingerprint(self.model)
+        metrics["weights_sha256"] = workdirs.weights_fingerprint(self.model)
         if self.verbose:
             print(f"[vaezoo] final weights sha256 {metrics['weights_sha256']}", flush=True)
         if self.is_chief:
@@ -525,24 +525,7 @@ class Trainer:
         return metrics
 
     def _save_final(self, metrics):
-        final = os.path.join(self.workdir, "final")
-        os.makedirs(final, exist_ok=True)
-        with atomic_path(os.path.join(final, "model.weights.h5")) as tmp:
-            self.model.save_weights(tmp)
-        with atomic_path(os.path.join(final, "model.keras")) as tmp:
-            self.model.save(tmp)
-        write_json(self.config["model"], os.path.join(final, "model_config.json"))
-        write_json(metrics, os.path.join(self.workdir, "metrics.json"))
-
-
-def weights_fingerprint(model):
-    """sha256 of all weights' bytes, in order: equal fingerprints mean identical weights."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for weight in model.weights:
-        digest.update(weight.numpy().tobytes())
-    return digest.hexdigest()
+        workdirs.save_final(self.workdir, self.model, self.config["model"], metrics)
 
 
 class _Progress:
@@ -581,13 +564,3 @@ def train(config, workdir, smoke=False, steps=None, strategy=None, verbose=True)
     """
     return Trainer(config, workdir, smoke=smoke, steps=steps, strategy=strategy, verbose=verbose).run()
 
-
-def load_trained(workdir):
-    """The model saved by a finished run in `workdir` (config + weights; no code is loaded)."""
-    from vaezoo.models import model_from_config
-
-    final = os.path.join(workdir, "final")
-    with open(os.path.join(final, "model_config.json"), encoding="utf-8") as f:
-        model = model_from_config(json.load(f))
-    model.load_weights(os.path.join(final, "model.weights.h5"))
-    return model

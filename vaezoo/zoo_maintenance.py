@@ -12,6 +12,7 @@ import shutil
 
 from vaezoo.io import atomic_path
 from vaezoo import registry
+from vaezoo import workdir as workdirs
 
 
 def write_card(card):
@@ -60,7 +61,7 @@ def publish(workdir, name, float16=False):
     dropped: they describe a different model. Measure the shipped weights with
     `vaezoo eval NAME --write-card`."""
     card = registry.info(name)
-    source = os.path.join(workdir, "final", "model.weights.h5")
+    source = os.path.join(workdir, workdirs.WEIGHTS)
     if not os.path.isfile(source):
         raise FileNotFoundError(f"{source} does not exist: is {workdir!r} a finished training run?")
     model = registry.build(name)

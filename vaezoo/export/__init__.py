@@ -28,7 +28,7 @@ def export(
 
     Args:
         model: a vaezoo model object, a `.keras` file, a training workdir (written by
-            `vaezoo train`; loaded with `vaezoo.training.load_trained`) or a registry name
+            `vaezoo train`; loaded with `vaezoo.workdir.load`) or a registry name
             such as `"vq-vae-cifar"` (loaded with `vaezoo.registry.load`).
         out: the export folder, e.g. `exports/out` (the folder TF Serving mounts).
         format: `"saved_model"`, `"tflite"` or `"all"`.
@@ -61,9 +61,9 @@ def export(
 
     if tflite_kwargs and format == "saved_model":
         raise TypeError(f"Unexpected arguments for a SavedModel export: {sorted(tflite_kwargs)}.")
-    from vaezoo.registry import load_any
+    from vaezoo.registry import resolve_model
 
-    model, default_name = load_any(model)
+    model, default_name, _, _ = resolve_model(model)
     name = sm.check_model_name(model_name or default_name or sm.default_model_name(model))
     out = os.fspath(out)
     result = {}

@@ -265,7 +265,7 @@ def export_tflite(
         >>> sorted(paths)
         ['dynamic_int8', 'float16', 'float32', 'full_int8']
     """
-    from vaezoo.training import weights_fingerprint
+    from vaezoo.workdir import weights_fingerprint
 
     kind = model_kind(model)
     variants = tuple(variants)
