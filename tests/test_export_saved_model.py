@@ -413,14 +413,14 @@ def test_export_function_cli_and_sources(tmp_path, capsys):
     keras_file = tmp_path / "tiny-vae.keras"
     model.save(keras_file)
     # a .keras file: the name defaults to its stem
-    result = vaezoo.export(str(keras_file), tmp_path / "out", float_signatures=False)
+    result = vaezoo.export_model(str(keras_file), tmp_path / "out", float_signatures=False)
     assert result == {"saved_model": os.path.join(str(tmp_path / "out"), "tiny-vae", "1")}
     # a training workdir (config + weights, as vaezoo.training writes them)
     final = tmp_path / "run-7" / "final"
     final.mkdir(parents=True)
     (final / "model_config.json").write_text(json.dumps({"class": "VAE", "config": model.get_config()}))
     model.save_weights(final / "model.weights.h5")
-    path = vaezoo.export(str(tmp_path / "run-7"), tmp_path / "out", version=4, float_signatures=False)["saved_model"]
+    path = vaezoo.export_model(str(tmp_path / "run-7"), tmp_path / "out", version=4, float_signatures=False)["saved_model"]
     assert path.endswith(os.path.join("run-7", "4"))
     x = _images()
     served = tf.saved_model.load(path).signatures["reconstruct"](images=tf.constant(x))["images"]
@@ -436,18 +436,22 @@ def test_export_function_cli_and_sources(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     # bad sources and options
     with pytest.raises(FileNotFoundError, match="No such model file"):
-        vaezoo.export(str(tmp_path / "missing.keras"), tmp_path / "out")
+        vaezoo.export_model(str(tmp_path / "missing.keras"), tmp_path / "out")
     with pytest.raises(FileNotFoundError, match="not a finished training workdir"):
-        vaezoo.export(str(tmp_path / "out"), tmp_path / "out2")
+        vaezoo.export_model(str(tmp_path / "out"), tmp_path / "out2")
     # a bare name is looked up in the registry (not taken for a missing file), and the error names it
     with pytest.raises(UnknownModelError, match="No model named 'no-such-registry-name' in the zoo"):
-        vaezoo.export("no-such-registry-name", tmp_path / "out")
+        vaezoo.export_model("no-such-registry-name", tmp_path / "out")
     with pytest.raises(ValueError, match="format must be one of"):
-        vaezoo.export(model, tmp_path / "out", format="onnx")
+        vaezoo.export_model(model, tmp_path / "out", format="onnx")
     with pytest.raises(ValueError, match="model_name must start"):
-        vaezoo.export(model, tmp_path / "out", model_name="../escape")
+        vaezoo.export_model(model, tmp_path / "out", model_name="../escape")
     with pytest.raises(TypeError, match="vaezoo models"):
         sm.export_saved_model(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), tmp_path / "out")
+    # the old name (the package called as a function) still exports, with a deprecation warning
+    with pytest.warns(DeprecationWarning, match=r"vaezoo.export_model\(\.\.\.\)"):
+        old = vaezoo.export(str(keras_file), tmp_path / "old", float_signatures=False)
+    assert old == {"saved_model": os.path.join(str(tmp_path / "old"), "tiny-vae", "1")}
 
 
 def test_signature_table_is_documented():

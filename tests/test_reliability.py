@@ -1,6 +1,5 @@
 """Reliability and safety: no code runs from files, writes survive SIGKILL, concurrent cache use."""
 
-import json
 import os
 import random
 import re

@@ -13,7 +13,8 @@ import keras
 import numpy as np
 import pytest
 
-from vaezoo.export.tflite import VARIANTS, TFLiteModel, export_tflite, parity_report, psnr
+from vaezoo.evaluation import psnr
+from vaezoo.export.tflite import VARIANTS, TFLiteModel, export_tflite, parity_report
 from helpers import squares
 
 
@@ -160,7 +161,7 @@ def test_latency_is_per_image_in_milliseconds(exported):
 def test_psnr_helper():
     x = np.zeros((2, 4, 4, 1))
     assert psnr(x, x + 0.1) == pytest.approx(20.0)
-    with pytest.raises(ValueError, match="equal shapes"):
+    with pytest.raises(ValueError, match="same shape"):
         psnr(x, x[:1])
 
 

@@ -30,7 +30,8 @@ _LAZY = {
     "build": "vaezoo.registry",
     "list_models": "vaezoo.registry",
     "info": "vaezoo.registry",
-    "export": "vaezoo.export",
+    "export_model": "vaezoo.export",
+    "export": "vaezoo.export",  # deprecated name of export_model
     "evaluate": "vaezoo.evaluation",
 }
 _SUBMODULES = {"registry", "data", "distributions", "networks", "models", "training", "validation", "visualize", "cli", "serving", "evaluation", "disentanglement"}

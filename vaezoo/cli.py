@@ -122,11 +122,11 @@ def _reconstruct(args):
 
 
 def _export(args):
-    from vaezoo.export import export
+    from vaezoo.export import export_model
     from vaezoo.export.saved_model import ExportExistsError
 
     try:
-        result = export(args.model, args.out, format=args.format, model_name=args.name, version=args.version,
+        result = export_model(args.model, args.out, format=args.format, model_name=args.name, version=args.version,
                         overwrite=args.overwrite, version_policy=args.version_policy)
     except (ExportExistsError, ImportError) as error:
         print(f"vaezoo export: error: {error}", file=sys.stderr)
@@ -170,11 +170,12 @@ def _eval(args):
     import json
     import shlex
 
+    from vaezoo import data as data_module
     from vaezoo import evaluation
     from vaezoo.io import write_json
 
-    data = evaluation._read_spec(args.data) if args.data else None
-    outliers = evaluation._read_spec(args.outliers) if args.outliers else None
+    data = data_module.read_data_spec(args.data) if args.data else None
+    outliers = data_module.read_data_spec(args.outliers) if args.outliers else None
     metrics = [m for text in args.metrics for m in text.replace(",", " ").split()]
     report = evaluation.run_eval(args.model, data=data, split=args.split, metrics=metrics, k=args.k,
                                  batch_size=args.batch_size, limit=args.limit, outliers=outliers,
@@ -212,7 +213,7 @@ def _traverse(args):
         height, width, channels = model.image_shape
         image = data_module.load_image_files([args.image], (height, width), channels)[0]
     else:
-        spec = evaluation._read_spec(args.data) if args.data else own_spec
+        spec = data_module.read_data_spec(args.data) if args.data else own_spec
         if spec is None:
             raise ValueError(f"{args.model!r} carries no data spec; pass --data with --index.")
         conditional = getattr(model, "conditional", False)

@@ -172,8 +172,6 @@ def load_image_files(paths, image_size, channels):
 
 def load_image_folder(path, image_size, channels):
     """Decode every image of a folder to uint8 `(n, h, w, channels)` (resized) and labels."""
-    from PIL import Image
-
     files, labels, _ = list_image_folder(path)
     return load_image_files(files, image_size, channels), labels
 
@@ -246,6 +244,29 @@ def preprocess_images(images, mode, seeds):
         return (levels + noise) / 256.0
     noise = tf.map_fn(lambda s: tf.random.stateless_uniform(tf.shape(x)[1:], s), seeds, fn_output_signature=tf.float32)
     return tf.cast(noise < x, tf.float32)
+
+
+def read_data_spec(text):
+    """A data spec from a JSON/YAML file path or an inline JSON/YAML string (the CLI's `--data`);
+    a whole training config or zoo card gives its `eval_data` (else `data`)."""
+    import yaml
+
+    if os.path.isfile(text):
+        with open(text, encoding="utf-8") as f:
+            spec = yaml.safe_load(f)
+    else:
+        try:
+            spec = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"--data {text!r} is neither a file nor valid JSON/YAML: {error}") from None
+    if isinstance(spec, dict) and "data" in spec and "source" not in spec:
+        spec = spec.get("eval_data") or spec["data"]  # a whole training config or zoo card
+    if not isinstance(spec, dict) or "source" not in spec:
+        raise ConfigError(
+            f"--data must be a data spec with a 'source', e.g. '{{\"source\": \"npz\", \"path\": "
+            f"\"mnist.npz\", \"key\": \"x_test\"}}'; got {spec!r}."
+        )
+    return spec
 
 
 _TAR_CACHE = {}

@@ -945,30 +945,6 @@ def load_images(spec, split="test", limit=10000, labels=False, seed=1, batch_siz
     return images, y
 
 
-def _read_spec(text):
-    """A data spec from a JSON/YAML file path or an inline JSON/YAML string."""
-    import os
-
-    import yaml
-
-    if os.path.isfile(text):
-        with open(text, encoding="utf-8") as f:
-            spec = yaml.safe_load(f)
-    else:
-        try:
-            spec = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise validation.ConfigError(f"--data {text!r} is neither a file nor valid JSON/YAML: {error}") from None
-    if isinstance(spec, dict) and "data" in spec and "source" not in spec:
-        spec = spec.get("eval_data") or spec["data"]  # a whole training config or zoo card
-    if not isinstance(spec, dict) or "source" not in spec:
-        raise validation.ConfigError(
-            f"--data must be a data spec with a 'source', e.g. '{{\"source\": \"npz\", \"path\": "
-            f"\"mnist.npz\", \"key\": \"x_test\"}}'; got {spec!r}."
-        )
-    return spec
-
-
 def hardware_description():
     """CPU model and core count, GPUs if TensorFlow sees any, and the TensorFlow version."""
     import os

@@ -50,7 +50,7 @@ def check_codes(codes, num_embeddings, grid_shape=None, name="codes"):
         raise ValueError(f"{name} must have shape {expected}, got shape {shape}.")
     if shape[0] == 0:
         raise ValueError(f"{name} is an empty batch; expected shape {expected} with batch >= 1.")
-    if validation._is_symbolic(codes):
+    if validation.is_symbolic(codes):
         return tf.cast(codes, tf.int32)
     values = np.asarray(codes)
     if values.size and (values.min() < 0 or values.max() >= num_embeddings):

@@ -48,7 +48,7 @@ def check_int(name, value, minimum):
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value}.")
 
 
-def _is_symbolic(x):
+def is_symbolic(x):
     """True for graph tensors (inside tf.function), whose values cannot be read."""
     import tensorflow as tf
 
@@ -95,7 +95,7 @@ def check_images(x, image_shape, name="x"):
             )
     if shape[0] == 0:
         raise ValueError(f"{name} is an empty batch; expected at least one image of shape {expected}.")
-    if _is_symbolic(x):
+    if is_symbolic(x):
         return tf.cast(x, tf.float32) / 255.0 if dtype == tf.uint8 else tf.cast(x, tf.float32)
     values = np.asarray(x)
     if dtype == tf.uint8:
@@ -125,6 +125,6 @@ def check_latents(z, latent_dim, name="z"):
         raise ValueError(f"{name} must have shape (batch, {latent_dim}), got shape {shape}.")
     if shape[0] == 0:
         raise ValueError(f"{name} is an empty batch; expected shape (batch, {latent_dim}) with batch >= 1.")
-    if not _is_symbolic(z) and not np.all(np.isfinite(np.asarray(z))):
+    if not is_symbolic(z) and not np.all(np.isfinite(np.asarray(z))):
         raise ValueError(f"{name} contains NaN or Inf.")
     return tf.cast(z, tf.float32)

@@ -1,19 +1,20 @@
 """Exports of vaezoo models: SavedModel / TF Serving and TFLite (LiteRT) variants.
 
-`vaezoo.export(model_or_path, out, format="saved_model")` is the one entry point (the
+`vaezoo.export_model(model_or_path, out, format="saved_model")` is the one entry point (the
 `vaezoo export` command calls it); `vaezoo.export.saved_model` and `vaezoo.export.tflite`
-hold the format-specific functions. This package module is itself callable, so
-`vaezoo.export(...)` works whether or not the subpackage has been imported.
+hold the format-specific functions. Calling the package itself, `vaezoo.export(...)`, still
+works for one release and warns (a module that is also a function was one name for two things).
 """
 
 import os
 import sys
 import types
+import warnings
 
 FORMATS = ("saved_model", "tflite", "all")
 
 
-def export(
+def export_model(
     model,
     out,
     format="saved_model",
@@ -50,9 +51,9 @@ def export(
 
     Example:
         >>> import vaezoo
-        >>> vaezoo.export("runs/vae-mnist", "exports/out", version=3)
+        >>> vaezoo.export_model("runs/vae-mnist", "exports/out", version=3)
         {'saved_model': 'exports/out/vae-mnist/3'}
-        >>> vaezoo.export(model, "exports/out", format="all", model_name="vq-vae-cifar",
+        >>> vaezoo.export_model(model, "exports/out", format="all", model_name="vq-vae-cifar",
         ...               representative_images=x_train[:200])
     """
     if format not in FORMATS:
@@ -86,8 +87,16 @@ def export(
     return result
 
 
+def export(*args, **kwargs):
+    """Deprecated name of `export_model` (kept for one release)."""
+    warnings.warn("vaezoo.export(...) is deprecated and will be removed in the next release; call "
+                  "vaezoo.export_model(...) (vaezoo.export is the package of the export formats).",
+                  DeprecationWarning, stacklevel=2)
+    return export_model(*args, **kwargs)
+
+
 class _CallableModule(types.ModuleType):
-    """Lets `vaezoo.export(...)` call `export` once `vaezoo.export` is this (sub)package."""
+    """Keeps the deprecated `vaezoo.export(...)` call working once `vaezoo.export` is this package."""
 
     def __call__(self, *args, **kwargs):
         return export(*args, **kwargs)

@@ -77,20 +77,6 @@ def model_kind(model):
     )
 
 
-def psnr(reference, images, peak=1.0):
-    """Mean over images of the per-image PSNR in dB (images float in [0, 1], same shape).
-
-    A perfect reconstruction gives `inf` for that image; it is capped at 100 dB.
-    """
-    reference = np.asarray(reference, np.float64)
-    images = np.asarray(images, np.float64)
-    if reference.shape != images.shape:
-        raise ValueError(f"psnr needs equal shapes, got {reference.shape} and {images.shape}.")
-    mse = np.mean((reference - images) ** 2, axis=tuple(range(1, reference.ndim)))
-    values = 10.0 * np.log10(peak**2 / np.maximum(mse, 1e-10))
-    return float(np.mean(values))
-
-
 def _as_float_images(model, images, name="images"):
     return np.asarray(validation.check_images(images, model.image_shape, name=name))
 
@@ -503,6 +489,8 @@ def parity_report(model, tflite_paths, images, latency_images=16, num_threads=No
         >>> report["float32"]["reconstruction_max_abs_diff"] < 1e-4
         True
     """
+    from vaezoo.evaluation import psnr  # the one PSNR (mean of per-image PSNRs)
+
     kind = model_kind(model)
     x = _as_float_images(model, images)
     if not isinstance(tflite_paths, dict):
@@ -549,4 +537,4 @@ def parity_report(model, tflite_paths, images, latency_images=16, num_threads=No
     return report
 
 
-__all__ = ["VARIANTS", "SIGNATURES", "export_tflite", "parity_report", "TFLiteModel", "signature_functions", "write_saved_model", "psnr", "model_kind"]
+__all__ = ["VARIANTS", "SIGNATURES", "export_tflite", "parity_report", "TFLiteModel", "signature_functions", "write_saved_model", "model_kind"]

@@ -152,7 +152,7 @@ class CVAE(VAE):
         expected = self._expected_condition(batch_size)
         if condition is None:
             raise TypeError(f"CVAE needs a condition: {expected}; got None.")
-        if validation._is_symbolic(condition):
+        if validation.is_symbolic(condition):
             return self._condition_tensor(condition)
         values = np.asarray(condition)
         if values.dtype == object or values.dtype.kind not in "biuf":

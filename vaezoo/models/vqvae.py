@@ -256,7 +256,7 @@ class VQVAE(LatentVariableModel):
             )
         if shape[0] == 0:
             raise ValueError(f"z is an empty batch; expected shape {expected} with batch >= 1.")
-        if not validation._is_symbolic(z) and not np.all(np.isfinite(np.asarray(z))):
+        if not validation.is_symbolic(z) and not np.all(np.isfinite(np.asarray(z))):
             raise ValueError("z contains NaN or Inf.")
         return tf.cast(z, tf.float32)
 
