@@ -22,28 +22,19 @@ Example:
     >>> model.card["metrics"]["nmse"]["value"]
 """
 
-import copy
 import difflib
 import fnmatch
 import hashlib
 import importlib.resources
 import os
-import re
 import shutil
 import typing
 
+from vaezoo.cards import (  # noqa: F401  (the card schema, also read as registry.X)
+    CARD_KEYS, FAMILIES, METRIC_KEYS, NAME_PATTERN, OPTIONAL_METRIC_KEYS, REQUIRED_KEYS, WEIGHTS_KEYS,
+    card_to_training_config, check_name, read_card, validate_card)
 from vaezoo.io import atomic_path
-from vaezoo.validation import ConfigError, check_keys
-
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-CARD_KEYS = {"name", "description", "family", "config", "data", "eval_data", "train", "smoke",
-             "prior_train", "weights", "metrics", "notes"}
-REQUIRED_KEYS = {"name", "family", "config", "data", "train", "weights", "metrics", "notes"}
-WEIGHTS_KEYS = {"uri", "sha256", "bytes"}
-METRIC_KEYS = {"value", "split", "protocol", "hardware", "date", "command"}
-OPTIONAL_METRIC_KEYS = {"stderr"}  # standard error of the mean, for per-example averages (elbo, iwae)
-FAMILIES = ("VAE", "BetaVAE", "CVAE", "VQVAE", "HierarchicalVAE")  # the model classes a card may name
-DATA_ONLY_KEYS = {"tfds"}  # card data keys that document the canonical source, not read by the Trainer
+from vaezoo.validation import ConfigError
 
 
 class UnknownModelError(KeyError):
@@ -80,60 +71,6 @@ def _names():
     if not os.path.isdir(folder):
         return []
     return sorted(f[: -len(".yaml")] for f in os.listdir(folder) if f.endswith(".yaml"))
-
-
-def check_name(name):
-    """Refuse names that are not lowercase-hyphenated (so none can reach outside the zoo)."""
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise ValueError(f"Registry names are lowercase-hyphenated like 'vq-vae-cifar'; got {name!r}.")
-    return name
-
-
-def validate_card(card, source="card"):
-    """Check a card's schema; unknown keys are errors. Returns the card.
-
-    Reads no model code (so `vaezoo list` and `vaezoo info` need no TensorFlow): the family is
-    checked against `FAMILIES`, which a test keeps equal to `vaezoo.models.MODEL_CLASSES`."""
-    if not isinstance(card, dict):
-        raise ConfigError(f"{source} must be a YAML mapping, got {type(card).__name__}.")
-    check_keys(card, CARD_KEYS, source)
-    missing = sorted(REQUIRED_KEYS - set(card))
-    if missing:
-        raise ConfigError(f"{source} lacks required key(s) {missing}.")
-    check_name(card["name"])
-    if card["family"] not in FAMILIES:
-        raise ConfigError(f"{source}: unknown family {card['family']!r}; registered: {sorted(FAMILIES)}.")
-    if not isinstance(card["config"], dict):
-        raise ConfigError(f"{source}: 'config' must be a mapping of constructor arguments.")
-    weights = card["weights"]
-    if weights is not None:
-        if not isinstance(weights, dict):
-            raise ConfigError(f"{source}: 'weights' must be null or a mapping with {sorted(WEIGHTS_KEYS)}.")
-        check_keys(weights, WEIGHTS_KEYS, f"{source} weights")
-        if set(weights) != WEIGHTS_KEYS:
-            raise ConfigError(f"{source}: 'weights' needs {sorted(WEIGHTS_KEYS)}, got {sorted(weights)}.")
-        if not re.fullmatch(r"[0-9a-f]{64}", str(weights["sha256"])):
-            raise ConfigError(f"{source}: weights sha256 must be 64 lowercase hex digits.")
-    metrics = card["metrics"] or {}
-    if not isinstance(metrics, dict):
-        raise ConfigError(f"{source}: 'metrics' must be a mapping of metric name -> record.")
-    for metric, record in metrics.items():
-        if not isinstance(record, dict):
-            raise ConfigError(f"{source}: metric {metric!r} must be a mapping with {sorted(METRIC_KEYS)}.")
-        check_keys(record, METRIC_KEYS | OPTIONAL_METRIC_KEYS, f"{source} metric {metric!r}")
-    return card
-
-
-def read_card(path):
-    """Load and validate one card file (`yaml.safe_load` only: no tags that build objects)."""
-    import yaml
-
-    with open(path, encoding="utf-8") as f:
-        try:
-            card = yaml.safe_load(f)
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path} is not a valid card (safe YAML only): {error}") from None
-    return validate_card(card, source=os.path.basename(path))
 
 
 def info(name):
@@ -253,22 +190,6 @@ def load(name, *, weights=True, cache_dir=None):
         except Exception as error:
             raise WeightsError(f"Could not load weights {path} into {name}: {error}") from None
     return model
-
-
-def card_to_training_config(card):
-    """The Trainer's config (model, data, eval_data, train, smoke, prior_train) from a card."""
-    config = {
-        "name": card["name"],
-        "model": {"class": card["family"], "config": copy.deepcopy(card["config"])},
-        "data": {k: v for k, v in card["data"].items() if k not in DATA_ONLY_KEYS},
-        "train": copy.deepcopy(card["train"]),
-    }
-    for key in ("eval_data", "smoke", "prior_train"):
-        if card.get(key) is not None:
-            config[key] = copy.deepcopy(card[key])
-    if "eval_data" in config:
-        config["eval_data"] = {k: v for k, v in config["eval_data"].items() if k not in DATA_ONLY_KEYS}
-    return config
 
 
 class ResolvedModel(typing.NamedTuple):

@@ -141,7 +141,7 @@ def load_config(config, smoke=False, steps=None):
             raise validation.ConfigError(f"{path!r} must hold a mapping with sections {sorted(CONFIG_SECTIONS)}.")
     config = copy.deepcopy(dict(config))
     if "family" in config:  # a zoo card: its recipe is the training config
-        from vaezoo.registry import card_to_training_config, validate_card
+        from vaezoo.cards import card_to_training_config, validate_card
 
         config = card_to_training_config(validate_card(config))
     validation.check_keys(config, CONFIG_SECTIONS, "training config")
