@@ -50,9 +50,47 @@ def write_inputs():
     Image.fromarray(sprites.render(index)[0, ..., 0] * np.uint8(255)).save(os.path.join(folder, "dsprites_0.png"))
 
 
+DEMO_COMMAND = "vaezoo demo --workdir {workdir}"
+
+
+def demo_picture():
+    """Run README command 1 in a fresh workdir; keep its picture and the metrics it printed.
+
+    docs/images/demo.json records the run (the Trainer's metrics.json, plus command, date,
+    hardware and code revision); scripts/readme_tables.py writes the README caption from it.
+    """
+    import datetime
+    import json
+    import shutil
+    import tempfile
+
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from common import _git_revision, hardware_description
+
+    with tempfile.TemporaryDirectory() as workdir:
+        command = DEMO_COMMAND.format(workdir=workdir)
+        print("$", command, flush=True)
+        subprocess.run(command.split(), cwd=ROOT, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        shutil.copyfile(os.path.join(workdir, "demo.png"), os.path.join(IMAGES, "demo.png"))
+        with open(os.path.join(workdir, "metrics.json"), encoding="utf-8") as f:
+            metrics = json.load(f)
+        metrics.pop("picture", None)  # a path inside the temporary workdir
+    record = {"command": DEMO_COMMAND.format(workdir="demo"), "metrics": metrics,
+              "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+              "hardware": hardware_description(), "code": _git_revision()}
+    with open(os.path.join(IMAGES, "demo.json"), "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=1, sort_keys=True)
+        f.write("\n")
+    print(f"ELBO {metrics['elbo']:.2f} nats -> docs/images/demo.png, docs/images/demo.json")
+
+
 def main():
+    """`python scripts/readme_pictures.py [NAME ...]`: all pictures, or those whose command
+    mentions a NAME (`demo` for the demo picture)."""
     write_inputs()
     only = sys.argv[1:]
+    if not only or "demo" in only:
+        demo_picture()
     for command in COMMANDS:
         if only and not any(name in command for name in only):
             continue

@@ -1,25 +1,39 @@
-"""Regenerate the zoo table in README.md (between the zoo-table markers) from the cards.
+"""Regenerate the README's tables and captions from where their numbers are recorded.
 
-Every number in the table comes from a card, and every card metric was written by
-`vaezoo eval NAME --write-card`; nothing is typed by hand.
+Each table sits between `<!-- NAME:start -->` and `<!-- NAME:end -->` markers in README.md:
 
-    python scripts/zoo_table.py
+- `zoo-table`: every card's family, size and measured metrics (cards are written by
+  `vaezoo eval NAME --write-card`);
+- `likelihood-table`: the IWAE figure and its standard error from the `vae-mnist` and
+  `hvae-mnist` cards, beside the published figures quoted by `benchmarks/likelihood_table.py`;
+- `throughput-table`: every recorded run of `benchmarks/peer_throughput.py` in
+  `benchmarks/RESULTS.md`, summarised as the range over runs;
+- `demo-caption`: the caption of the demo picture, from docs/images/demo.json (written with
+  the picture by `python scripts/readme_pictures.py demo`).
+
+Nothing in these tables is typed by hand; `tests/test_docs.py` fails when README.md and this
+script disagree.
+
+    python scripts/readme_tables.py
 """
 
 import os
 import re
+import sys
 
-from vaezoo import registry
-
-README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "README.md")
-START, END = "<!-- zoo-table:start -->", "<!-- zoo-table:end -->"
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+README = os.path.join(ROOT, "README.md")
+RESULTS = os.path.join(ROOT, "benchmarks", "RESULTS.md")
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 
 def _format(value):
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def table():
+def zoo_table():
+    from vaezoo import registry
+
     rows = ["| name | family | parameters | data | weights | measured (split, protocol in the card) |",
             "|---|---|---|---|---|---|"]
     for name in registry.list_models():
@@ -35,14 +49,127 @@ def table():
     return "\n".join(rows)
 
 
+ZOO_LIKELIHOOD_ROWS = {
+    "vae-mnist": "vaezoo `vae-mnist` (conv VAE, 32 latents, 15k steps on 2 CPU cores)",
+    "hvae-mnist": "vaezoo `hvae-mnist` (3-layer top-down hierarchical VAE, 30k steps on 2 CPU cores)",
+}
+
+
+def likelihood_table():
+    from likelihood_table import PUBLISHED
+
+    from vaezoo import registry
+
+    rows = ["| model | NLL (nats) | protocol |", "|---|---|---|"]
+    for name, label in ZOO_LIKELIHOOD_ROWS.items():
+        metric = (registry.info(name)["metrics"] or {}).get("iwae")
+        if metric is None:
+            rows.append(f"| {label} | not measured | |")
+            continue
+        stderr = f" +- {metric['stderr']:.2f}" if "stderr" in metric else " (no standard error recorded)"
+        rows.append(f"| {label} | {-metric['value']:.2f}{stderr} | card: `{metric['command']}` |")
+    for row in PUBLISHED:
+        rows.append(f"| {row['model']} | {row['nll']:.2f} | {row['protocol']} |")
+    return "\n".join(rows)
+
+
+PEER_TITLE = "Training throughput: vaezoo vs plain Keras fit, dm-sonnet, PyTorch and pythae"
+PEER_COLUMNS = (("vaezoo", "vaezoo Trainer"), ("keras-fit", "plain Keras `fit` (GradientTape `train_step`)"),
+                ("sonnet", "dm-sonnet `VectorQuantizerEMA`"), ("pytorch", "PyTorch"), ("pythae", "pythae"))
+PEER_MODELS = (("vae-conv-28", "Gaussian conv VAE, 28x28x1"), ("vqvae-32", "VQ-VAE (Sonnet example), 32x32x3"))
+
+
+def peer_runs(results_text):
+    """One `{(model, peer): images/s}` per recorded peer-throughput section, XLA off (or n/a)."""
+    runs = []
+    for section in results_text.split("\n## ")[1:]:
+        if not section.startswith(PEER_TITLE):
+            continue
+        lines = [line for line in section.splitlines() if line.startswith("|")]
+        header = [c.strip() for c in lines[0].strip("|").split("|")]
+        run = {}
+        for line in lines[2:]:
+            row = dict(zip(header, (c.strip() for c in line.strip("|").split("|"))))
+            if row["xla"] in ("off", "n/a"):
+                run[(row["model"], row["peer"])] = float(row["images/s"])
+        runs.append(run)
+    return runs
+
+
+def _span(values, spec):
+    low, high = format(min(values), spec), format(max(values), spec)
+    return low if low == high else f"{low}-{high}"
+
+
+def throughput_table(results_text=None):
+    if results_text is None:
+        with open(RESULTS, encoding="utf-8") as f:
+            results_text = f.read()
+    runs = peer_runs(results_text)
+    header = "| model | " + " | ".join(label for _, label in PEER_COLUMNS) + " |"
+    rows = [header, "|---|" + "---|" * len(PEER_COLUMNS)]
+    for model, label in PEER_MODELS:
+        cells = []
+        for peer, _ in PEER_COLUMNS:
+            ratios = []
+            speeds = []
+            for run in runs:
+                if (model, peer) in run:
+                    fastest = max(v for (m, _), v in run.items() if m == model)
+                    ratios.append(run[(model, peer)] / fastest)
+                    speeds.append(run[(model, peer)])
+            if not ratios:
+                cells.append("-")
+                continue
+            fastest_in = sum(r == 1.0 for r in ratios)
+            cells.append(f"{_span(ratios, '.2f')} ({_span(speeds, '.0f')} images/s"
+                         + (f"; fastest in {fastest_in} of {len(ratios)} runs" if fastest_in else "") + ")")
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def demo_caption():
+    """The caption under the demo picture, from the run that made it (docs/images/demo.json,
+    written by `python scripts/readme_pictures.py demo`)."""
+    import json
+
+    with open(os.path.join(ROOT, "docs", "images", "demo.json"), encoding="utf-8") as f:
+        run = json.load(f)
+    metrics = run["metrics"]
+    return (f"*Made by `{run['command']}` (the command above) on {run['date']} ({run['code']}), redone by "
+            "`python scripts/readme_pictures.py demo`: data: generated dSprites, 20,000 random images (seed 0), "
+            "training images shown; protocol: 400 Adam steps, batch 64, KL warm-up; hardware: "
+            f"{run['hardware']}; it printed an ELBO of {metrics['elbo']:.1f} nats per image (KL "
+            f"{metrics['kl']:.1f} nats) on {metrics['examples']} training images. Rows: inputs, reconstructions "
+            "(posterior mean), samples from the prior.*")
+
+
+TABLES = {"zoo-table": zoo_table, "likelihood-table": likelihood_table, "throughput-table": throughput_table,
+          "demo-caption": demo_caption}
+
+
+def _pattern(name):
+    return f"<!-- {name}:start -->\n?(.*?)\n?<!-- {name}:end -->"
+
+
+def block(text, name):
+    """The text between a table's markers in `text` (None if the markers are missing)."""
+    match = re.search(_pattern(name), text, flags=re.S)
+    return match.group(1) if match else None
+
+
 def main():
-    text = open(README, encoding="utf-8").read()
-    if START not in text:
-        raise SystemExit(f"README.md has no {START} marker")
-    text = re.sub(re.escape(START) + ".*?" + re.escape(END), f"{START}\n{table()}\n{END}", text, flags=re.S)
+    with open(README, encoding="utf-8") as f:
+        text = f.read()
+    for name, make in TABLES.items():
+        if block(text, name) is None:
+            raise SystemExit(f"README.md has no <!-- {name}:start --> ... <!-- {name}:end --> markers")
+        table = make()
+        text = re.sub(_pattern(name),
+                      lambda _: f"<!-- {name}:start -->\n{table}\n<!-- {name}:end -->", text, flags=re.S)
+        print(f"{name}:\n{table}\n")
     with open(README, "w", encoding="utf-8") as f:
         f.write(text)
-    print(table())
 
 
 if __name__ == "__main__":

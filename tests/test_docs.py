@@ -1,0 +1,46 @@
+"""README figures are the output of scripts/readme_tables.py, never typed by hand."""
+
+import importlib.util
+import os
+
+import pytest
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+
+
+def _readme_tables():
+    spec = importlib.util.spec_from_file_location("readme_tables", os.path.join(ROOT, "scripts", "readme_tables.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TABLES = _readme_tables()
+
+
+@pytest.mark.parametrize("name", sorted(TABLES.TABLES))
+def test_readme_block_is_what_the_script_writes(name):
+    with open(TABLES.README, encoding="utf-8") as f:
+        readme = f.read()
+    assert TABLES.block(readme, name) == TABLES.TABLES[name](), (
+        f"README.md's {name} differs from its sources; rerun `python scripts/readme_tables.py`")
+
+
+def test_likelihood_table_shows_the_cards_standard_errors():
+    import vaezoo
+
+    table = TABLES.likelihood_table()
+    for name in TABLES.ZOO_LIKELIHOOD_ROWS:
+        metric = vaezoo.info(name)["metrics"]["iwae"]
+        assert f"{-metric['value']:.2f} +- {metric['stderr']:.2f}" in table
+
+
+def test_throughput_summary_spans_every_recorded_run():
+    # two made-up runs: the summary must be the range over both, ratios within each run
+    section = ("\n## {title}\n\n| model | peer | xla | images/s |\n|---|---|---|---|\n"
+               "| vae-conv-28 | vaezoo | off | {a} |\n| vae-conv-28 | vaezoo | on | 9999.0 |\n"
+               "| vae-conv-28 | keras-fit | off | {b} |\n")
+    text = "# Benchmark results\n" + section.format(title=TABLES.PEER_TITLE, a=100.0, b=50.0) + \
+        section.format(title=TABLES.PEER_TITLE, a=80.0, b=160.0)
+    row = TABLES.throughput_table(text).splitlines()[2]
+    assert "| 0.50-1.00 (80-100 images/s; fastest in 1 of 2 runs) | 0.50-1.00 (50-160 images/s; fastest in 1 of 2 runs) |" in row
