@@ -75,7 +75,7 @@ def resolve_model(args, verbose=True):
     from vaezoo import codec, registry
 
     if args.model:
-        model, name = registry.load_any(args.model)
+        model, name, _, _ = registry.resolve_model(args.model)
         return model, f"`{name}` ({type(model).__name__}, weights sha256 {codec.weights_sha256(model)[:12]})"
     train = load_cifar(args.data, "train")
     pick = np.random.default_rng(0).choice(len(train), args.train_images, replace=False)

@@ -126,8 +126,8 @@ def _export(args):
     from vaezoo.export.saved_model import ExportExistsError
 
     try:
-        result = export_model(args.model, args.out, format=args.format, model_name=args.name, version=args.version,
-                        overwrite=args.overwrite, version_policy=args.version_policy)
+        result = export_model(args.model, args.out, format=args.format, model_name=args.name,
+                              version=args.version, overwrite=args.overwrite, version_policy=args.version_policy)
     except (ExportExistsError, ImportError) as error:
         print(f"vaezoo export: error: {error}", file=sys.stderr)
         return 2

@@ -10,9 +10,9 @@ maintainers working in a source checkout; `vaezoo.registry`, which `load`, `buil
 import os
 import shutil
 
-from vaezoo.io import atomic_path
 from vaezoo import registry
 from vaezoo import workdir as workdirs
+from vaezoo.io import atomic_path
 
 
 def write_card(card):
