@@ -346,7 +346,7 @@ def test_card_families_are_the_model_classes():
     assert sorted(registry.FAMILIES) == sorted(MODEL_CLASSES)
 
 
-def test_list_and_info_do_not_import_tensorflow():
+def test_list_and_info_do_not_import_tensorflow(tmp_path):
     """Reading the zoo (list, info) needs no TensorFlow: the first command a user types is fast."""
     import subprocess
     import sys
@@ -354,7 +354,8 @@ def test_list_and_info_do_not_import_tensorflow():
     code = ("import sys; from vaezoo.cli import main; main(['list']); main(['info', 'vq-vae-cifar']); "
             "print(sorted(m for m in ('tensorflow', 'keras', 'tensorflow_probability') if m in sys.modules), "
             "file=sys.stderr)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    # run outside the source tree, so that the installed package (with its cards) is imported
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "vq-vae-cifar" in out.stdout and "name: vq-vae-cifar" in out.stdout
     assert out.stderr.strip().splitlines()[-1] == "[]", out.stderr
