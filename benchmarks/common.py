@@ -46,7 +46,7 @@ def markdown_table(rows, columns):
     return "\n".join(lines)
 
 
-def _git_revision():
+def git_revision():
     """The commit the results were measured at, and whether the measured code differed from it.
 
     Only `vaezoo/` and `benchmarks/` count as measured code: edits elsewhere (tests, docs,
@@ -82,7 +82,7 @@ def append_results(title, table, protocol, hardware):
     """Append a dated section with the exact command to benchmarks/RESULTS.md."""
     command = " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0])] + sys.argv[1:])
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    section = (f"\n## {title}\n\n- command: `python {command}`\n- date: {when}\n- code: {_git_revision()}\n"
+    section = (f"\n## {title}\n\n- command: `python {command}`\n- date: {when}\n- code: {git_revision()}\n"
                f"- hardware: {hardware}\n- run: {machine_load()}\n- protocol: {protocol}\n\n{table}\n")
     new = not os.path.exists(RESULTS)
     with open(RESULTS, "a", encoding="utf-8") as f:

@@ -65,7 +65,7 @@ def demo_picture():
     import tempfile
 
     sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-    from common import _git_revision, hardware_description
+    from common import git_revision, hardware_description
 
     with tempfile.TemporaryDirectory() as workdir:
         command = DEMO_COMMAND.format(workdir=workdir)
@@ -77,7 +77,7 @@ def demo_picture():
         metrics.pop("picture", None)  # a path inside the temporary workdir
     record = {"command": DEMO_COMMAND.format(workdir="demo"), "metrics": metrics,
               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-              "hardware": hardware_description(), "code": _git_revision()}
+              "hardware": hardware_description(), "code": git_revision()}
     with open(os.path.join(IMAGES, "demo.json"), "w", encoding="utf-8") as f:
         json.dump(record, f, indent=1, sort_keys=True)
         f.write("\n")

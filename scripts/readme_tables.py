@@ -133,12 +133,17 @@ def demo_caption():
     written by `python scripts/readme_pictures.py demo`)."""
     import json
 
+    import yaml
+
     with open(os.path.join(ROOT, "docs", "images", "demo.json"), encoding="utf-8") as f:
         run = json.load(f)
-    metrics = run["metrics"]
+    with open(os.path.join(ROOT, "vaezoo", "configs", "demo.yaml"), encoding="utf-8") as f:
+        config = yaml.safe_load(f)  # the recipe the caption describes
+    metrics, train = run["metrics"], config["train"]
     return (f"*Made by `{run['command']}` (the command above) on {run['date']} ({run['code']}), redone by "
-            "`python scripts/readme_pictures.py demo`: data: generated dSprites, 20,000 random images (seed 0), "
-            "training images shown; protocol: 400 Adam steps, batch 64, KL warm-up; hardware: "
+            f"`python scripts/readme_pictures.py demo`: data: generated dSprites, {config['data']['subset']:,} random "
+            f"images (seed {train['seed']}), training images shown; protocol: {metrics['steps']} Adam steps, batch "
+            f"{train['batch_size']}, KL warm-up; hardware: "
             f"{run['hardware']}; it printed an ELBO of {metrics['elbo']:.1f} nats per image (KL "
             f"{metrics['kl']:.1f} nats) on {metrics['examples']} training images. Rows: inputs, reconstructions "
             "(posterior mean), samples from the prior.*")
