@@ -129,7 +129,7 @@ def main():
     parser.add_argument("--no-append", action="store_true", help="print only; do not touch RESULTS.md")
     args = parser.parse_args()
 
-    from vaezoo import codec, registry
+    from vaezoo import codec
 
     model, description = resolve_model(args)
     if args.save_model:

@@ -67,7 +67,6 @@ def main(argv=None):
                      fvae_eval=max(1, 2 * points // 3))
 
     import keras
-    import numpy as np
     import tensorflow as tf
 
     import vaezoo

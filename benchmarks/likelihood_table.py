@@ -55,7 +55,7 @@ def card_row(name):
 
 def rerun_row(name, k, limit, batch_size):
     import vaezoo
-    from vaezoo.evaluation import run_eval
+    from vaezoo.reports import run_eval
 
     row = {"model": f"vaezoo {name} (rerun)"}
     if not vaezoo.info(name).get("weights"):

@@ -43,10 +43,10 @@ def main():
     parser.add_argument("--no-append", action="store_true", help="print only; do not touch RESULTS.md")
     args = parser.parse_args()
 
-    from vaezoo.export.tflite import export_tflite, model_kind, parity_report
+    from vaezoo.export.tflite import export_tflite, parity_report
 
     model, description = resolve_model(args)
-    kind = model_kind(model)
+    codes = model.latent_kind == "code_grid"
     train = load_cifar(args.data, "train")
     representative = train[np.sort(np.random.default_rng(2).choice(len(train), args.calibration, replace=False))]
     test = load_cifar(args.data, "test")
@@ -68,8 +68,8 @@ def main():
             "variant": variant,
             "size (KB)": r["size_bytes"] / 1024,
             "size / float32": r["size_bytes"] / base["size_bytes"],
-            "code agreement" if kind == "vq" else "encode max abs diff":
-                r["code_agreement"] if kind == "vq" else f"{r['encode_max_abs_diff']:.2e}",
+            "code agreement" if codes else "encode max abs diff":
+                r["code_agreement"] if codes else f"{r['encode_max_abs_diff']:.2e}",
             "decode max abs diff": f"{r['decode_max_abs_diff']:.2e}",
             "reconstruction max abs diff": f"{r['reconstruction_max_abs_diff']:.2e}",
             "PSNR (dB)": r["psnr"],
@@ -79,7 +79,7 @@ def main():
         if variant == "full_int8" and not manifest["variants"]["full_int8"].get("integer_only", True):
             row["variant"] = "full_int8 (float fallback for some ops)"
         rows.append(row)
-    columns = ["variant", "size (KB)", "size / float32", "code agreement" if kind == "vq" else "encode max abs diff",
+    columns = ["variant", "size (KB)", "size / float32", "code agreement" if codes else "encode max abs diff",
                "decode max abs diff", "reconstruction max abs diff", "PSNR (dB)", "PSNR drop vs float32 (dB)",
                "latency (ms/image)"]
     table = markdown_table(rows, columns)

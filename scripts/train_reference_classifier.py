@@ -16,7 +16,6 @@ images. One epoch takes 1 to 2 minutes on 2 CPU cores; the shipped weights are f
 import argparse
 import datetime
 import hashlib
-import json
 import os
 import sys
 import time

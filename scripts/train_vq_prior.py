@@ -9,7 +9,6 @@ import argparse
 import os
 import sys
 
-import numpy as np
 
 
 def main():
@@ -22,12 +21,12 @@ def main():
     args = parser.parse_args()
 
     import vaezoo
-    from vaezoo import evaluation, registry
+    from vaezoo import data, evaluation, registry
     from vaezoo.io import atomic_path, write_json
 
     model = vaezoo.load(args.name)
     spec = {k: v for k, v in model.card["data"].items() if k not in registry.DATA_ONLY_KEYS}
-    images, _ = evaluation.load_images(spec, spec.get("split", "train"), 0)
+    images, _ = data.load_split(spec, spec.get("split", "train"), 0)
     codes = evaluation.encode_codes(model, images)
     print(f"prior before: {evaluation.prior_bits_per_code(model, codes[:2000]):.3f} bits/code", flush=True)
     history = model.fit_prior(codes, epochs=args.epochs, batch_size=args.batch_size,

@@ -2,7 +2,9 @@
 
 It checks what the model contract promises, with assertions that fail if the model is wrong:
 output shapes, the config round trip, identical outputs after save/reload (.keras and
-.weights.h5), that `fit` lowers the loss on tiny data, and that mean ELBO <= mean IWAE.
+.weights.h5), that `fit` lowers the loss on tiny data, that mean ELBO <= mean IWAE, and that
+the methods the rest of the package asks (`score_terms`, `posterior_means`,
+`latent_statistics`, `sample` with a tensor seed) give the same numbers in a graph as eagerly.
 """
 
 import os
@@ -77,10 +79,70 @@ def check_elbo_below_iwae(model, images, condition=None, k=50):
     return elbo, iwae
 
 
+def check_graph_safe_methods(model, images, condition=None):
+    """The contract methods other modules call, eagerly and inside a `tf.function`."""
+    from vaezoo.models.base import LATENT_KINDS
+
+    assert model.latent_kind in LATENT_KINDS
+    kw = _kwargs(condition)
+    n = len(images)
+    x = tf.constant(np.asarray(images))
+    c = None if condition is None else tf.constant(np.asarray(condition))
+
+    def graph(method):
+        fn = tf.function(lambda x, c: method(x, **({} if c is None else {"condition": c})))
+        return fn(x, c)
+
+    # score_terms: deterministic, and against a second computation of the same numbers
+    terms = {k: np.asarray(v) for k, v in model.score_terms(images, **kw).items()}
+    assert set(terms) == {"nll", "kl"} and all(v.shape == (n,) and v.dtype == np.float32 for v in terms.values())
+    for key, value in graph(model.score_terms).items():
+        np.testing.assert_allclose(value, terms[key], rtol=1e-5, atol=1e-4)
+    loss_terms = model.loss_terms(images, **kw)
+    if model.latent_kind == "vector":  # analytic KL: no sample in it; nll at the posterior mean
+        np.testing.assert_allclose(terms["kl"], loss_terms["kl"], rtol=1e-5, atol=1e-5)
+        mean = model.encode(images, **kw).mean()
+        targets = model.likelihood.targets(tf.cast(x, tf.float32) / (255.0 if x.dtype == tf.uint8 else 1.0))
+        nll = -np.asarray(model.decode(mean, **kw).log_prob(targets))
+        np.testing.assert_allclose(terms["nll"], nll, rtol=1e-5, atol=1e-4)
+    elif model.latent_kind == "code_grid":  # a point-mass posterior: the ELBO itself
+        np.testing.assert_allclose(terms["nll"], loss_terms["nll"], rtol=1e-6)
+        np.testing.assert_allclose(terms["kl"], loss_terms["kl"], rtol=1e-6)
+
+    means = model.posterior_means(images, **kw)
+    graph_means = graph(model.posterior_means)
+    if model.latent_kind == "hierarchy":
+        assert len(means) == len(graph_means) == model.num_latent_layers
+        # the top layer's mean is what `encode` gives (it depends on x alone)
+        np.testing.assert_allclose(means[-1], model.encode(images).mean(), rtol=1e-5, atol=1e-6)
+    else:
+        means, graph_means = [means], [graph_means]
+        np.testing.assert_allclose(means[0], model.encode(images, **kw).mean(), rtol=1e-5, atol=1e-6)
+    for eager, traced in zip(means, graph_means):
+        np.testing.assert_allclose(traced, eager, rtol=1e-5, atol=1e-5)
+
+    stats = model.latent_statistics(images, **kw)
+    expected_keys = {"codes", "quantization_error"} if model.latent_kind == "code_grid" else {"mean", "stddev"}
+    assert set(stats) == expected_keys
+    for key, value in graph(model.latent_statistics).items():
+        np.testing.assert_allclose(value, stats[key], rtol=1e-5, atol=1e-5)
+    if model.latent_kind == "code_grid":
+        np.testing.assert_array_equal(stats["codes"], model.encode_to_codes(images))
+
+    # a seed given as a tensor (an exported signature's input) draws what the integer draws
+    sample_kw = {} if condition is None else {"condition": condition[:2]}
+    by_int = np.asarray(model.sample(2, seed=11, **sample_kw))
+    np.testing.assert_array_equal(np.asarray(model.sample(2, seed=tf.constant(11), **sample_kw)), by_int)
+    traced = tf.function(lambda s: model.sample(2, seed=s, **sample_kw))(tf.constant(11))
+    np.testing.assert_allclose(traced, by_int, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(np.asarray(model.sample(2, seed=12, **sample_kw)), by_int)
+
+
 def check_model_contract(make_model, images, tmp_path, condition=None, fit_epochs=8):
     """Run every shared check on a freshly made model (`make_model()` -> untrained model)."""
     model = make_model()
     check_shapes(model, images, condition)
+    check_graph_safe_methods(model, images, condition)
     check_config_round_trip(model)
     fit_lowers_loss(model, images, condition, epochs=fit_epochs)
     check_elbo_below_iwae(model, images, condition)

@@ -13,7 +13,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import vaezoo
-from vaezoo import evaluation
+from vaezoo import data, evaluation, reports
 from vaezoo.distributions import GaussianLikelihood
 from vaezoo.models.base import LatentVariableModel
 from helpers import check_traversal_png
@@ -454,16 +454,16 @@ def test_cli_eval_and_traverse(trained_vae, tmp_path, capsys):
 
 def test_split_specs_and_card_records():
     spec = {"source": "npz", "path": "m.npz", "key": "x_train", "label_key": "y_train", "labels": True}
-    test = evaluation._split_spec(spec, "test")
+    test = data.split_spec(spec, "test")
     assert test["key"] == "x_test" and test["label_key"] == "y_test" and spec["key"] == "x_train"
-    assert evaluation._split_spec({"source": "tfds", "name": "mnist"}, "test")["split"] == "test"
-    images, labels = evaluation.load_images({"source": "dsprites"}, "test", limit=5, labels=True)
+    assert data.split_spec({"source": "tfds", "name": "mnist"}, "test")["split"] == "test"
+    images, labels = data.load_split({"source": "dsprites"}, "test", limit=5, labels=True)
     assert images.shape == (5, 64, 64, 1) and labels.shape == (5, 5)
     assert len(np.unique(labels[:, 3])) > 1  # a random subset, not the grid's first images
     report = {"metrics": {"examples": 10, "elbo": -90.0, "elbo_stderr": 1.0, "elbo_bits_per_dim": 0.2,
                           "iwae": -88.0, "iwae_k": 5, "kl_per_dim": [1.0, 2.0]},
               "data": spec, "split": "test", "seed": 0, "hardware": "cpu", "date": "today"}
-    records = evaluation.card_records(report, "vaezoo eval x")
+    records = reports.card_records(report, "vaezoo eval x")
     assert set(records) == {"elbo", "elbo_bits_per_dim", "iwae", "kl_per_dim"}
     from vaezoo.registry import METRIC_KEYS
 
@@ -530,7 +530,7 @@ def test_evaluate_disentanglement_matches_the_metric_functions():
         dis.factor_vae_score(representation, sampler, num_train=40, num_eval=20, seed=5)["score"])
     report = {"metrics": results, "data": {"source": "dsprites"}, "split": "test", "seed": 5, "hardware": "cpu",
               "date": "today"}
-    records = evaluation.card_records(report, "vaezoo eval x")
+    records = reports.card_records(report, "vaezoo eval x")
     assert "disentanglement_points" not in records
     assert "40 training and 20 evaluation points" in records["beta_vae_score"]["protocol"]
     assert "10,000 points" in records["mig"]["protocol"]
@@ -559,4 +559,4 @@ def test_run_eval_refuses_disentanglement_without_factor_data(monkeypatch, guard
     monkeypatch.setattr(registry, "resolve_model",
                         lambda ref: registry.ResolvedModel(model, "m", {"source": "npz", "path": "x.npz"}, "keras"))
     with pytest.raises(ValueError, match=r"mig need data with known generative factors \(source: dsprites\)"):
-        evaluation.run_eval("m.keras", metrics=["elbo", "mig"])
+        reports.run_eval("m.keras", metrics=["elbo", "mig"])

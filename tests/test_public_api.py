@@ -1,5 +1,6 @@
-"""The package's shape: every module imports alone, `__all__` names what exists, and no two
-modules import each other (directly or through others, even from inside functions)."""
+"""The package's shape: every module imports alone, `__all__` names what exists, no two
+modules import each other (directly or through others, even from inside functions), and no
+module outside `vaezoo/models/` reaches into a family (private hooks, family classes, hasattr)."""
 
 import ast
 import importlib
@@ -102,3 +103,66 @@ def test_import_cycle_finder_finds_a_planted_cycle(tmp_path):
 
 def test_no_import_cycles_in_the_package():
     assert import_cycles(import_graph()) == []
+
+
+# --------------------------------------------------------------------------- families stay behind the contract
+FAMILY_CLASSES = {"VAE", "BetaVAE", "CVAE", "VQVAE", "HierarchicalVAE", "PixelCNN"}
+
+
+def private_model_methods(models_dir=os.path.join(PACKAGE_DIR, "models")):
+    """Names of the `_private` methods the model classes define (their hooks and helpers)."""
+    names = set()
+    for file in os.listdir(models_dir):
+        if file.endswith(".py"):
+            with open(os.path.join(models_dir, file), encoding="utf-8") as f:
+                tree = ast.parse(f.read())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ClassDef):
+                    names |= {item.name for item in node.body if isinstance(item, ast.FunctionDef)
+                              and item.name.startswith("_") and not item.name.startswith("__")}
+    return names
+
+
+def family_reaches(source, private_methods):
+    """Places in `source` that depend on which family a model is: calls of a family's private
+    methods, `isinstance` against a family class, `hasattr` on a model."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr in private_methods:
+            owner = node.value
+            if not (isinstance(owner, ast.Name) and owner.id in ("self", "cls")):
+                found.append(f"line {node.lineno}: .{node.attr}")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.args:
+            if node.func.id == "isinstance" and len(node.args) == 2:
+                classes = {n.id for n in ast.walk(node.args[1]) if isinstance(n, ast.Name)}
+                classes |= {n.attr for n in ast.walk(node.args[1]) if isinstance(n, ast.Attribute)}
+                if classes & FAMILY_CLASSES:
+                    found.append(f"line {node.lineno}: isinstance(..., {sorted(classes & FAMILY_CLASSES)})")
+            if node.func.id == "hasattr" and "model" in ast.unparse(node.args[0]):
+                found.append(f"line {node.lineno}: hasattr({ast.unparse(node.args[0])}, ...)")
+    return found
+
+
+def test_no_module_outside_models_reaches_into_a_family():
+    private = private_model_methods()
+    assert {"_encode", "_decode", "_sample", "_top_down", "_next_seed", "_score_terms"} <= private
+    reaches = {}
+    for folder, _, files in os.walk(PACKAGE_DIR):
+        if os.path.relpath(folder, PACKAGE_DIR).split(os.sep)[0] == "models":
+            continue
+        for file in files:
+            if file.endswith(".py"):
+                path = os.path.join(folder, file)
+                with open(path, encoding="utf-8") as f:
+                    found = family_reaches(f.read(), private)
+                if found:
+                    reaches[os.path.relpath(path, PACKAGE_DIR)] = found
+    assert reaches == {}
+
+
+def test_the_family_check_sees_each_kind_of_reach():
+    private = private_model_methods()
+    assert family_reaches("z = model._encode(x).mean()", private) == ["line 1: ._encode"]
+    assert family_reaches("if isinstance(model, VQVAE): pass", private) == ["line 1: isinstance(..., ['VQVAE'])"]
+    assert family_reaches("ok = hasattr(self.model, 'fit_prior')", private) == ["line 1: hasattr(self.model, ...)"]
+    assert family_reaches("z = self._encode(x); ok = model.latent_kind == 'vector'", private) == []

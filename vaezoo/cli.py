@@ -78,7 +78,7 @@ def _publish(args):
 
 
 def _condition_arg(model, text, n):
-    if not getattr(model, "conditional", False):
+    if not model.conditional:
         if text is not None:
             raise ValueError(f"{type(model).__name__} is unconditional; --condition is not accepted.")
         return None
@@ -110,7 +110,7 @@ def _reconstruct(args):
     height, width, channels = model.image_shape
     images = data.load_image_files(args.images, (height, width), channels)
     condition = None
-    if getattr(model, "conditional", False):
+    if model.conditional:
         if args.condition is None:
             raise ValueError(f"{args.model} is conditional: pass --condition with one label per image.")
         condition = np.array([int(v) for v in args.condition.split(",")])
@@ -141,12 +141,10 @@ def _export(args):
 
 
 def _compress(args):
-    from vaezoo import codec
-
-    from vaezoo import registry
+    from vaezoo import codec, data, registry
 
     model, name, _, _ = registry.resolve_model(args.model)
-    images = codec.load_images(args.images, model.image_shape)
+    images = data.load_image_files(args.images, model.image_shape[:2], model.image_shape[2], resize=False)
     size = codec.write_vqz(args.output, model, images, tflite=args.tflite, mode=args.mode, model_name=name)
     header = codec.read_header(args.output)
     print(f"{len(images)} image(s) -> {args.output}: {size} bytes ({size / len(images):.1f} bytes/image, "
@@ -155,9 +153,7 @@ def _compress(args):
 
 
 def _decompress(args):
-    from vaezoo import codec
-
-    from vaezoo import registry
+    from vaezoo import codec, registry
 
     model = registry.resolve_model(args.model).model
     images = codec.read_vqz(args.file, model, tflite=args.tflite)  # every check runs before any PNG is written
@@ -171,17 +167,17 @@ def _eval(args):
     import shlex
 
     from vaezoo import data as data_module
-    from vaezoo import evaluation
+    from vaezoo import evaluation, reports
     from vaezoo.io import write_json
 
     data = data_module.read_data_spec(args.data) if args.data else None
     outliers = data_module.read_data_spec(args.outliers) if args.outliers else None
     metrics = [m for text in args.metrics for m in text.replace(",", " ").split()]
-    report = evaluation.run_eval(args.model, data=data, split=args.split, metrics=metrics, k=args.k,
-                                 batch_size=args.batch_size, limit=args.limit, outliers=outliers,
-                                 score=args.score, classifier=args.classifier,
-                                 samples_per_class=args.samples_per_class, seed=args.seed,
-                                 disentanglement_points=tuple(args.disentanglement_points))
+    report = reports.run_eval(args.model, data=data, split=args.split, metrics=metrics, k=args.k,
+                              batch_size=args.batch_size, limit=args.limit, outliers=outliers,
+                              score=args.score, classifier=args.classifier,
+                              samples_per_class=args.samples_per_class, seed=args.seed,
+                              disentanglement_points=tuple(args.disentanglement_points))
     title = (f"{args.model} ({report['family']}) on {report['metrics']['examples']} {args.split} images "
              f"of {json.dumps(report['data'], sort_keys=True)}")
     print(evaluation.format_table(report["metrics"], title=title))
@@ -194,7 +190,7 @@ def _eval(args):
         from vaezoo import zoo_maintenance
 
         command = "vaezoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        zoo_maintenance.record_metrics(args.model, evaluation.card_records(report, command))
+        zoo_maintenance.record_metrics(args.model, reports.card_records(report, command))
         print(f"metrics recorded in the card of {args.model}")
     return 0
 
@@ -203,7 +199,7 @@ def _traverse(args):
     import numpy as np
 
     from vaezoo import data as data_module
-    from vaezoo import disentanglement, evaluation, registry
+    from vaezoo import disentanglement, registry
 
     model, _, own_spec, _ = registry.resolve_model(args.model)
     if (args.image is None) == (args.index is None):
@@ -216,8 +212,7 @@ def _traverse(args):
         spec = data_module.read_data_spec(args.data) if args.data else own_spec
         if spec is None:
             raise ValueError(f"{args.model!r} carries no data spec; pass --data with --index.")
-        conditional = getattr(model, "conditional", False)
-        images, labels = evaluation.load_images(spec, args.split, args.index + 1, labels=conditional)
+        images, labels = data_module.load_split(spec, args.split, args.index + 1, labels=model.conditional)
         if args.index >= len(images):
             raise ValueError(f"--index {args.index} is past the end of the data ({len(images)} images).")
         image = images[args.index]
@@ -238,7 +233,7 @@ def _interpolate(args):
     height, width, channels = model.image_shape
     first, second = data.load_image_files([args.first, args.second], (height, width), channels)
     condition = None
-    if getattr(model, "conditional", False):
+    if model.conditional:
         if args.condition is None:
             raise ValueError(f"{args.model} is conditional: pass --condition LABEL.")
         condition = int(args.condition)

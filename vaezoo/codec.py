@@ -99,8 +99,9 @@ def weights_sha256(model):
 
 
 def _check_vq_model(model):
-    if not (hasattr(model, "encode_to_codes") and hasattr(model, "decode_codes") and hasattr(model, "grid_shape")):
-        raise TypeError(f"The .vqz codec needs a VQVAE (codes and a prior); got {type(model).__name__}.")
+    from vaezoo.models.base import check_model
+
+    check_model(model, "The .vqz codec", latent_kinds=("code_grid",))
     model.build_from_images()
     return model
 
@@ -141,7 +142,7 @@ def _logits_fn(prior):
         ref = weakref.ref(prior)  # the cache must not keep the prior alive
 
         def logits(codes):
-            return ref()._logits(codes)
+            return ref().logits(codes)
 
         fn = tf.function(logits, input_signature=[spec], autograph=False)
         _LOGITS_FNS[prior] = fn
@@ -524,44 +525,8 @@ def inspect_vqz(path):
     return read_header(path)
 
 
-# --------------------------------------------------------------------- model and images from files
-_CHANNELS = {"1": 1, "L": 1, "I": 1, "I;16": 1, "F": 1, "LA": 2, "RGB": 3, "YCbCr": 3, "RGBA": 4, "CMYK": 4}
 
-
-def load_images(paths, image_shape):
-    """Read image files into uint8 `(n, H, W, C)`, refusing any of the wrong size or channels.
-
-    Palette images are expanded to RGB(A); nothing is resized or converted between grey and
-    colour: a mismatch raises `ValueError` naming the file.
-    """
-    from PIL import Image
-
-    height, width, channels = image_shape
-    out = []
-    for path in paths:
-        with Image.open(path) as image:
-            if image.mode == "P":
-                image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-            got = _CHANNELS.get(image.mode)
-            if (image.height, image.width) != (height, width):
-                raise ValueError(
-                    f"{path}: image is {image.width}x{image.height}, the model expects {width}x{height} "
-                    f"(width x height) with {channels} channel(s)."
-                )
-            if got != channels:
-                raise ValueError(
-                    f"{path}: image has {got if got is not None else 'unknown'} channel(s) (mode {image.mode}), "
-                    f"the model expects {channels}."
-                )
-            if image.mode in ("I", "I;16", "F"):
-                raise ValueError(f"{path}: {image.mode} images are not 8-bit; expected 8-bit images.")
-            array = np.asarray(image.convert("L" if channels == 1 else image.mode), np.uint8)
-        out.append(array.reshape(height, width, channels))
-    if not out:
-        raise ValueError("no images given.")
-    return np.stack(out)
-
-
+# --------------------------------------------------------------------- images to files
 def save_images(images, folder, prefix="image"):
     """Write float images in [0, 1] as 8-bit PNGs `<folder>/<prefix>_0000.png`, ... (each
     atomically); returns the paths."""
@@ -585,5 +550,5 @@ def save_images(images, folder, prefix="image"):
 __all__ = [
     "MAGIC", "FORMAT_VERSION", "VQZFormatError", "VQZModelMismatchError", "VQZHeader", "compress", "decompress",
     "compress_codes", "decompress_codes", "write_vqz", "read_vqz", "read_header", "inspect_vqz", "prior_bits",
-    "bits_per_code", "weights_sha256", "load_images", "save_images",
+    "bits_per_code", "weights_sha256", "save_images",
 ]

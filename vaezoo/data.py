@@ -150,24 +150,70 @@ def list_image_folder(path):
     return files, np.asarray(labels, np.int64), classes
 
 
-def load_image_files(paths, image_size, channels):
-    """Decode image files to uint8 `(n, h, w, channels)`, resized; clear errors for non-images."""
+#: channels of each Pillow image mode (what `load_image_files(..., resize=False)` accepts).
+_MODE_CHANNELS = {"1": 1, "L": 1, "I": 1, "I;16": 1, "F": 1, "LA": 2, "RGB": 3, "YCbCr": 3, "RGBA": 4, "CMYK": 4}
+
+
+def load_image_files(paths, image_size, channels, resize=True):
+    """Decode image files to uint8 `(n, height, width, channels)`.
+
+    Args:
+        paths: image file paths (PNG, JPEG, ... anything Pillow reads).
+        image_size: `(height, width)`.
+        channels: 1 (grey) or 3 (RGB), or with `resize=False` any count a mode has.
+        resize: `True` (data sets, the CLI's reconstructions): convert to grey or RGB and
+            resize bilinearly to `image_size`. `False` (the codec): the files must already be
+            8-bit images of `image_size` with `channels` channels (palette images are
+            expanded); nothing is resized or converted between grey and colour.
+
+    Raises:
+        FileNotFoundError: a path that is not a file.
+        ValueError: a file that is not a readable image, or (with `resize=False`) one of
+            another size, channel count or bit depth; the message names the file.
+    """
     from PIL import Image, UnidentifiedImageError
 
-    mode = {1: "L", 3: "RGB"}[channels]
+    height, width = image_size
     images = []
     for path in paths:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"No image file at {path!r}.")
         try:
             with Image.open(path) as image:
-                image = image.convert(mode).resize((image_size[1], image_size[0]), Image.BILINEAR)
+                array = _resized(image, image_size, channels) if resize else _exact(image, path, image_size, channels)
         except (UnidentifiedImageError, OSError) as error:
             raise ValueError(f"{path!r} is not a readable image ({error}).") from None
-        images.append(np.asarray(image, np.uint8).reshape(image_size[0], image_size[1], channels))
+        images.append(array.reshape(height, width, channels))
     if not images:
         raise ValueError("No image files given.")
     return np.stack(images)
+
+
+def _resized(image, image_size, channels):
+    from PIL import Image
+
+    image = image.convert({1: "L", 3: "RGB"}[channels]).resize((image_size[1], image_size[0]), Image.BILINEAR)
+    return np.asarray(image, np.uint8)
+
+
+def _exact(image, path, image_size, channels):
+    height, width = image_size
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    got = _MODE_CHANNELS.get(image.mode)
+    if (image.height, image.width) != (height, width):
+        raise ValueError(
+            f"{path}: image is {image.width}x{image.height}, the model expects {width}x{height} "
+            f"(width x height) with {channels} channel(s)."
+        )
+    if got != channels:
+        raise ValueError(
+            f"{path}: image has {got if got is not None else 'unknown'} channel(s) (mode {image.mode}), "
+            f"the model expects {channels}."
+        )
+    if image.mode in ("I", "I;16", "F"):
+        raise ValueError(f"{path}: {image.mode} images are not 8-bit; expected 8-bit images.")
+    return np.asarray(image.convert("L" if channels == 1 else image.mode), np.uint8)
 
 
 def load_image_folder(path, image_size, channels):
@@ -396,3 +442,64 @@ def image_shape_of(spec):
         return (*spec["image_size"], spec["channels"])
     ds = make_dataset(spec, batch_size=1, shuffle=False, repeat=False)
     return tuple(next(iter(ds)).shape[1:]) if not spec.get("labels") else tuple(next(iter(ds))[0].shape[1:])
+
+
+# --------------------------------------------------------------------------- splits for evaluation
+def split_spec(spec, split):
+    """A data spec pointed at `split`: npz keys x_/y_<split>, tfds split, folder/<split>."""
+    spec = dict(spec)
+    kind = spec.get("source")
+    if split is None:
+        return spec
+    if kind == "npz":
+        key = spec.get("key", "x_train")
+        if key.startswith("x_"):
+            spec["key"] = f"x_{split}"
+        if spec.get("label_key", "").startswith("y_"):
+            spec["label_key"] = f"y_{split}"
+    elif kind == "tfds":
+        spec["split"] = split
+    elif kind == "folder" and os.path.isdir(os.path.join(spec.get("path", ""), split)):
+        spec["path"] = os.path.join(spec["path"], split)
+    return spec
+
+
+def load_split(spec, split="test", limit=10000, labels=False, seed=1, batch_size=256):
+    """Images (float32 [0, 1], after the spec's preprocessing) and labels of a data spec's split.
+
+    Args:
+        spec: a data spec (see `make_dataset`).
+        split: `"test"`, `"train"`, ...: npz keys `x_<split>`/`y_<split>`, tfds split, or the
+            `<split>` sub-folder of an image folder if it exists. Generated dSprites has no
+            split: a different `seed` draws a different random subset.
+        limit: at most this many images (in order); `None` or 0 for all.
+        labels: also return labels (required for a CVAE).
+        seed: seed of random preprocessing (binarization) and of the dSprites subset.
+
+    Returns:
+        `(images, labels or None)`.
+    """
+    spec = split_spec(spec, split)
+    if spec.get("source") == "dsprites" and limit:
+        subset = spec.get("subset")
+        if subset is None or (isinstance(subset, int) and subset > limit):
+            spec["subset"] = int(limit)  # a random subset (by `seed`), not the grid's first images
+    if labels:
+        spec["labels"] = True
+        if spec.get("source") == "npz" and not spec.get("label_key"):
+            raise ConfigError("a conditional model needs labels: add 'label_key' (e.g. 'y_test') to the npz data spec.")
+    ds = make_dataset(spec, batch_size, seed=seed, shuffle=False, repeat=False, drop_remainder=False)
+    images, label_list, count = [], [], 0
+    for batch in ds:
+        x, y = batch if labels else (batch, None)
+        images.append(np.asarray(x))
+        if y is not None:
+            label_list.append(np.asarray(y))
+        count += len(images[-1])
+        if limit and count >= limit:
+            break
+    if not images:
+        raise ValueError(f"the data spec {spec} produced no images.")
+    images = np.concatenate(images)[: limit or None]
+    y = np.concatenate(label_list)[: limit or None] if label_list else None
+    return images, y

@@ -188,8 +188,9 @@ def mean_representation(model, batch_size=256):
 
     Images go in as uint8 in [0, 255] or float in [0, 1]; codes come out float64 `(n, d)`.
     """
-    if not hasattr(model, "latent_dim") or hasattr(model, "encode_to_codes"):
-        raise ValueError(f"mean_representation needs a model with vector latents (latent_dim); got {type(model).__name__}.")
+    from vaezoo.models.base import check_model
+
+    check_model(model, "mean_representation", latent_kinds=("vector", "hierarchy"))
 
     def representation(images):
         out = [np.asarray(model.encode(images[i : i + batch_size]).mean(), np.float64)
@@ -508,11 +509,9 @@ def factor_vae_score(representation_fn, sampler, num_train=10000, num_eval=5000,
 
 # --------------------------------------------------------------------------- traversals
 def _check_traversal(model, image, dims, values, condition):
-    if not hasattr(model, "latent_dim") or hasattr(model, "encode_to_codes"):
-        raise ValueError(
-            f"latent traversals need a vector latent (VAE, BetaVAE, CVAE, HierarchicalVAE); "
-            f"{type(model).__name__} has none (a VQVAE's latents are code grids)."
-        )
+    from vaezoo.models.base import check_model
+
+    check_model(model, "A latent traversal", latent_kinds=("vector", "hierarchy"))
     image = np.asarray(image)
     if image.ndim == len(model.image_shape):
         image = image[None]
@@ -535,8 +534,8 @@ def _check_traversal(model, image, dims, values, condition):
             condition = condition[None]
         elif condition.ndim == 1 and (condition.dtype.kind == "f" or len(condition) != 1):
             condition = condition[None]
-    if getattr(model, "conditional", False) or condition is not None:
-        model._check_condition(condition, 1)
+    if model.conditional or condition is not None:
+        model.check_condition(condition, 1)
     return x, dims, values, condition
 
 

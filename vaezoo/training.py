@@ -354,7 +354,7 @@ class Trainer:
         sums, count = {}, 0
         for batch in ds.take(self.train_cfg["eval_batches"]):
             x, condition = self.model.unpack_batch(batch)
-            terms = self.model._loss_terms(x, condition, training=False)
+            terms = self.model.loss_terms(x, condition, training=False)
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(tf.reduce_sum(v))
             count += int(x.shape[0])
@@ -462,7 +462,7 @@ class Trainer:
         import tensorflow as tf
 
         prior_cfg = self.config["prior_train"]
-        if not hasattr(self.model, "fit_prior"):
+        if self.model.latent_kind != "code_grid":
             raise validation.ConfigError(f"prior_train is set but {type(self.model).__name__} has no prior to fit.")
         marker = os.path.join(self.workdir, "prior_done.json")
         weights = os.path.join(self.workdir, "prior", "prior.weights.h5")

@@ -38,7 +38,7 @@ Design notes:
   sample independent of what else the server batched it with. Ask for n images with
   seeds `seed, seed + 1, ..., seed + n - 1` (what `vaezoo.serving`'s `client.sample(n, seed)`
   does). The temperature is 1. Rows are drawn one after another (`tf.map_fn` over the
-  seeds, each running the family's own `_sample`), so a VQ-VAE's autoregressive prior costs
+  seeds, each running the model's own `sample`), so a VQ-VAE's autoregressive prior costs
   one PixelCNN pass per code position per image.
 - `score` is the anomaly score: the negative ELBO per example, computed deterministically
   with the posterior MEAN in place of the posterior sample (VAE-likes: `-log p(x | E[z]) +
@@ -97,23 +97,12 @@ def default_model_name(model):
     return name.strip("-._") or "model"
 
 
-# --------------------------------------------------------------------- families
-def _family(model):
-    """`"vq"`, `"hierarchical"`, `"conditional"` or `"gaussian"`; TypeError otherwise."""
-    from vaezoo.models import CVAE, VAE, VQVAE, HierarchicalVAE
+# --------------------------------------------------------------------- models
+def _check_exportable(model):
+    """The model's `latent_kind`; TypeError for anything that is not a vaezoo model."""
+    from vaezoo.models.base import check_model
 
-    if isinstance(model, VQVAE):
-        return "vq"
-    if isinstance(model, HierarchicalVAE):
-        return "hierarchical"
-    if isinstance(model, CVAE):
-        return "conditional"
-    if isinstance(model, VAE):
-        return "gaussian"
-    raise TypeError(
-        "export_saved_model exports vaezoo models (VAE, BetaVAE, CVAE, VQVAE, HierarchicalVAE "
-        f"or subclasses), got {type(model).__name__}."
-    )
+    return check_model(model, "export_saved_model")
 
 
 def _condition_spec(model):
@@ -126,7 +115,7 @@ def _condition_spec(model):
 
 
 def _checked_condition(model, condition):
-    """Graph checks of a wire condition; returns the float32 `(batch, C)` the networks see."""
+    """Graph checks of a wire condition's values (shapes and dtypes are the model's to check)."""
     import tensorflow as tf
 
     if model.num_classes is not None:
@@ -139,7 +128,7 @@ def _checked_condition(model, condition):
     else:
         checks = [tf.debugging.assert_all_finite(condition, "condition contains NaN or Inf")]
     with tf.control_dependencies(checks):
-        return model._condition_tensor(tf.identity(condition))
+        return tf.identity(condition)
 
 
 def _checked_images(model, images):
@@ -176,35 +165,15 @@ def _image_outputs(images):
 
 
 # --------------------------------------------------------------------- computations
-def _score_terms(model, x, condition):
-    """Deterministic negative ELBO terms (see the module docstring); x float32 in [0, 1]."""
-    import tensorflow as tf
-
-    from vaezoo.distributions import kl_divergence
-
-    family = _family(model)
-    if family == "vq":
-        codes = model.quantizer.nearest_codes(model.encoder(x))
-        likelihood = model._decode(model.quantizer.embed(codes))
-        nll = -likelihood.log_prob(model.likelihood.targets(x))
-        kl = tf.fill(tf.shape(nll), tf.constant(model.kl_per_example, tf.float32))
-    elif family == "hierarchical":
-        out = model._top_down(model._bottom_up(x), use_mean=True)
-        nll = model._nll(x, out["state"])
-        kl = tf.add_n([kl_divergence(q, p, z) for q, p, z in zip(out["posterior"], out["prior"], out["z"])])
-    else:
-        posterior = model._encode(x, condition)
-        z = posterior.mean()
-        nll = model._nll(x, z, condition)
-        prior = model.prior_distribution(condition) if family == "conditional" else model.prior()
-        kl = tf.reduce_sum(kl_divergence(posterior.distribution, prior.distribution, z), axis=-1)
-    nll, kl = tf.cast(nll, tf.float32), tf.cast(kl, tf.float32)
-    neg_elbo = nll + kl
+def _score_outputs(model, x, condition):
+    """The `score` signature's outputs from the model's deterministic `score_terms`."""
+    terms = model.score_terms(x, condition)
+    neg_elbo = terms["nll"] + terms["kl"]
     return {
         "neg_elbo": neg_elbo,
         "bits_per_dim": neg_elbo / (model.num_dims * math.log(2.0)),
-        "nll": nll,
-        "kl": kl,
+        "nll": terms["nll"],
+        "kl": terms["kl"],
     }
 
 
@@ -213,6 +182,7 @@ def deterministic_score(model, images, condition=None):
 
     The posterior mean replaces the posterior sample (so the score has no randomness and
     does not depend on the rest of the batch); for a VQ-VAE it is the model's exact ELBO.
+    See `LatentVariableModel.score_terms`.
 
     Args:
         model: a vaezoo model (VAE, BetaVAE, CVAE, VQVAE, HierarchicalVAE).
@@ -227,23 +197,8 @@ def deterministic_score(model, images, condition=None):
         >>> scores = deterministic_score(model, test_images)["bits_per_dim"]
         >>> outliers = np.argsort(scores)[-10:]          # the least likely images
     """
-    x = model._images(images, name="images")
-    condition = model._check_condition(condition, x.shape[0])
-    return _score_terms(model, x, condition)
-
-
-@contextlib.contextmanager
-def _fixed_seed(model, seed):
-    """Make `model._next_seed()` return `seed` (a traced int32 `(2,)` tensor) for a while.
-
-    The families' `_sample` hooks draw from `_next_seed()` when given no Python seed; this
-    feeds them the signature's seed tensor, so `sample` runs each family's own code.
-    """
-    object.__setattr__(model, "_next_seed", lambda: seed)
-    try:
-        yield
-    finally:
-        object.__delattr__(model, "_next_seed")
+    _check_exportable(model)
+    return _score_outputs(model, images, condition)
 
 
 def _sample_rows(model, seed, condition=None):
@@ -252,10 +207,8 @@ def _sample_rows(model, seed, condition=None):
 
     def one(args):
         row_seed, row_condition = args if condition is not None else (args, None)
-        pair = tf.stack([row_seed, tf.zeros_like(row_seed)])
         kwargs = {} if row_condition is None else {"condition": row_condition[None]}
-        with _fixed_seed(model, pair):
-            return tf.cast(model.sample(1, **kwargs)[0], tf.float32)
+        return tf.cast(model.sample(1, seed=row_seed, **kwargs)[0], tf.float32)
 
     elems = seed if condition is None else (seed, condition)
     spec = tf.TensorSpec(model.image_shape, tf.float32)
@@ -277,12 +230,12 @@ def signature_functions(model, float_signatures=True):
     """
     import tensorflow as tf
 
-    family = _family(model)
+    latent_kind = _check_exportable(model)
     model.build_from_images()
     image_shape = tuple(model.image_shape)
     uint8_images = tf.TensorSpec((None, *image_shape), tf.uint8, name="images")
     float_images = tf.TensorSpec((None, *image_shape), tf.float32, name="images")
-    conditional = family == "conditional"
+    conditional = model.conditional
     condition_spec = [_condition_spec(model)] if conditional else []
 
     def split(args):
@@ -291,26 +244,17 @@ def signature_functions(model, float_signatures=True):
 
     def encode(*args):
         images, condition = split(args)
-        x = _checked_images(model, images)
-        if family == "vq":
-            z_e = tf.cast(model.encoder(x), tf.float32)
-            codes = model.quantizer.nearest_codes(z_e)
-            error = tf.reduce_mean(tf.square(z_e - model.quantizer.embed(codes)), axis=[1, 2, 3])
-            return {"codes": tf.cast(codes, tf.int32), "quantization_error": error}
-        posterior = model.encode(x, condition) if conditional else model.encode(x)
-        return {"mean": tf.cast(posterior.mean(), tf.float32), "stddev": tf.cast(posterior.stddev(), tf.float32)}
+        return model.latent_statistics(_checked_images(model, images), condition)
 
     def reconstruct(*args):
         images, condition = split(args)
-        x = _checked_images(model, images)
-        kwargs = {"condition": condition} if conditional else {}
-        return _image_outputs(model.reconstruct(x, **kwargs))
+        return _image_outputs(model.reconstruct(_checked_images(model, images), condition))
 
     def score(*args):
         images, condition = split(args)
-        return _score_terms(model, _checked_images(model, images), condition)
+        return _score_outputs(model, _checked_images(model, images), condition)
 
-    if family == "vq":
+    if latent_kind == "code_grid":
         k = model.num_embeddings
         grid = tuple(model.grid_shape)
         decode_signature = [tf.TensorSpec((None, *grid), tf.int32, name="codes")]
@@ -331,11 +275,8 @@ def signature_functions(model, float_signatures=True):
         def decode(z, *rest):
             with tf.control_dependencies([tf.debugging.assert_all_finite(z, "z contains NaN or Inf")]):
                 z = tf.identity(z)
-            if conditional:
-                likelihood = model.decode(z, _checked_condition(model, rest[0]))
-            else:
-                likelihood = model.decode(z)
-            return _image_outputs(model.likelihood.image(likelihood))
+            condition = _checked_condition(model, rest[0]) if conditional else None
+            return _image_outputs(model.likelihood.image(model.decode(z, condition)))
 
     def sample(seed, *rest):
         condition = _checked_condition(model, rest[0]) if conditional else None
@@ -459,7 +400,7 @@ def export_saved_model(
     validation.check_int("version", version, 1)
     if version_policy not in VERSION_POLICIES:
         raise ValueError(f"version_policy must be one of {VERSION_POLICIES}, got {version_policy!r}.")
-    _family(model)
+    _check_exportable(model)
     directory = os.fspath(directory)
     model_dir = os.path.join(directory, name)
     final = os.path.join(model_dir, str(int(version)))

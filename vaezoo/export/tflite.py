@@ -57,24 +57,12 @@ VARIANTS = ("float32", "float16", "dynamic_int8", "full_int8")
 SIGNATURES = ("encode", "decode")
 
 
-def model_kind(model):
-    """`"vq"` for a VQ-VAE (codes), `"gaussian"` for a VAE-like model (latent vectors).
+def _check_exportable(model):
+    """The model's `latent_kind`; TypeError for a conditional model (its signatures would
+    need the condition too) or an object that is not a vaezoo model."""
+    from vaezoo.models.base import check_model
 
-    Raises:
-        TypeError: a conditional model (its signatures would need the condition too) or an
-            object that is not a vaezoo model with a latent space.
-    """
-    if getattr(model, "conditional", False):
-        raise TypeError(
-            f"TFLite export supports unconditional models; {type(model).__name__} takes a condition."
-        )
-    if hasattr(model, "encode_to_codes") and hasattr(model, "quantizer"):
-        return "vq"
-    if hasattr(model, "latent_dim") and hasattr(model, "image_shape") and hasattr(model, "likelihood"):
-        return "gaussian"
-    raise TypeError(
-        f"Expected a vaezoo model (VQVAE, VAE, BetaVAE, ...), got {type(model).__name__}."
-    )
+    return check_model(model, "TFLite export", conditional=(False,))
 
 
 def _as_float_images(model, images, name="images"):
@@ -94,11 +82,11 @@ def signature_functions(model):
     """
     import tensorflow as tf
 
-    kind = model_kind(model)
+    latent_kind = _check_exportable(model)
     model.build_from_images()
     image_spec = tf.TensorSpec((None, *model.image_shape), tf.float32, name="images")
 
-    if kind == "vq":
+    if latent_kind == "code_grid":
         grid = tuple(model.grid_shape)
         dim = model.embedding_dim
 
@@ -114,18 +102,17 @@ def signature_functions(model):
         def decode(codes):
             codebook = tf.convert_to_tensor(model.quantizer.embeddings, tf.float32)
             latents = tf.gather(codebook, codes)
-            images = model.likelihood.image(model._decode(latents))
+            images = model.likelihood.image(model.decode(latents))
             return {"images": tf.cast(images, tf.float32)}
 
         decode_spec = tf.TensorSpec((None, *grid), tf.int32, name="codes")
     else:
 
         def encode(images):
-            posterior = model._encode(images)
-            return {"mean": tf.cast(posterior.mean(), tf.float32), "stddev": tf.cast(posterior.stddev(), tf.float32)}
+            return model.latent_statistics(images)
 
         def decode(z):
-            images = model.likelihood.image(model._decode(z))
+            images = model.likelihood.image(model.decode(z))
             return {"images": tf.cast(images, tf.float32)}
 
         decode_spec = tf.TensorSpec((None, int(model.latent_dim)), tf.float32, name="z")
@@ -148,22 +135,20 @@ def write_saved_model(model, path):
 def _calibration_samples(model, images, num_calibration, seed=0):
     """`(signature, inputs)` pairs for the int8 calibration: images for `encode`, the Keras
     model's codes / posterior means of the same images for `decode`."""
-    import tensorflow as tf
-
     x = _as_float_images(model, images, name="representative_images")
     if len(x) > num_calibration:
         pick = np.sort(np.random.default_rng(seed).choice(len(x), num_calibration, replace=False))
         x = x[pick]
-    kind = model_kind(model)
+    codes = _check_exportable(model) == "code_grid"
     latents = []
     for start in range(0, len(x), 64):
         batch = x[start : start + 64]
-        if kind == "vq":
+        if codes:
             latents.append(np.asarray(model.encode_to_codes(batch), np.int32))
         else:
-            latents.append(np.asarray(model._encode(tf.convert_to_tensor(batch)).mean(), np.float32))
+            latents.append(np.asarray(model.encode(batch).mean(), np.float32))
     latents = np.concatenate(latents, axis=0)
-    decode_name = "codes" if kind == "vq" else "z"
+    decode_name = "codes" if codes else "z"
 
     def generator():
         for i in range(len(x)):
@@ -253,7 +238,8 @@ def export_tflite(
     """
     from vaezoo.workdir import weights_fingerprint
 
-    kind = model_kind(model)
+    # the manifest's `kind` (part of the file layout TFLiteModel reads): codes or latent vectors
+    kind = "vq" if _check_exportable(model) == "code_grid" else "gaussian"
     variants = tuple(variants)
     if not variants:
         raise ValueError(f"variants is empty; choose from {VARIANTS}.")
@@ -447,15 +433,15 @@ def _keras_outputs(model, x, kind, batch_size=64):
     enc, rec = [], []
     for start in range(0, len(x), batch_size):
         batch = tf.convert_to_tensor(x[start : start + batch_size])
-        if kind == "vq":
+        if kind == "code_grid":
             codes = model.encode_to_codes(batch)
             enc.append(np.asarray(codes))
             rec.append(np.asarray(model.decode_codes(codes)))
         else:
-            posterior = model._encode(batch)
+            posterior = model.encode(batch)
             mean = posterior.mean()
             enc.append(np.concatenate([np.asarray(mean), np.asarray(posterior.stddev())], axis=-1))
-            rec.append(np.asarray(model.likelihood.image(model._decode(mean))))
+            rec.append(np.asarray(model.likelihood.image(model.decode(mean))))
     return np.concatenate(enc), np.concatenate(rec)
 
 
@@ -491,18 +477,18 @@ def parity_report(model, tflite_paths, images, latency_images=16, num_threads=No
     """
     from vaezoo.evaluation import psnr  # the one PSNR (mean of per-image PSNRs)
 
-    kind = model_kind(model)
+    kind = _check_exportable(model)
     x = _as_float_images(model, images)
     if not isinstance(tflite_paths, dict):
         tflite_paths = {_variant_of(p): p for p in tflite_paths}
     validation.check_int("latency_images", latency_images, 1)
     keras_enc, keras_rec = _keras_outputs(model, x, kind)
     keras_psnr = psnr(x, keras_rec)
-    codebook = np.asarray(model.quantizer.embeddings) if kind == "vq" else None
+    codebook = np.asarray(model.quantizer.embeddings) if kind == "code_grid" else None
     report = {}
     for variant, path in tflite_paths.items():
         runner = TFLiteModel(path, num_threads=num_threads)
-        if kind == "vq":
+        if kind == "code_grid":
             codes = runner.encode(x)
             enc_diff = float(np.max(np.abs(codebook[codes] - codebook[keras_enc])))
             extra = {"code_agreement": float(np.mean(codes == keras_enc))}
@@ -537,4 +523,4 @@ def parity_report(model, tflite_paths, images, latency_images=16, num_threads=No
     return report
 
 
-__all__ = ["VARIANTS", "SIGNATURES", "export_tflite", "parity_report", "TFLiteModel", "signature_functions", "write_saved_model", "model_kind"]
+__all__ = ["VARIANTS", "SIGNATURES", "export_tflite", "parity_report", "TFLiteModel", "signature_functions", "write_saved_model"]

@@ -9,11 +9,20 @@ distribution and latents back to a likelihood distribution. Families implement f
   entry (what is minimised) and `nll`/`kl` (so `elbo = -(nll + kl)`)
 - `_log_importance_weights(x, condition, num_samples)` -> `(num_samples, batch)` tensor of
   `log p(x, z) - log q(z | x)` with z ~ q, for the IWAE bound
-- `_sample(n, condition, seed, temperature)` -> images in [0, 1]
+- `_sample(n, condition, seed, temperature)` -> images in [0, 1] (`seed`: an int32 `(2,)`
+  tensor, already normalised by `sample`)
+- `_score_terms(x, condition)` -> dict of per-example `nll`, `kl` with the posterior mean in
+  place of the posterior sample (deterministic)
 
 and inherit validated public methods (`encode`, `decode`, `sample`, `reconstruct`, `elbo`,
-`iwae`, `loss_terms`), Keras `train_step`/`test_step` (so `compile(); fit()` works), and the
-config round trip (constructor arguments are the config).
+`iwae`, `loss_terms`, `score_terms`, `posterior_means`, `latent_statistics`), Keras
+`train_step`/`test_step` (so `compile(); fit()` works), and the config round trip (constructor
+arguments are the config). Every public method also works on graph tensors (inside a
+`tf.function` or an export), where only static shapes and dtypes are checked.
+
+What the rest of the package needs to know about a model it asks the model: `latent_kind`
+(what the latent is) and `conditional` (whether it takes a condition) are class attributes;
+`check_model` is the one check that an object is a vaezoo model of an accepted kind.
 """
 
 import math
@@ -23,6 +32,68 @@ import keras
 import tensorflow as tf
 
 from vaezoo import validation
+
+
+#: the values of `LatentVariableModel.latent_kind`, with what each means.
+LATENT_KINDS = {
+    "vector": "one Gaussian latent vector per image, as in VAE, BetaVAE and CVAE",
+    "code_grid": "code grids of codebook indices, as in VQVAE",
+    "hierarchy": "one Gaussian latent vector per layer, as in HierarchicalVAE",
+}
+
+
+class UnsupportedModelError(TypeError, ValueError):
+    """A feature was given a model of a kind it does not support (see `check_model`)."""
+
+
+def kl_warmup_weight(step, warmup_steps):
+    """The KL weight `min(1, step / warmup_steps)` of a linear warm-up (Bowman et al., 2016).
+
+    1.0 when `step` is None (evaluation) or the warm-up is off (`warmup_steps == 0`).
+    """
+    if step is None or warmup_steps == 0:
+        return 1.0
+    return tf.minimum(1.0, tf.cast(step, tf.float32) / float(warmup_steps))
+
+
+def kl_with_free_bits(kl_per_unit, free_bits):
+    """Sum over the last axis of `max(KL_unit, free_bits)` (Kingma et al., 2016), per example.
+
+    A unit is a latent dimension (VAE) or a latent layer (HierarchicalVAE); with
+    `free_bits == 0` this is the plain sum.
+    """
+    if free_bits > 0:
+        return tf.reduce_sum(tf.maximum(kl_per_unit, free_bits), axis=-1)
+    return tf.reduce_sum(kl_per_unit, axis=-1)
+
+
+def check_model(model, what, latent_kinds=tuple(LATENT_KINDS), conditional=(False, True)):
+    """Raise `UnsupportedModelError` unless `model` is a vaezoo model `what` can work with.
+
+    Args:
+        model: the object to check.
+        what: the feature asking, for the message (e.g. "The .vqz codec").
+        latent_kinds: the accepted `latent_kind` values.
+        conditional: the accepted values of `model.conditional`.
+
+    Returns:
+        `model.latent_kind`.
+    """
+    if not isinstance(model, LatentVariableModel):
+        raise UnsupportedModelError(
+            f"{what} works on vaezoo models (VAE, BetaVAE, CVAE, VQVAE, HierarchicalVAE or "
+            f"subclasses), got {type(model).__name__}."
+        )
+    if model.latent_kind not in latent_kinds:
+        accepted = "; or ".join(f"{kind} ({LATENT_KINDS[kind]})" for kind in latent_kinds)
+        raise UnsupportedModelError(
+            f"{what} needs a model whose latent_kind is {accepted}; {type(model).__name__}'s is "
+            f"{model.latent_kind} ({LATENT_KINDS[model.latent_kind]})."
+        )
+    if model.conditional not in conditional:
+        needs = "an unconditional model" if conditional == (False,) else "a conditional model"
+        raise UnsupportedModelError(f"{what} needs {needs}; {type(model).__name__} has conditional={model.conditional}.")
+    return model.latent_kind
 
 
 class TrackedLossTraining:
@@ -75,6 +146,8 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
     loss_term_names = ("loss", "nll", "kl")
     #: whether the family takes a condition (class label or vector) beside the image.
     conditional = False
+    #: what the latent is: a key of `LATENT_KINDS` ("vector", "code_grid" or "hierarchy").
+    latent_kind = "vector"
 
     def __init__(self, input_shape=(28, 28, 1), seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -99,11 +172,25 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
     def _log_importance_weights(self, x, condition, num_samples):
         raise NotImplementedError
 
-    def _sample(self, n, condition=None, seed=None, temperature=1.0):
+    def _sample(self, n, condition, seed, temperature=1.0):
         raise NotImplementedError
 
-    def _check_condition(self, condition, batch_size):
-        """Validate a condition; unconditional families refuse one."""
+    def _score_terms(self, x, condition=None):
+        raise NotImplementedError
+
+    def _posterior_means(self, x, condition=None):
+        return self._encode(x, condition).mean()
+
+    def _latent_statistics(self, x, condition=None):
+        posterior = self._encode(x, condition)
+        return {"mean": tf.cast(posterior.mean(), tf.float32), "stddev": tf.cast(posterior.stddev(), tf.float32)}
+
+    def check_condition(self, condition, batch_size):
+        """Validate a condition for `batch_size` images; returns what the networks take.
+
+        Unconditional families refuse any condition (`TypeError`); conditional ones (CVAE)
+        check its dtype, shape and values and return a float32 `(batch, C)` tensor.
+        """
         if condition is not None:
             raise TypeError(f"{type(self).__name__} is unconditional; got a condition.")
         return None
@@ -115,6 +202,21 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
     def _next_seed(self):
         """A stateless seed for TFP's `sample(seed=...)`, drawn from the model's generator."""
         return tf.cast(self.seed_generator.next(), tf.int32)
+
+    def _seed_pair(self, seed):
+        """Any accepted seed -> the int32 `(2,)` tensor of TensorFlow's stateless samplers.
+
+        `None` draws from the model's generator; a Python integer >= 0 gives `[seed, 0]`; an
+        integer tensor (a scalar, e.g. one element of an exported signature's `seed` input,
+        or a `(2,)` pair) is used as it is, so the same code runs eagerly and in graphs.
+        """
+        if seed is None:
+            return self._next_seed()
+        if isinstance(seed, (tf.Tensor, tf.Variable)):
+            seed = tf.cast(seed, tf.int32)
+            return tf.stack([seed, tf.zeros_like(seed)]) if seed.shape.rank == 0 else seed
+        validation.check_int("seed", seed, 0)
+        return tf.constant([int(seed), 0], tf.int32)
 
     def _images(self, x, name="x"):
         return validation.check_images(x, self.image_shape, name=name)
@@ -128,30 +230,32 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
     def encode(self, x, condition=None):
         """Posterior q(z | x) as a `tfd.Distribution` (batch shape `(batch,)`)."""
         x = self._images(x)
-        return self._encode(x, self._check_condition(condition, x.shape[0]))
+        return self._encode(x, self.check_condition(condition, x.shape[0]))
 
     def decode(self, z, condition=None):
         """Likelihood p(x | z) as a `tfd.Distribution` over the likelihood's event space."""
         z = self._check_latents(z)
-        return self._decode(z, self._check_condition(condition, z.shape[0]))
+        return self._decode(z, self.check_condition(condition, z.shape[0]))
 
     def sample(self, n, seed=None, condition=None, temperature=1.0):
         """Draw `n` images from the model, float32 in [0, 1], shape `(n, *input_shape)`.
 
         Args:
             n: number of images, >= 1.
-            seed: integer for reproducible samples; `None` draws from the model's generator.
+            seed: integer >= 0 for reproducible samples (or an int32 tensor in a graph);
+                `None` draws from the model's generator.
             condition: for conditional families, one condition per image.
             temperature: scales the prior's standard deviation; must be > 0.
         """
         validation.check_int("n", n, 1)
         validation.check_positive("temperature", temperature)
-        return self._sample(n, self._check_condition(condition, n), seed, float(temperature))
+        condition = self.check_condition(condition, n)
+        return self._sample(n, condition, self._seed_pair(seed), float(temperature))
 
     def reconstruct(self, x, condition=None):
         """Decode the posterior mean of each image: float32 images in [0, 1]."""
         x = self._images(x)
-        condition = self._check_condition(condition, x.shape[0])
+        condition = self.check_condition(condition, x.shape[0])
         posterior = self._encode(x, condition)
         likelihood = self._decode(posterior.mean(), condition)
         return self.likelihood.image(likelihood)
@@ -159,7 +263,7 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
     def elbo(self, x, condition=None):
         """Evidence lower bound per example, in nats (one posterior sample, analytic KL)."""
         x = self._images(x)
-        terms = self._loss_terms(x, self._check_condition(condition, x.shape[0]), training=False)
+        terms = self._loss_terms(x, self.check_condition(condition, x.shape[0]), training=False)
         return -(terms["nll"] + terms["kl"])
 
     def iwae(self, x, k=64, condition=None, chunk_size=256):
@@ -172,7 +276,7 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
         validation.check_int("k", k, 1)
         validation.check_int("chunk_size", chunk_size, 1)
         x = self._images(x)
-        condition = self._check_condition(condition, x.shape[0])
+        condition = self.check_condition(condition, x.shape[0])
         total = None
         for start in range(0, k, chunk_size):
             log_w = self._log_importance_weights(x, condition, min(chunk_size, k - start))
@@ -180,10 +284,38 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
             total = chunk if total is None else tf.reduce_logsumexp(tf.stack([total, chunk]), axis=0)
         return total - math.log(k)
 
+    def score_terms(self, x, condition=None):
+        """Deterministic negative-ELBO terms per example: dict of float32 `(batch,)` tensors.
+
+        `nll` and `kl` in nats, computed like `elbo` but with the posterior mean in place of
+        the posterior sample (at every layer of a hierarchy), so the numbers have no
+        randomness and do not depend on the rest of the batch. For a VQ-VAE, whose posterior
+        is a point mass, they are the exact ELBO's terms. The SavedModel `score` signature
+        serves these.
+        """
+        x = self._images(x)
+        terms = self._score_terms(x, self.check_condition(condition, x.shape[0]))
+        return {name: tf.cast(value, tf.float32) for name, value in terms.items()}
+
+    def posterior_means(self, x, condition=None):
+        """Posterior means E_q[z | x]: `(batch, *latent)` for one latent, or, for a hierarchy,
+        a list with one `(batch, latent_dim)` tensor per layer (0 = bottom)."""
+        x = self._images(x)
+        return self._posterior_means(x, self.check_condition(condition, x.shape[0]))
+
+    def latent_statistics(self, x, condition=None):
+        """What an image's latent is, as named float32/int32 tensors (the exports' `encode`).
+
+        Gaussian latents: `mean` and `stddev` of q(z | x) (a hierarchy's top layer);
+        a VQ-VAE: `codes` and `quantization_error` (see `VQVAE`).
+        """
+        x = self._images(x)
+        return self._latent_statistics(x, self.check_condition(condition, x.shape[0]))
+
     def loss_terms(self, x, condition=None, training=False):
         """The per-batch objective as a dict of per-example tensors (`loss`, `nll`, `kl`, ...)."""
         x = self._images(x)
-        return self._loss_terms(x, self._check_condition(condition, x.shape[0]), training=training)
+        return self._loss_terms(x, self.check_condition(condition, x.shape[0]), training=training)
 
     def call(self, x, condition=None, training=False):
         """Forward pass used by Keras: the reconstruction of `x` (float images in [0, 1])."""

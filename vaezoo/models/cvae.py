@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from vaezoo import networks, validation
-from vaezoo.distributions import DiagonalGaussian, kl_divergence
+from vaezoo.distributions import DiagonalGaussian
 from vaezoo.models.vae import VAE
 
 PRIORS = ("standard", "learned")
@@ -147,7 +147,7 @@ class CVAE(VAE):
             )
         return tf.cast(tf.ensure_shape(condition, width), tf.float32)
 
-    def _check_condition(self, condition, batch_size):
+    def check_condition(self, condition, batch_size):
         """Validate a condition before TensorFlow sees it; returns float32 `(batch, C)`."""
         expected = self._expected_condition(batch_size)
         if condition is None:
@@ -189,33 +189,12 @@ class CVAE(VAE):
         zc = tf.concat([z, self._condition_tensor(condition)], axis=-1)
         return self.likelihood(self.decoder(zc))
 
-    def prior_distribution(self, condition):
-        """p(z | c) for a float32 `(batch, C)` condition: N(0, I) or the learned Gaussian."""
+    def prior_distribution(self, condition=None):
+        """p(z | c) for a condition (any accepted form, see the class): N(0, I) or the learned Gaussian."""
         if self.prior_type == "standard":
             return self.prior()
         params = self.prior_network(self._condition_tensor(condition)) + self._prior_offset
         return self.prior_head(params)
-
-    def _prior_log_prob(self, z, condition):
-        return self.prior_distribution(condition).log_prob(z)
-
-    def _loss_terms(self, x, condition=None, training=False, step=None):
-        condition = self._condition_tensor(condition)
-        posterior = self._encode(x, condition)
-        z = posterior.sample(seed=self._next_seed())
-        nll = self._nll(x, z, condition)
-        prior = self.prior_distribution(condition)
-        kl_per_dim = kl_divergence(posterior.distribution, prior.distribution, z)
-        kl = tf.reduce_sum(kl_per_dim, axis=-1)
-        return {"loss": self._objective(nll, kl, kl_per_dim, step), "nll": nll, "kl": kl}
-
-    def _sample(self, n, condition=None, seed=None, temperature=1.0):
-        condition = self._condition_tensor(condition)
-        seed = self._next_seed() if seed is None else tf.constant([int(seed), 0], tf.int32)
-        eps = tf.random.stateless_normal((n, self.latent_dim), seed=seed)
-        prior = self.prior_distribution(condition)
-        z = prior.mean() + temperature * prior.stddev() * eps
-        return self.likelihood.image(self._decode(z, condition))
 
     def get_config(self):
         return {

@@ -27,7 +27,7 @@ import tensorflow_probability as tfp
 
 from vaezoo import networks, validation
 from vaezoo.distributions import DiagonalGaussian, StandardNormalPrior, build_likelihood, kl_divergence
-from vaezoo.models.base import LatentVariableModel
+from vaezoo.models.base import LatentVariableModel, kl_warmup_weight, kl_with_free_bits
 
 tfd = tfp.distributions
 
@@ -134,6 +134,8 @@ class HierarchicalVAE(LatentVariableModel):
         Child, "Very Deep VAEs Generalize Autoregressive Models and Can Outperform Them on
         Images", ICLR 2021.
     """
+
+    latent_kind = "hierarchy"
 
     def __init__(
         self,
@@ -286,20 +288,20 @@ class HierarchicalVAE(LatentVariableModel):
         out = self._top_down(n=tf.shape(z)[0], use_mean=True, top=z)
         return self._likelihood(out["state"])
 
-    def _warmup(self, step):
-        if step is None or self.kl_warmup_steps == 0:
-            return 1.0
-        return tf.minimum(1.0, tf.cast(step, tf.float32) / float(self.kl_warmup_steps))
-
-    def _kl_for_loss(self, kl_per_layer):
-        if self.free_bits > 0:
-            return tf.reduce_sum(tf.maximum(kl_per_layer, self.free_bits), axis=-1)
-        return tf.reduce_sum(kl_per_layer, axis=-1)
-
     def _loss_terms(self, x, condition=None, training=False, step=None):
         terms = self._forward(x, self._next_seed())
-        loss = terms["nll"] + self._warmup(step) * self._kl_for_loss(terms["kl_per_layer"])
+        kl_for_loss = kl_with_free_bits(terms["kl_per_layer"], self.free_bits)
+        loss = terms["nll"] + kl_warmup_weight(step, self.kl_warmup_steps) * kl_for_loss
         return {"loss": loss, "nll": terms["nll"], "kl": terms["kl"]}
+
+    def _score_terms(self, x, condition=None):
+        out = self._top_down(self._bottom_up(x), use_mean=True)
+        kls = [kl_divergence(q, p, z) for q, p, z in zip(out["posterior"], out["prior"], out["z"])]
+        return {"nll": self._nll(x, out["state"]), "kl": tf.add_n(kls)}
+
+    def _posterior_means(self, x, condition=None):
+        out = self._top_down(self._bottom_up(x), use_mean=True)
+        return [q.mean() for q in out["posterior"]]
 
     def _log_importance_weights(self, x, condition, num_samples):
         # The bottom-up pass is deterministic: run it once and tile its features k times.
@@ -310,8 +312,7 @@ class HierarchicalVAE(LatentVariableModel):
             log_w += p.log_prob(z) - q.log_prob(z)
         return tf.reshape(log_w, (num_samples, -1))
 
-    def _sample(self, n, condition=None, seed=None, temperature=1.0):
-        seed = self._next_seed() if seed is None else tf.constant([int(seed), 0], tf.int32)
+    def _sample(self, n, condition, seed, temperature=1.0):
         out = self._top_down(n=n, seed=seed, temperature=temperature)
         return self.likelihood.image(self._likelihood(out["state"]))
 
@@ -323,7 +324,7 @@ class HierarchicalVAE(LatentVariableModel):
     def reconstruct(self, x, condition=None):
         """Decode with the posterior mean at every layer: float32 images in [0, 1]."""
         x = self._images(x)
-        self._check_condition(condition, x.shape[0])
+        self.check_condition(condition, x.shape[0])
         return self._reconstruct(x)
 
     def call(self, x, condition=None, training=False):
@@ -341,12 +342,7 @@ class HierarchicalVAE(LatentVariableModel):
             seed: integer for a reproducible draw; `None` draws from the model's generator.
         """
         x = self._images(x)
-        if seed is None:
-            seed = self._next_seed()
-        else:
-            validation.check_int("seed", seed, 0)
-            seed = tf.constant([int(seed), 0], tf.int32)
-        return self._forward(x, seed)["kl_per_layer"]
+        return self._forward(x, self._seed_pair(seed))["kl_per_layer"]
 
     def get_config(self):
         return {

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from vaezoo import networks, validation
 from vaezoo.distributions import DiagonalGaussian, StandardNormalPrior, build_likelihood, kl_divergence
-from vaezoo.models.base import LatentVariableModel
+from vaezoo.models.base import LatentVariableModel, kl_warmup_weight, kl_with_free_bits
 
 
 @keras.saving.register_keras_serializable(package="vaezoo")
@@ -91,29 +91,30 @@ class VAE(LatentVariableModel):
     def _nll(self, x, z, condition=None):
         return -self._decode(z, condition).log_prob(self.likelihood.targets(x))
 
-    def _kl_per_dim(self, posterior, z):
-        return kl_divergence(posterior.distribution, self.prior().distribution, z)
+    def prior_distribution(self, condition=None):
+        """The prior p(z) (N(0, I)); conditional families return p(z | c)."""
+        return self.prior()
 
-    def _warmup(self, step):
-        if step is None or self.kl_warmup_steps == 0:
-            return 1.0
-        return tf.minimum(1.0, tf.cast(step, tf.float32) / float(self.kl_warmup_steps))
-
-    def _kl_for_loss(self, kl_per_dim):
-        if self.free_bits > 0:
-            return tf.reduce_sum(tf.maximum(kl_per_dim, self.free_bits), axis=-1)
-        return tf.reduce_sum(kl_per_dim, axis=-1)
+    def _kl_per_dim(self, posterior, z, condition=None):
+        prior = self.prior_distribution(condition)
+        return kl_divergence(posterior.distribution, prior.distribution, z)
 
     def _objective(self, nll, kl, kl_per_dim, step):
-        return nll + self._warmup(step) * self._kl_for_loss(kl_per_dim)
+        return nll + kl_warmup_weight(step, self.kl_warmup_steps) * kl_with_free_bits(kl_per_dim, self.free_bits)
 
     def _loss_terms(self, x, condition=None, training=False, step=None):
         posterior = self._encode(x, condition)
         z = posterior.sample(seed=self._next_seed())
         nll = self._nll(x, z, condition)
-        kl_per_dim = self._kl_per_dim(posterior, z)
+        kl_per_dim = self._kl_per_dim(posterior, z, condition)
         kl = tf.reduce_sum(kl_per_dim, axis=-1)
         return {"loss": self._objective(nll, kl, kl_per_dim, step), "nll": nll, "kl": kl}
+
+    def _score_terms(self, x, condition=None):
+        posterior = self._encode(x, condition)
+        z = posterior.mean()
+        kl = tf.reduce_sum(self._kl_per_dim(posterior, z, condition), axis=-1)
+        return {"nll": self._nll(x, z, condition), "kl": kl}
 
     def _log_importance_weights(self, x, condition, num_samples):
         posterior = self._encode(x, condition)
@@ -123,15 +124,30 @@ class VAE(LatentVariableModel):
         flat_c = None if condition is None else tf.tile(condition, [num_samples, 1])
         log_px = -self._nll(repeated_x, flat_z, flat_c)
         log_px = tf.reshape(log_px, (num_samples, -1))
-        return log_px + self._prior_log_prob(z, condition) - posterior.log_prob(z)
+        return log_px + self.prior_distribution(condition).log_prob(z) - posterior.log_prob(z)
 
-    def _prior_log_prob(self, z, condition):
-        return self.prior().log_prob(z)
+    def _sample(self, n, condition, seed, temperature=1.0):
+        eps = tf.random.stateless_normal((n, self.latent_dim), seed=seed)
+        prior = self.prior_distribution(condition)
+        return self.likelihood.image(self._decode(prior.mean() + temperature * prior.stddev() * eps, condition))
 
-    def _sample(self, n, condition=None, seed=None, temperature=1.0):
-        seed = self._next_seed() if seed is None else tf.constant([int(seed), 0], tf.int32)
-        z = temperature * tf.random.stateless_normal((n, self.latent_dim), seed=seed)
-        return self.likelihood.image(self._decode(z, condition))
+    # ----------------------------------------------------------------- public API
+    def kl_per_dim(self, x, condition=None, seed=None):
+        """KL(q(z_i | x) || p(z_i)) of every latent dimension i, nats, shape `(batch, latent_dim)`.
+
+        Analytic where TFP has it (diagonal Gaussians; for a CVAE against its prior p(z | c)),
+        otherwise a one-sample estimate at a posterior sample drawn with `seed`. The columns
+        sum to the `kl` term of `loss_terms`; near-zero columns are collapsed units.
+
+        Args:
+            x: images, uint8 in [0, 255] or float in [0, 1], shape `(batch, *input_shape)`.
+            condition: for conditional families, one condition per image.
+            seed: integer for a reproducible draw; `None` draws from the model's generator.
+        """
+        x = self._images(x)
+        condition = self.check_condition(condition, x.shape[0])
+        posterior = self._encode(x, condition)
+        return self._kl_per_dim(posterior, posterior.sample(seed=self._seed_pair(seed)), condition)
 
     def get_config(self):
         return {
@@ -197,9 +213,10 @@ class BetaVAE(VAE):
         return self.capacity_max * fraction
 
     def _objective(self, nll, kl, kl_per_dim, step):
+        kl_for_loss = kl_with_free_bits(kl_per_dim, self.free_bits)
         if self.capacity_max is None:
-            return nll + self.beta * self._warmup(step) * self._kl_for_loss(kl_per_dim)
-        return nll + self.gamma * tf.abs(self._kl_for_loss(kl_per_dim) - self.capacity(step))
+            return nll + self.beta * kl_warmup_weight(step, self.kl_warmup_steps) * kl_for_loss
+        return nll + self.gamma * tf.abs(kl_for_loss - self.capacity(step))
 
     def _loss_terms(self, x, condition=None, training=False, step=None):
         terms = super()._loss_terms(x, condition, training, step)

@@ -52,7 +52,9 @@ class VQVAE(LatentVariableModel):
     out of `loss`), `elbo = -(nll + kl)`, and `iwae` equals the ELBO for every k.
     `encode(x)` returns that posterior as a point mass (`tfd.Deterministic`) on the
     quantized latents `(batch, h, w, embedding_dim)`; `decode(z)` takes such latents;
-    `encode_to_codes` / `decode_codes` work with the int32 code grids `(batch, h, w)`.
+    `encode_to_codes` / `decode_codes` work with the int32 code grids `(batch, h, w)`, and
+    `latent_statistics(x)` gives the codes with each image's `quantization_error` (mean
+    squared distance of the encoder outputs to their codes).
 
     The PixelCNN `prior` (a `vaezoo.models.pixelcnn.PixelCNN`, built from the `prior` spec)
     is the second stage: `fit` trains the autoencoder only (the prior's weights are left
@@ -102,6 +104,7 @@ class VQVAE(LatentVariableModel):
     """
 
     loss_term_names = ("loss", "nll", "kl", "vq", "perplexity", "usage")
+    latent_kind = "code_grid"
 
     def __init__(
         self,
@@ -225,6 +228,17 @@ class VQVAE(LatentVariableModel):
             "usage": tf.fill(shape, quantized["usage"]),
         }
 
+    def _score_terms(self, x, condition=None):
+        likelihood = self._decode(self.quantizer.embed(self.quantizer.nearest_codes(self.encoder(x))))
+        nll = -likelihood.log_prob(self.likelihood.targets(x))
+        return {"nll": nll, "kl": tf.fill(tf.shape(nll), tf.constant(self.kl_per_example, nll.dtype))}
+
+    def _latent_statistics(self, x, condition=None):
+        z_e = tf.cast(self.encoder(x), tf.float32)
+        codes = self.quantizer.nearest_codes(z_e)
+        error = tf.reduce_mean(tf.square(z_e - self.quantizer.embed(codes)), axis=[1, 2, 3])
+        return {"codes": tf.cast(codes, tf.int32), "quantization_error": error}
+
     def _log_importance_weights(self, x, condition, num_samples):
         # q(z | x) is a point mass: every sample is the same z and log q = 0, so each weight is
         # log p(x | z) + log p(z) = -(nll + kl), and IWAE_k = ELBO for all k.
@@ -232,8 +246,7 @@ class VQVAE(LatentVariableModel):
         log_w = -(terms["nll"] + terms["kl"])
         return tf.tile(log_w[None, :], [num_samples, 1])
 
-    def _sample(self, n, condition=None, seed=None, temperature=1.0):
-        seed = self._next_seed() if seed is None else tf.constant([int(seed), 0], tf.int32)
+    def _sample(self, n, condition, seed, temperature=1.0):
         if self.prior is None:
             codes = tf.random.stateless_uniform(
                 (n, *self.grid_shape), seed=seed, minval=0, maxval=self.num_embeddings, dtype=tf.int32
