@@ -1,6 +1,7 @@
 """Fuzz the `.vqz` parser: mutate valid files (bit flips, byte changes, truncation, extension,
-splices, random headers) and check every input is either decoded or refused with a clean
-`VQZFormatError` (a ValueError) — never another exception, a crash or a hang.
+splices, random headers, size and count claims) of both format versions and check every input
+is either decoded or refused with a clean `VQZFormatError` (a ValueError) — never another
+exception, a crash or a hang — and that the reader's peak memory stays bounded.
 
 Records the number of inputs tried and the failures in benchmarks/RESULTS.md.
 
@@ -22,7 +23,7 @@ def mutations(seed_files, rng):
     """An endless stream of mutated byte strings."""
     while True:
         data = bytearray(rng.choice(seed_files))
-        kind = rng.randrange(6)
+        kind = rng.randrange(7)
         if kind == 0 and data:  # flip bits
             for _ in range(rng.randint(1, 8)):
                 i = rng.randrange(len(data))
@@ -38,6 +39,16 @@ def mutations(seed_files, rng):
             other = rng.choice(seed_files)
             cut = rng.randrange(len(data))
             data = data[:cut] + other[rng.randrange(len(other)):]
+        elif kind == 5 and data[:4] == b"VQZ\x02":  # claim a large count or size (version 2 varints)
+            claim = rng.choice([2**k for k in range(7, 36)]) - rng.randrange(2)
+            varint = bytearray()
+            while True:
+                varint.append((claim & 0x7F) | (0x80 if claim >> 7 else 0))
+                claim >>= 7
+                if not claim:
+                    break
+            at = rng.choice([9, 10, 11, 12])
+            data = data[:at] + varint + data[at + 1 :]
         else:  # random bytes behind a valid magic
             data = data[:4] + bytes(rng.randrange(256) for _ in range(rng.randint(0, 200)))
         yield bytes(data)
@@ -49,17 +60,24 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
+    import resource
+
     import numpy as np
 
     import vaezoo
-    from vaezoo import codec
+    from vaezoo import codec, vqz, vqz_v1
 
     model = vaezoo.VQVAE(input_shape=(16, 16, 3), num_embeddings=8, embedding_dim=4, hidden_channels=8,
-                         residual_channels=4, num_residual_blocks=1, prior={"filters": 8, "layers": 2}, seed=0)
+                         residual_channels=4, num_residual_blocks=1, prior={"filters": 8, "layers": 2},
+                         context_model={"channels": 8, "layers": 1}, seed=0)
     rng_np = np.random.default_rng(args.seed)
-    codes = [rng_np.integers(0, 8, (n, 4, 4)).astype(np.int32) for n in (1, 2, 3)]
-    seed_files = [codec.compress_codes(model, c, mode=m, model_name="fuzz")
-                  for c in codes for m in ("prior", "fixed")]
+    seed_files = []
+    for sizes in ([(16, 16)], [(16, 16), (16, 16)], [(9, 70), (33, 8), (70, 70)]):
+        grids = [rng_np.integers(0, 8, vqz.grid_shape(s, 4)).astype(np.int32) for s in sizes]
+        seed_files += [codec.compress_codes(model, grids, sizes, mode=m) for m in ("context", "fixed")]
+    codes = [rng_np.integers(0, 8, (n, 4, 4)).astype(np.int32) for n in (1, 3)]  # version 1
+    seed_files += [vqz_v1.compress_codes(model, c, mode=m, model_name="fuzz") for c in codes for m in ("prior", "fixed")]
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rng = random.Random(args.seed)
     counts = {"inputs": 0, "decoded": 0, "refused cleanly": 0, "other exceptions": 0}
     failures = []
@@ -79,13 +97,18 @@ def main():
                 failures.append((data[:64].hex(), traceback.format_exc(limit=3)))
     for sample, trace in failures:
         print("FAILURE on input starting", sample, "\n", trace)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows = [{"inputs tried": counts["inputs"], "decoded": counts["decoded"],
-             "refused with VQZFormatError": counts["refused cleanly"], "other exceptions": counts["other exceptions"]}]
+             "refused with VQZFormatError": counts["refused cleanly"], "other exceptions": counts["other exceptions"],
+             "peak RSS (MB)": f"{peak:.0f}", "growth while fuzzing (MB)": f"{peak - rss_before:.0f}"}]
     table = markdown_table(rows, list(rows[0]))
     print(table)
     append_results(".vqz parser fuzzing", table,
                    protocol=f"{args.seconds:.0f} s of mutations (bit flips, byte overwrites, truncation, extension, "
-                            f"splices, random bodies) of 6 valid files (prior and fixed coding), seed {args.seed}",
+                            f"splices, random bodies, count and size claims up to 2^35) of {len(seed_files)} valid "
+                            "files (version 2: context and fixed coding, several image sizes; version 1: prior and "
+                            f"fixed), seed {args.seed}; peak RSS of the whole process (ru_maxrss), and its growth "
+                            "after the model was built",
                    hardware=hardware_description())
     return 1 if counts["other exceptions"] else 0
 

@@ -6,6 +6,7 @@ A case is `(id, what is wrong, call, expected exception, regex the message must 
 `call` receives a scratch folder.
 """
 
+import functools
 import os
 
 import numpy as np
@@ -23,7 +24,8 @@ def _cvae():
     return vaezoo.CVAE(input_shape=(28, 28, 1), latent_dim=2, num_classes=10, encoder={"type": "mlp", "hidden": [8]})
 
 
-def _vq():
+@functools.lru_cache(maxsize=1)
+def _vq():  # one instance: files it writes must be read by the same weights
     import vaezoo
 
     return vaezoo.VQVAE(input_shape=(16, 16, 3), num_embeddings=8, embedding_dim=4, hidden_channels=8,
@@ -57,7 +59,7 @@ def _truncated_weights(folder):
 def _vqz_bytes():
     from vaezoo import codec
 
-    return codec.compress_codes(_vq(), np.zeros((1, 4, 4), np.int32), mode="fixed", model_name="tiny")
+    return codec.compress_codes(_vq(), [np.zeros((4, 4), np.int32)], [(16, 16)], mode="fixed")
 
 
 def _read_vqz(folder, data, model=None):
@@ -146,6 +148,13 @@ CASES = [
      ValueError, r"(truncated|short|CRC|checksum|length)"),
     ("vqz-wrong-magic", "a file that is not .vqz", lambda d: _read_vqz(d, b"GIF89a" + _vqz_bytes()[6:]),
      ValueError, r"magic|not a \.vqz"),
+    ("vqz-small-image", "a 7x30 image to compress", lambda d: __import__("vaezoo.codec").codec.compress(
+        _vq(), [np.zeros((7, 30, 3), np.uint8)]), ValueError, r"at least 8 pixels"),
+    ("vqz-grey-for-rgb", "a greyscale image for an RGB model", lambda d: __import__("vaezoo.codec").codec.compress(
+        _vq(), [np.zeros((16, 16, 1), np.uint8)]), ValueError, r"1 channel\(s\); the model takes RGB images"),
+    ("vqz-size-claim", "a 20-byte .vqz claiming a 100,000 x 100,000 image",
+     lambda d: _read_vqz(d, _vqz_bytes()[:9] + b"\x01\xa0\x8d\x06\xa0\x8d\x06" + bytes(4)),
+     ValueError, r"claims a 100000x100000 image; this reader accepts"),
     ("vqz-other-model", "a .vqz written with other weights", lambda d: _read_vqz(
         d, _vqz_bytes(), __import__("vaezoo").VQVAE(input_shape=(16, 16, 3), num_embeddings=8, embedding_dim=4,
                                                    hidden_channels=8, residual_channels=4, num_residual_blocks=1,

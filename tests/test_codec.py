@@ -1,11 +1,11 @@
-"""The .vqz codec: exact round trips, size near the prior's cross-entropy, the TFLite path,
-the CLI, and every bad-input case (clear errors, no partial files).
+"""The .vqz codec (format version 2): exact round trips at any image size, the size against
+the exact model's cross-entropy, version-1 files, the CLI, and every bad-input case (clear
+errors, no partial files).
 
-A small VQ-VAE and its PixelCNN prior are trained here for a few seconds on structured
-16x16 images (4x4 code grids, K = 32).
+A small VQ-VAE, its PixelCNN prior (for version-1 files) and its context model are trained
+here for a few seconds on structured 16x16 images (4x4 code grids, K = 32).
 """
 
-import math
 import os
 
 import keras
@@ -14,142 +14,186 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vaezoo import codec
+from vaezoo import codec, integer_entropy, vqz, vqz_v1
 from vaezoo.codec import VQZFormatError, VQZModelMismatchError
 from helpers import squares
 
 CONFIG = dict(
     input_shape=(16, 16, 3), num_embeddings=32, embedding_dim=16, hidden_channels=32, residual_channels=16,
     num_residual_blocks=1, num_downsamples=2, prior={"filters": 32, "layers": 3},
+    context_model={"channels": 16, "layers": 2},
 )
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     import vaezoo
-    from vaezoo.export.tflite import export_tflite
 
     keras.utils.set_random_seed(0)
     train = squares(768)
     model = vaezoo.VQVAE(**CONFIG, seed=0)
     model.compile(optimizer=keras.optimizers.Adam(2e-3))
     model.fit(train, epochs=5, batch_size=32, verbose=0)
-    model.fit_prior(train, epochs=6, batch_size=64, verbose=0)
+    model.fit_prior(train, epochs=2, batch_size=64, verbose=0)
+    model.fit_context_model(train, epochs=6, batch_size=64, verbose=0)
     folder = tmp_path_factory.mktemp("codec")
     keras_path = str(folder / "tiny-vq.keras")
     model.save(keras_path)
-    tflite = export_tflite(model, str(folder / "tflite"), variants=("float32",))["float32"]
     images = np.round(squares(48, seed=1) * 255).astype(np.uint8)
-    return {"model": model, "keras_path": keras_path, "tflite": tflite, "images": images}
+    return {"model": model, "keras_path": keras_path, "images": images}
 
 
-def test_codes_round_trip_exactly(trained):
-    model, images = trained["model"], trained["images"]
-    data = codec.compress(model, images, model_name="tiny-vq")
+def _photo(height, width, seed=0):
+    """A smooth colour image of any size (squares tiled and cropped)."""
+    tiles = np.round(squares(64, seed=seed) * 255).astype(np.uint8)
+    rows = -(-height // 16)
+    cols = -(-width // 16)
+    grid = np.concatenate([np.concatenate(list(tiles[r * cols : (r + 1) * cols]), axis=1) for r in range(rows)])
+    return grid[:height, :width]
+
+
+def exact_bits(model, grids):
+    """-log2 of every code's mass under the frozen context network, coded block by block."""
+    network = model.context_network()
+    total = 0.0
+    for grid in grids:
+        for rows, cols in vqz.blocks(grid.shape):
+            block = grid[rows, cols][None]
+            groups = integer_entropy.group_map(*block.shape[1:])
+            for g in range(integer_entropy.NUM_GROUPS):
+                where = groups == g
+                if not where.any():
+                    continue
+                logits = network.logits(integer_entropy.context_input(block, groups, g, 32))[0][where]
+                m = integer_entropy.masses(logits, network.table)
+                total += float(np.sum(24 - np.log2(m[np.arange(len(m)), block[0][where]])))
+    return total
+
+
+def test_images_of_any_size_round_trip_their_codes(trained):
+    model = trained["model"]
+    photos = [_photo(16, 16), _photo(8, 8, 1), _photo(13, 29, 2), _photo(40, 24, 3), _photo(70, 9, 4)]
+    data = codec.compress(model, photos)
     header = codec.read_header(data)
-    assert header.mode == "prior" and header.num_images == len(images)
-    assert (header.model_name, header.grid_shape, header.num_embeddings) == ("tiny-vq", (4, 4), 32)
-    assert header.weights_sha256 == codec.weights_sha256(model)
+    assert header.version == 2 and header.mode == "context" and header.num_images == 5
+    assert header.sizes == tuple(p.shape[:2] for p in photos)
+    sizes, grids = codec.encode_images(model, photos)
+    assert [g.shape for g in grids] == [(4, 4), (2, 2), (4, 8), (10, 6), (18, 3)]
+    got_sizes, got_grids = codec.decompress_codes(model, data)
+    assert got_sizes == sizes
+    for want, got in zip(grids, got_grids):
+        np.testing.assert_array_equal(got, want)
+    restored = codec.decompress(model, data)
+    assert isinstance(restored, list) and [r.shape for r in restored] == [p.shape for p in photos]
+    # each image is the decoder's output for its own codes, cropped to the original size
+    padded = np.asarray(model.decode_grid(grids[2][None]))[0]
+    np.testing.assert_allclose(restored[2], padded[:13, :29], rtol=0, atol=1e-6)
+
+
+def test_one_size_gives_an_array_and_the_training_size_matches_encode_to_codes(trained):
+    model, images = trained["model"], trained["images"]
+    data = codec.compress(model, images)
+    restored = codec.decompress(model, data)
+    assert restored.shape == images.shape and restored.dtype == np.float32
     codes = np.asarray(model.encode_to_codes(images))
-    np.testing.assert_array_equal(codec.decompress_codes(model, data), codes)
-    np.testing.assert_array_equal(codec.decompress(model, data), np.asarray(model.decode_codes(codes)))
+    np.testing.assert_array_equal(np.stack(codec.decompress_codes(model, data)[1]), codes)
+    np.testing.assert_allclose(restored, np.asarray(model.decode_codes(codes)), rtol=0, atol=1e-6)
 
 
-def test_size_is_close_to_the_priors_cross_entropy(trained):
+def test_size_is_the_exact_models_cross_entropy(trained):
     model, images = trained["model"], trained["images"]
     data = codec.compress(model, images)
     header = codec.read_header(data)
-    ideal = codec.prior_bits(model, model.encode_to_codes(images))
-    overhead = 8 * (header.header_length + 4)  # header and trailing CRC
-    assert len(data) * 8 <= 1.03 * ideal + overhead, (len(data) * 8, ideal, overhead)
-    assert header.payload_length * 8 >= ideal - 64  # no free lunch: it cannot beat the model
-    fixed_bits = images.shape[0] * 16 * 5
-    assert header.payload_length * 8 < fixed_bits  # the trained prior beats 5 bits/code
+    ideal = exact_bits(model, codec.encode_images(model, images)[1])
+    blocks = len(header.block_lengths)
+    # a range coder costs the model's bits plus at most a few words of flushing per stream
+    assert ideal <= header.payload_length * 8 <= ideal + 64 * blocks, (header.payload_length * 8, ideal)
+    assert header.payload_length * 8 < images.shape[0] * 16 * 5  # beats 5 bits per code
+    one = codec.compress(model, images[:1])
+    assert len(one) - codec.read_header(one).payload_length <= 16  # the container costs at most 16 bytes
 
 
-def test_tflite_path_gives_the_same_codes_and_file(trained):
-    model, images, tflite = trained["model"], trained["images"], trained["tflite"]
-    on_device = codec.compress(model, images, tflite=tflite)
-    assert on_device == codec.compress(model, images)
-    restored = codec.decompress(model, on_device, tflite=tflite)
-    np.testing.assert_allclose(restored, codec.decompress(model, on_device), rtol=0, atol=1e-4)
-
-
-def test_fixed_mode_and_models_without_prior(trained):
+def test_fixed_mode_and_models_without_context_model(trained):
     import vaezoo
 
     model, images = trained["model"], trained["images"]
-    codes = np.asarray(model.encode_to_codes(images))
-    data = codec.compress_codes(model, codes, mode="fixed")
+    sizes, grids = codec.encode_images(model, images)
+    data = codec.compress_codes(model, grids, sizes, mode="fixed")
     header = codec.read_header(data)
-    assert header.mode == "fixed" and header.payload_length == math.ceil(codes.size * 5 / 8)
-    np.testing.assert_array_equal(codec.decompress_codes(model, data), codes)
+    assert header.mode == "fixed" and header.payload_length == -(-len(images) * 16 * 5 // 8)
+    np.testing.assert_array_equal(np.stack(codec.decompress_codes(model, data)[1]), np.stack(grids))
 
-    flat = vaezoo.VQVAE(**{**CONFIG, "num_embeddings": 5, "prior": None}, seed=3)
-    data = codec.compress(flat, images[:3])  # auto: no prior, so fixed ceil(log2 5) = 3 bits
+    plain = vaezoo.VQVAE(**{**CONFIG, "num_embeddings": 5, "context_model": None}, seed=3)
+    data = codec.compress(plain, images[:3])  # auto: no context model, so fixed ceil(log2 5) = 3 bits
     assert codec.read_header(data).mode == "fixed" and codec.read_header(data).payload_length == 18
-    np.testing.assert_array_equal(codec.decompress_codes(flat, data), flat.encode_to_codes(images[:3]))
-    with pytest.raises(ValueError, match="prior=None"):
-        codec.compress(flat, images[:3], mode="prior")
+    with pytest.raises(ValueError, match="context_model"):
+        codec.compress(plain, images[:3], mode="context")
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    data=st.data(),
-    n=st.integers(1, 5),
-    mode=st.sampled_from(["prior", "fixed", "auto"]),
-    prior_batch=st.integers(1, 4),
-)
-def test_random_code_grids_round_trip(trained, data, n, mode, prior_batch):
+def test_version_1_files_still_decode(trained):
+    model, images = trained["model"], trained["images"][:6]
+    codes = np.asarray(model.encode_to_codes(images))
+    old = vqz_v1.compress_codes(model, codes, mode="prior", model_name="tiny-vq")
+    assert codec.read_header(old).version == 1
+    np.testing.assert_array_equal(np.stack(codec.decompress_codes(model, old)[1]), codes)
+    np.testing.assert_allclose(codec.decompress(model, old), np.asarray(model.decode_codes(codes)), atol=1e-6)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), mode=st.sampled_from(["context", "fixed"]))
+def test_random_code_grids_round_trip(trained, data, mode):
     model = trained["model"]
-    flat = data.draw(st.lists(st.integers(0, 31), min_size=16 * n, max_size=16 * n))
-    codes = np.array(flat, np.int32).reshape(n, 4, 4)
-    blob = codec.compress_codes(model, codes, mode=mode, prior_batch=prior_batch)
-    np.testing.assert_array_equal(codec.decompress_codes(model, blob), codes)
+    sizes = data.draw(st.lists(st.tuples(st.integers(8, 90), st.integers(8, 90)), min_size=1, max_size=3))
+    grids = [np.asarray(data.draw(st.lists(st.integers(0, 31), min_size=g[0] * g[1], max_size=g[0] * g[1])),
+                        np.int32).reshape(g) for g in (vqz.grid_shape(s, 4) for s in sizes)]
+    blob = codec.compress_codes(model, grids, sizes, mode=mode)
+    got_sizes, got = codec.decompress_codes(model, blob)
+    assert got_sizes == [tuple(s) for s in sizes]
+    for want, have in zip(grids, got):
+        np.testing.assert_array_equal(have, want)
 
 
 # --------------------------------------------------------------------- bad input
 def test_bad_images_raise_before_anything_is_written(trained, tmp_path):
     model, images = trained["model"], trained["images"]
     path = tmp_path / "out.vqz"
-    with pytest.raises(ValueError, match=r"\(batch, 16, 16, 3\)"):
-        codec.write_vqz(path, model, images[..., :1])
-    with pytest.raises(ValueError, match=r"\(batch, 16, 16, 3\)"):
-        codec.write_vqz(path, model, np.zeros((2, 8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"RGB images \(height, width, 3\)"):
+        codec.write_vqz(path, model, images[..., :1])  # a grey image for an RGB model
+    with pytest.raises(ValueError, match="at least 8 pixels"):
+        codec.write_vqz(path, model, [images[0], np.zeros((7, 30, 3), np.uint8)])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         codec.write_vqz(path, model, np.full((1, 16, 16, 3), 255.0, np.float32))
     with pytest.raises(ValueError, match=r"\[0, 32\)"):
-        codec.compress_codes(model, np.full((1, 4, 4), 32))
+        codec.compress_codes(model, [np.full((4, 4), 32)], [(16, 16)])
+    with pytest.raises(ValueError, match=r"shape \(4, 4\)"):
+        codec.compress_codes(model, [np.zeros((3, 4), np.int32)], [(16, 16)])
     with pytest.raises(ValueError, match="mode"):
         codec.compress(model, images[:1], mode="zip")
     with pytest.raises(TypeError, match="VQVAE"):
         codec.compress(object(), images[:1])
+    with pytest.raises(ValueError, match="no images"):
+        codec.compress(model, [])
     assert os.listdir(tmp_path) == []
 
 
 @pytest.fixture(scope="module")
 def good_file(trained):
-    return codec.compress(trained["model"], trained["images"][:8])
-
-
-def _with_crc(body):
-    import zlib
-
-    return body + (zlib.crc32(body) & 0xFFFFFFFF).to_bytes(4, "little")
+    return codec.compress(trained["model"], [_photo(16, 16), _photo(40, 72, 1)])
 
 
 @pytest.mark.parametrize(
     "mangle, message",
     [
-        (lambda d: d[:-10], "truncated"),
-        (lambda d: d[:30], "truncated"),
+        (lambda d: d[:-10], "CRC32|corrupted|truncated"),
+        (lambda d: d[:12], "truncated"),
         (lambda d: b"", "not a .vqz"),
         (lambda d: b"PK\x03\x04" + d[4:], "not a .vqz"),
-        (lambda d: d[:8] + (2).to_bytes(2, "little") + d[10:], "unsupported .vqz format version 2"),
-        (lambda d: d[:-20] + bytes([d[-20] ^ 0x40]) + d[-19:], "corrupted .vqz: the CRC32"),
-        (lambda d: d + b"\x00", "unexpected bytes"),
+        (lambda d: b"VQZ\x03" + d[4:], "unsupported .vqz format version 3"),
+        (lambda d: d[:-20] + bytes([d[-20] ^ 0x40]) + d[-19:], "corrupted .vqz"),
+        (lambda d: d + b"\x00\x00\x00\x00", "corrupted .vqz"),
+        (lambda d: d[:8] + b"\xf0" + d[9:], "unknown flags"),
     ],
-    ids=["truncated-end", "truncated-header", "empty", "magic", "version", "flipped-bit", "trailing"],
+    ids=["truncated-end", "truncated-header", "empty", "magic", "version", "flipped-bit", "trailing", "flags"],
 )
 def test_damaged_files_raise_vqz_format_error(trained, good_file, tmp_path, mangle, message):
     path = tmp_path / "bad.vqz"
@@ -159,13 +203,14 @@ def test_damaged_files_raise_vqz_format_error(trained, good_file, tmp_path, mang
     assert issubclass(VQZFormatError, ValueError)
 
 
-def test_wrong_codes_after_decoding_are_caught(trained, good_file):
-    header = codec.read_header(good_file)
-    crc_at = header.header_length - 12  # codes CRC32 sits just before the 8-byte payload length
-    body = good_file[:-4]
-    forged = body[:crc_at] + bytes(4) + body[crc_at + 4 :]
-    with pytest.raises(VQZFormatError, match="checksum stored at compression"):
-        codec.decompress(trained["model"], _with_crc(forged))
+@pytest.mark.parametrize("claim, message", [
+    (b"\x01\xa0\x8d\x06\xa0\x8d\x06", "100000x100000 image"),  # one image of 100,000 x 100,000
+    (b"\xff\xff\xff\x7f", "images; this reader accepts"),      # 268 million images
+])
+def test_size_claims_are_refused_before_anything_is_allocated(trained, good_file, claim, message):
+    forged = good_file[:9] + claim + b"\x00" * 8
+    with pytest.raises(VQZFormatError, match=message):
+        codec.decompress(trained["model"], forged)
 
 
 def test_a_different_model_is_refused(trained, good_file):
@@ -188,23 +233,26 @@ def _write_pngs(images, folder):
     return paths
 
 
-def test_cli_compress_decompress(trained, tmp_path, capsys):
+def test_cli_compress_decompress_any_size(trained, tmp_path, capsys):
     from PIL import Image
 
     from vaezoo.cli import main
 
-    model, images = trained["model"], trained["images"][:5]
-    pngs = _write_pngs(images, tmp_path)
-    vqz = str(tmp_path / "five.vqz")
-    assert main(["compress", *pngs, "--model", trained["keras_path"], "-o", vqz]) == 0
-    assert codec.read_header(vqz).model_name == "tiny-vq"
+    model = trained["model"]
+    photos = [trained["images"][0], _photo(21, 35, 5)]
+    pngs = _write_pngs(photos, tmp_path)
+    path = str(tmp_path / "two.vqz")
+    assert main(["compress", *pngs, "--model", trained["keras_path"], "-o", path]) == 0
+    assert codec.read_header(path).sizes == ((16, 16), (21, 35))
     out = tmp_path / "decoded"
-    assert main(["decompress", vqz, "--model", trained["keras_path"], "-o", str(out), "--tflite", trained["tflite"]]) == 0
+    assert main(["decompress", path, "--model", trained["keras_path"], "-o", str(out)]) == 0
     written = sorted(os.listdir(out))
-    assert written == [f"image_{i:04d}.png" for i in range(5)]
-    expected = np.round(codec.read_vqz(vqz, model) * 255).astype(np.uint8)  # in-memory model, same weights
-    decoded = np.stack([np.asarray(Image.open(out / name)) for name in written])
-    assert np.max(np.abs(decoded.astype(int) - expected.astype(int))) <= 1
+    assert written == ["image_0000.png", "image_0001.png"]
+    expected = codec.read_vqz(path, model)  # in-memory model, same weights
+    for name, want in zip(written, expected):
+        decoded = np.asarray(Image.open(out / name))
+        assert decoded.shape == want.shape
+        assert np.max(np.abs(decoded.astype(int) - np.round(want * 255).astype(int))) <= 1
     assert "bytes/image" in capsys.readouterr().out
 
 
@@ -215,31 +263,130 @@ def test_cli_bad_input_writes_nothing(trained, good_file, tmp_path, capsys):
 
     good = _write_pngs(trained["images"][:1], tmp_path)
     small = str(tmp_path / "small.png")
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(small)
+    Image.fromarray(np.zeros((7, 8, 3), np.uint8)).save(small)
     grey = str(tmp_path / "grey.png")
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(grey)
-    vqz = tmp_path / "never.vqz"
-    for bad, message in ((small, "8x8"), (grey, "1 channel")):
-        assert main(["compress", *good, bad, "--model", trained["keras_path"], "-o", str(vqz)]) == 2
+    path = tmp_path / "never.vqz"
+    for bad, message in ((small, "at least 8 pixels"), (grey, "1 channel")):
+        assert main(["compress", *good, bad, "--model", trained["keras_path"], "-o", str(path)]) == 2
         err = capsys.readouterr().err
         assert message in err and os.path.basename(bad) in err
-    assert not vqz.exists()
+    assert not path.exists()
 
     broken = tmp_path / "broken.vqz"
-    broken.write_bytes(good_file[:40])
+    broken.write_bytes(good_file[:12])
     out = tmp_path / "decoded"
     assert main(["decompress", str(broken), "--model", trained["keras_path"], "-o", str(out)]) == 2
     assert "truncated" in capsys.readouterr().err
     assert not out.exists()
 
-    assert main(["compress", *good, "--model", "no-such-model-xyz", "-o", str(vqz)]) == 2
+    assert main(["compress", *good, "--model", "no-such-model-xyz", "-o", str(path)]) == 2
     assert "no-such-model-xyz" in capsys.readouterr().err
-    assert not vqz.exists()
+    assert not path.exists()
 
 
-def test_tflite_file_of_another_model_is_refused(trained):
+# --------------------------------------------------------------------- the LiteRT path
+@pytest.fixture(scope="module")
+def bundle(trained, tmp_path_factory):
+    from vaezoo.export.tflite import export_tflite
+
+    folder = tmp_path_factory.mktemp("bundle")
+    export_tflite(trained["model"], str(folder), variants=("float32",))
+    return str(folder)
+
+
+def test_every_path_writes_the_same_bytes_and_reads_every_other(trained, bundle):
+    model = trained["model"]
+    rng = np.random.default_rng(5)
+    sizes = [(16, 16)] * 40 + [(37, 70), (8, 8)]
+    grids = [rng.integers(0, 32, vqz.grid_shape(s, 4)).astype(np.int32) for s in sizes[:40]]
+    grids += list(codec.encode_images(model, [_photo(37, 70), _photo(8, 8, 2)])[1])
+    desktop = codec.compress_codes(model, grids, sizes)
+    paths = {"desktop": model}
+    for resolver in integer_entropy.RESOLVERS:
+        for threads in (1, 2):
+            paths[f"{resolver}-{threads}"] = codec.LiteRTCodecModel(bundle, resolver=resolver, num_threads=threads)
+    for name, path in paths.items():
+        assert codec.compress_codes(path, grids, sizes) == desktop, name
+    for name, path in paths.items():
+        _, decoded = codec.decompress_codes(path, desktop)
+        assert all(np.array_equal(a, b) for a, b in zip(decoded, grids)), name
+
+
+def test_litert_images_round_trip_and_decode_on_the_desktop(trained, bundle):
+    model = trained["model"]
+    device = codec.LiteRTCodecModel(bundle)
+    photos = [trained["images"][3], _photo(29, 45, 6)]
+    data = codec.compress(device, photos)
+    sizes, grids = codec.encode_images(device, photos)
+    _, desktop_grids = codec.decompress_codes(model, data)  # the desktop reads the device's file exactly
+    assert all(np.array_equal(a, b) for a, b in zip(desktop_grids, grids))
+    restored = codec.decompress(device, data)
+    assert [r.shape for r in restored] == [p.shape for p in photos]
+    keras_images = codec.decompress(model, data)
+    for a, b in zip(restored, keras_images):  # float32 LiteRT decoder vs Keras: the same pixels
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
+    # the float32 encoder picks the Keras codes (a tie could differ; none does on these images)
+    assert all(np.array_equal(a, b) for a, b in zip(grids, codec.encode_images(model, photos)[1]))
+
+
+def test_a_damaged_or_mismatched_bundle_is_refused(trained, bundle, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    with open(copy / "context.npz", "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01\x02")
+    with pytest.raises(ValueError, match="does not match the sha256 its manifest records"):
+        codec.LiteRTCodecModel(str(copy))
+    with pytest.raises(FileNotFoundError, match="manifest.json is missing"):
+        codec.LiteRTCodecModel(str(tmp_path))
+    with pytest.raises(ValueError, match="no 'full_int8' variant"):
+        codec.LiteRTCodecModel(bundle, variant="full_int8")
     import vaezoo
 
-    other = vaezoo.VQVAE(**CONFIG, seed=7)
-    with pytest.raises(ValueError, match="exported from a model with weights sha256"):
-        codec.compress(other, trained["images"][:2], tflite=trained["tflite"])
+    other = vaezoo.VQVAE(**CONFIG, seed=7)  # a bundle of other weights cannot read this model's files
+    data = codec.compress(other, trained["images"][:2])
+    with pytest.raises(VQZModelMismatchError, match="weights sha256"):
+        codec.decompress(codec.LiteRTCodecModel(bundle), data)
+
+
+NO_TENSORFLOW = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "keras", "tf_keras", "tensorflow_probability"):
+            raise ImportError(f"{name} is not on this device")
+sys.meta_path.insert(0, Block())
+from vaezoo.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_the_cli_runs_on_litert_alone(trained, bundle, tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    photo = _photo(24, 40, 8)
+    png = str(tmp_path / "photo.png")
+    Image.fromarray(photo).save(png)
+    out = str(tmp_path / "photo.vqz")
+    run = [sys.executable, "-c", NO_TENSORFLOW]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(run + ["compress", png, "--tflite", bundle, "-o", out], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run(run + ["decompress", out, "--tflite", bundle, "-o", str(tmp_path / "png")],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    decoded = np.asarray(Image.open(tmp_path / "png" / "image_0000.png"))
+    assert decoded.shape == photo.shape
+    expected = codec.decompress(codec.LiteRTCodecModel(bundle), open(out, "rb").read())[0]
+    assert np.max(np.abs(decoded.astype(int) - np.round(expected * 255).astype(int))) <= 1
+    blocked = subprocess.run(run[:2] + [NO_TENSORFLOW.replace("from vaezoo.cli import main\nsys.exit(main(sys.argv[1:]))",
+                                                              "import vaezoo.models")],
+                             capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert blocked.returncode != 0 and "not on this device" in blocked.stderr  # the blocker works

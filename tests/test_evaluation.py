@@ -457,6 +457,7 @@ def test_split_specs_and_card_records():
     test = data.split_spec(spec, "test")
     assert test["key"] == "x_test" and test["label_key"] == "y_test" and spec["key"] == "x_train"
     assert data.split_spec({"source": "tfds", "name": "mnist"}, "test")["split"] == "test"
+    assert data.split_spec({"source": "image_tar", "path": "c.tar.gz", "split": "test"}, "train")["split"] == "train"
     images, labels = data.load_split({"source": "dsprites"}, "test", limit=5, labels=True)
     assert images.shape == (5, 64, 64, 1) and labels.shape == (5, 5)
     assert len(np.unique(labels[:, 3])) > 1  # a random subset, not the grid's first images

@@ -121,16 +121,53 @@ def _reconstruct(args):
     return 0
 
 
+def _calibration_images(source, resolved, count):
+    """Up to `count` calibration images for the int8 TFLite variants: from a folder of images,
+    an `.npz` (`x_train`, else its first array) or `data` (the model's own data spec, train split)."""
+    import numpy as np
+
+    from vaezoo import data
+
+    model = resolved.model
+    if source == "data":
+        if resolved.data_spec is None:
+            raise ValueError(f"--calibration data needs a model with a data spec (a zoo name or a training "
+                             f"workdir); {resolved.name!r} has none: pass a folder or an .npz.")
+        images, _ = data.load_split(resolved.data_spec, "train", limit=count)
+        return images
+    if os.path.isdir(source):
+        files, _, _ = data.list_image_folder(source)
+        return data.load_image_files(files[:count], model.image_shape[:2], model.image_shape[-1])
+    if source.endswith(".npz") and os.path.isfile(source):
+        with np.load(source) as f:
+            key = "x_train" if "x_train" in f.files else f.files[0]
+            images = f[key][:count]
+        return images[..., None] if images.ndim == 3 else images
+    raise ValueError(f"--calibration must be a folder of images, an .npz file or 'data'; got {source!r}.")
+
+
 def _export(args):
+    from vaezoo import registry
     from vaezoo.export import export_model
     from vaezoo.export.saved_model import ExportExistsError
 
+    kwargs = {}
+    if args.calibration is not None:
+        if args.format == "saved_model":
+            raise ValueError("--calibration is for the int8 TFLite variants: add --format tflite (or all).")
+        resolved = registry.resolve_model(args.model)
+        kwargs["representative_images"] = _calibration_images(args.calibration, resolved, args.calibration_images)
+        model, name = resolved.model, args.name or resolved.name
+    else:
+        model, name = args.model, args.name
     try:
-        result = export_model(args.model, args.out, format=args.format, model_name=args.name,
-                              version=args.version, overwrite=args.overwrite, version_policy=args.version_policy)
+        result = export_model(model, args.out, format=args.format, model_name=name, version=args.version,
+                              overwrite=args.overwrite, version_policy=args.version_policy, **kwargs)
     except (ExportExistsError, ImportError) as error:
         print(f"vaezoo export: error: {error}", file=sys.stderr)
         return 2
+    if args.format in ("tflite", "all") and args.calibration is None:
+        print("TFLite full_int8: skipped (it needs calibration images: --calibration FOLDER, FILE.npz or data)")
     if "saved_model" in result:
         print(f"SavedModel: {result['saved_model']}")
         print(f"TF Serving config: {os.path.join(args.out, 'models.config')} "
@@ -140,12 +177,28 @@ def _export(args):
     return 0
 
 
-def _compress(args):
-    from vaezoo import codec, data, registry
+def _codec_model(args, data=None):
+    """The codec model of a compress/decompress command: `--tflite DIR` (LiteRT, no
+    TensorFlow), `--model MODEL`, or for decompress the zoo model the file's header names."""
+    from vaezoo import codec
 
-    model, name, _, _ = registry.resolve_model(args.model)
-    images = data.load_image_files(args.images, model.image_shape[:2], model.image_shape[2], resize=False)
-    size = codec.write_vqz(args.output, model, images, tflite=args.tflite, mode=args.mode, model_name=name)
+    if args.tflite:
+        return codec.LiteRTCodecModel(args.tflite, variant=args.variant)
+    from vaezoo import registry
+
+    if args.model:
+        return registry.resolve_model(args.model).model
+    return registry.load_codec_model(codec.read_header(data))
+
+
+def _compress(args):
+    from vaezoo import codec, data
+
+    model = _codec_model(args)
+    channels = codec.codec_model(model).channels
+    images = data.load_image_files(args.images, None, channels, resize=False)  # every file at its own size
+    images = [codec.check_image(image, channels, name=path) for path, image in zip(args.images, images)]
+    size = codec.write_vqz(args.output, model, images, mode=args.mode)
     header = codec.read_header(args.output)
     print(f"{len(images)} image(s) -> {args.output}: {size} bytes ({size / len(images):.1f} bytes/image, "
           f"{header.mode} coding)")
@@ -153,10 +206,10 @@ def _compress(args):
 
 
 def _decompress(args):
-    from vaezoo import codec, registry
+    from vaezoo import codec
 
-    model = registry.resolve_model(args.model).model
-    images = codec.read_vqz(args.file, model, tflite=args.tflite)  # every check runs before any PNG is written
+    model = _codec_model(args, args.file)
+    images = codec.read_vqz(args.file, model)  # every check runs before any PNG is written
     paths = codec.save_images(images, args.output, prefix=args.prefix)
     print(f"{args.file}: {len(paths)} image(s) -> {args.output}/")
     return 0
@@ -343,29 +396,44 @@ def build_parser():
     exp.add_argument("--overwrite", action="store_true", help="replace an existing version directory")
     exp.add_argument("--version-policy", choices=("latest", "specific", "all"), default="latest",
                      help="models.config version policy for this model (default: latest)")
+    exp.add_argument("--calibration", metavar="SOURCE",
+                     help="calibration images for the full_int8 TFLite variant: a folder of images, an .npz "
+                          "(x_train or its first array) or 'data' (the model's own training data); without it "
+                          "full_int8 is skipped")
+    exp.add_argument("--calibration-images", type=int, default=200, metavar="N",
+                     help="how many calibration images to read (default 200)")
     exp.set_defaults(func=_export)
 
     vq_model_help = "a VQ-VAE: registry name, .keras file or training workdir"
     comp = sub.add_parser("compress", help="compress images into a .vqz file with a VQ-VAE",
-                          description="Encode images to VQ-VAE codes and entropy-code them with the model's "
-                                      "PixelCNN prior into one .vqz file (layout: docs/vqz_format.md). Images "
-                                      "must have the model's size and channels; nothing is resized.")
+                          description="Encode images of any size (at least 8 pixels a side, the model's "
+                                      "channels) to VQ-VAE code grids and entropy-code them with the model's "
+                                      "exact context model into one .vqz file (format version 2, "
+                                      "docs/vqz_format.md). Nothing is resized.")
     comp.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
-    comp.add_argument("--model", required=True, help=vq_model_help)
+    where = comp.add_mutually_exclusive_group(required=True)
+    where.add_argument("--model", help=vq_model_help)
+    where.add_argument("--tflite", metavar="DIR", help="a `vaezoo export --format tflite` folder: run on LiteRT "
+                                                       "alone (no TensorFlow), as a device does")
+    comp.add_argument("--variant", default="float32", help="with --tflite: the encoder/decoder file (float32, "
+                                                           "float16, dynamic_int8, full_int8; default float32)")
     comp.add_argument("-o", "--output", required=True, help="the .vqz file to write")
-    comp.add_argument("--tflite", help="encode with this .tflite export of the model (on-device path)")
-    comp.add_argument("--mode", choices=("auto", "prior", "fixed"), default="auto",
-                      help="prior: range coding with the PixelCNN; fixed: ceil(log2 K) bits per code; "
-                           "auto (default): the smaller")
+    comp.add_argument("--mode", choices=("auto", "context", "fixed"), default="auto",
+                      help="context: range coding with the exact context model; fixed: ceil(log2 K) bits per "
+                           "code; auto (default): context when the model has a context model")
     comp.set_defaults(func=_compress)
 
     decomp = sub.add_parser("decompress", help="decode a .vqz file into PNGs",
-                            description="Decode a .vqz file with the model it was written with (checked by "
-                                        "its weights sha256) and write one PNG per image.")
+                            description="Decode a .vqz file (version 2, or version 1) with the model it was "
+                                        "written with (checked by its weights sha256) and write one PNG per "
+                                        "image at its original size.")
     decomp.add_argument("file", help="the .vqz file")
-    decomp.add_argument("--model", required=True, help=vq_model_help)
+    where = decomp.add_mutually_exclusive_group()
+    where.add_argument("--model", help=vq_model_help + "; default: the zoo model the file's header names")
+    where.add_argument("--tflite", metavar="DIR", help="a `vaezoo export --format tflite` folder: run on LiteRT "
+                                                       "alone (no TensorFlow)")
+    decomp.add_argument("--variant", default="float32", help="with --tflite: the decoder file (default float32)")
     decomp.add_argument("-o", "--output", required=True, help="output folder for the PNGs")
-    decomp.add_argument("--tflite", help="decode with this .tflite export of the model")
     decomp.add_argument("--prefix", default="image", help="PNG names: PREFIX_0000.png, ... (default: image)")
     decomp.set_defaults(func=_decompress)
 

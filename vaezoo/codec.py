@@ -1,543 +1,382 @@
-"""`.vqz`: a compressed image file format built on a VQ-VAE and its PixelCNN prior.
+"""`.vqz` image files from a VQ-VAE: compress and decompress images of any size.
 
-An image becomes its VQ-VAE code grid (`encode_to_codes`); the codes are entropy-coded with
-a range coder (the `constriction` package) driven by the prior's categorical
-p(c_i | c_<i) at each position, in raster order, so a file costs about
--log2 p(codes) bits plus a fixed header. Decoding runs the prior autoregressively (one
-PixelCNN pass per grid position, batched over images) and decodes the codes back to images.
-Where the prior would not help (a model without a prior, or a file where it costs more),
-codes are stored with a fixed ceil(log2 K) bits each. The byte layout is in
-`docs/vqz_format.md`.
+An image (any height and width of at least 8 pixels, the model's channel count) is padded
+to the model's stride by repeating its edge pixels, encoded whole by the convolutional
+encoder into a grid of codes, and the grid is entropy-coded with the model's exact context
+model (`vaezoo.vqz`, format version 2; `docs/vqz_format.md`). Decoding reverses this and
+crops to the original size. Without a context model, codes are stored with ceil(log2 K)
+bits each. Version-1 files (the PixelCNN-coded format) still decode (`vaezoo.vqz_v1`).
 
-Probabilities are bit-identical at both ends because both run the SAME computation: the
-encoder, too, walks the positions in raster order with the not-yet-coded positions set to
-0 and the images batched in groups of the header's `prior batch size`, turns the float32
-logits into float64 probabilities with the same numpy softmax, and hands them to
-constriction's `Categorical(perfect=False)`, which quantizes them deterministically. That
-holds on one software and hardware stack; decoding on different hardware or TensorFlow
-versions can compute different logits, and a CRC32 of the codes in the header turns such a
-mismatch into a clear error instead of wrong images.
-
-The encoder and decoder networks are the Keras model's, or a TFLite export's
-(`vaezoo.export.tflite`, on-device path) when `tflite=` is given; the prior always runs in
-TensorFlow.
+`model` is a `VQVAE` (the desktop path: Keras networks, the context model's integers in
+numpy) or a `LiteRTCodecModel` (the device path: the exported `.tflite` files, no
+TensorFlow); both compute the same probabilities, so both write the same bytes for the same
+codes, and either reads the other's files.
 
 Example:
     >>> from vaezoo import codec
-    >>> data = codec.compress(model, images)            # uint8 (n, 32, 32, 3) -> bytes
-    >>> restored = codec.decompress(model, data)        # float32 in [0, 1]
-    >>> codec.write_vqz("photos.vqz", model, images)
-    >>> codec.read_vqz("photos.vqz", model).shape
-    (n, 32, 32, 3)
+    >>> data = codec.compress(model, images)          # uint8 (n, H, W, 3), or a list of sizes
+    >>> restored = codec.decompress(model, data)      # float32 in [0, 1], the original sizes
+    >>> codec.write_vqz("photo.vqz", model, [photo])
+    >>> codec.read_vqz("photo.vqz", model)[0].shape == photo.shape
+    True
 """
 
-import dataclasses
-import math
+import hashlib
+import io
 import os
-import struct
-import weakref
-import zlib
 
 import numpy as np
 
-from vaezoo import validation
+from vaezoo import validation, vqz, vqz_v1
 from vaezoo.io import atomic_path
+from vaezoo.vqz import Limits, VQZFormatError, VQZModelMismatchError
 
-#: first 8 bytes of every .vqz file (PNG-style: a non-ASCII byte, the name, CR LF, ^Z, LF).
-MAGIC = b"\x89VQZ\r\n\x1a\n"
-#: the format version this module writes and reads.
-FORMAT_VERSION = 1
-#: coding modes (the header's `coding mode` byte).
-MODE_FIXED = 0
-MODE_PRIOR = 1
-MODE_NAMES = {MODE_FIXED: "fixed", MODE_PRIOR: "prior"}
-#: images per PixelCNN pass when coding with the prior (stored in the header).
-DEFAULT_PRIOR_BATCH = 64
-
-_PREFIX = struct.Struct("<8sHH")  # magic, version, model-name length
-_FIELDS = struct.Struct("<32s3H2HIIBHIQ")  # sha256, image shape, grid, K, N, mode, batch, codes crc, payload length
-_TRAILER = struct.Struct("<I")  # crc32 of everything before it
+#: the smallest image side the codec takes.
+MIN_SIDE = 8
+MODES = ("auto", "context", "fixed")
 
 
-class VQZFormatError(ValueError):
-    """A `.vqz` file (or bytes) that cannot be decoded: not a .vqz, an unsupported
-    version, truncated or corrupted, or written with a different model."""
+# --------------------------------------------------------------------- the two paths
+class CodecModel:
+    """What the codec needs of a model: `stride`, `channels`, `num_embeddings`,
+    `weights_sha256`, `context` (an integer context network or None), and `encode(images)` /
+    `decode(grids)` on batches of equal size."""
 
 
-class VQZModelMismatchError(VQZFormatError):
-    """The file was written with a model whose weights differ from the given model's."""
-
-
-@dataclasses.dataclass(frozen=True)
-class VQZHeader:
-    """The parsed header of a `.vqz` file (see `docs/vqz_format.md`)."""
-
-    version: int
-    model_name: str
-    weights_sha256: str
-    image_shape: tuple
-    grid_shape: tuple
-    num_embeddings: int
-    num_images: int
-    mode: str
-    prior_batch: int
-    codes_crc32: int
-    payload_length: int
-    header_length: int
-
-    @property
-    def total_length(self):
-        return self.header_length + self.payload_length + _TRAILER.size
-
-
-# --------------------------------------------------------------------- model checks
-def weights_sha256(model):
-    """sha256 of all the model's weights (`vaezoo.workdir.weights_fingerprint`), hex."""
-    from vaezoo.workdir import weights_fingerprint
-
-    return weights_fingerprint(model)
-
-
-def _check_vq_model(model):
-    from vaezoo.models.base import check_model
-
-    check_model(model, "The .vqz codec", latent_kinds=("code_grid",))
-    model.build_from_images()
-    return model
-
-
-def _tflite_runner(model, tflite):
-    """A `TFLiteModel` for `tflite` (path or runner), checked against the model."""
-    if tflite is None:
-        return None
-    from vaezoo.export.tflite import TFLiteModel
-
-    runner = tflite if isinstance(tflite, TFLiteModel) else TFLiteModel(os.fspath(tflite))
-    if runner.kind != "vq" or runner.image_shape != tuple(model.image_shape) or runner.grid_shape != tuple(model.grid_shape):
-        raise ValueError(
-            f"TFLite file {runner.path} (kind {runner.kind}, images {runner.image_shape}, grid "
-            f"{runner.grid_shape}) does not fit the model (images {tuple(model.image_shape)}, grid "
-            f"{tuple(model.grid_shape)})."
-        )
-    recorded = runner.manifest.get("weights_sha256")  # from manifest.json beside the file, if any
-    if recorded and recorded != weights_sha256(model):
-        raise ValueError(
-            f"TFLite file {runner.path} was exported from a model with weights sha256 "
-            f"{recorded[:16]}..., not from the given model ({weights_sha256(model)[:16]}...)."
-        )
-    return runner
-
-
-# --------------------------------------------------------------------- prior probabilities
-_LOGITS_FNS = weakref.WeakKeyDictionary()
-
-
-def _logits_fn(prior):
-    """One traced `tf.function` per prior: the same graph at compression and decompression."""
-    import tensorflow as tf
-
-    fn = _LOGITS_FNS.get(prior)
-    if fn is None:
-        spec = tf.TensorSpec((None, None, prior.grid_shape[1]), tf.int32)  # rows cropped per step
-        ref = weakref.ref(prior)  # the cache must not keep the prior alive
-
-        def logits(codes):
-            return ref().logits(codes)
-
-        fn = tf.function(logits, input_signature=[spec], autograph=False)
-        _LOGITS_FNS[prior] = fn
-    return fn
-
-
-def _softmax64(logits):
-    logits = np.asarray(logits, np.float64)
-    logits = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(logits)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def _categorical_entropy_model():
-    """constriction's quantized categorical model family, fed one probability table per symbol."""
-    import constriction
-
-    return constriction.stream.model.Categorical(perfect=False)
-
-
-def _prior_steps(prior, batch):
-    """Yield `(position, row, col, probs (b, K) float64)` for a raster-order walk; the
-    caller writes the code of each position into `batch` (int32, zeros after) before the
-    next step, exactly as the decoder does.
-
-    The PixelCNN's output at row i depends only on rows <= i (its convs are padded above and
-    to the left only), so each step runs on rows 0..i: about half the work of full grids.
-    """
-    fn = _logits_fn(prior)
-    _, width = prior.grid_shape
-    for position in range(prior.num_positions):
-        row, col = divmod(position, width)
-        logits = fn(batch[:, : row + 1])[:, row, col, :]
-        yield position, row, col, _softmax64(logits.numpy())
-
-
-def _encode_prior(prior, codes, prior_batch):
-    import constriction
-
-    encoder = constriction.stream.queue.RangeEncoder()
-    family = _categorical_entropy_model()
-    for start in range(0, len(codes), prior_batch):
-        chunk = codes[start : start + prior_batch]
-        work = np.zeros_like(chunk)
-        symbols, probs = [], []
-        for _, row, col, p in _prior_steps(prior, work):
-            symbols.append(chunk[:, row, col])
-            probs.append(p)
-            work[:, row, col] = chunk[:, row, col]
-        encoder.encode(np.concatenate(symbols).astype(np.int32), family, np.concatenate(probs, axis=0))
-    return encoder.get_compressed().astype("<u4").tobytes()
-
-
-def _decode_prior(prior, payload, num_images, prior_batch):
-    import constriction
-
-    if len(payload) % 4:
-        raise VQZFormatError(f"corrupted .vqz: a prior-coded payload is whole 32-bit words, got {len(payload)} bytes.")
-    decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, "<u4").astype(np.uint32))
-    family = _categorical_entropy_model()
-    out = []
-    for start in range(0, num_images, prior_batch):
-        work = np.zeros((min(prior_batch, num_images - start), *prior.grid_shape), np.int32)
-        for _, row, col, p in _prior_steps(prior, work):
-            work[:, row, col] = np.asarray(decoder.decode(family, p), np.int32)
-        out.append(work)
-    return np.concatenate(out, axis=0)
-
-
-def prior_bits(model, codes):
-    """-log2 p(codes) under the model's prior, summed over all grids (the ideal size in bits)."""
-    codes = np.asarray(_as_codes(model, codes))
-    return float(-np.sum(np.asarray(model.prior.log_prob(codes), np.float64)) / math.log(2.0))
-
-
-# --------------------------------------------------------------------- fixed-length coding
-def bits_per_code(num_embeddings):
-    """ceil(log2 K): bits of one code in fixed-length mode (0 when K == 1)."""
-    return int(math.ceil(math.log2(num_embeddings))) if num_embeddings > 1 else 0
-
-
-def _encode_fixed(codes, num_embeddings):
-    bits = bits_per_code(num_embeddings)
-    if bits == 0:
-        return b""
-    flat = codes.reshape(-1).astype(np.uint32)
-    shifts = np.arange(bits - 1, -1, -1, dtype=np.uint32)
-    table = ((flat[:, None] >> shifts[None, :]) & 1).astype(np.uint8)  # MSB first
-    return np.packbits(table.reshape(-1)).tobytes()
-
-
-def _decode_fixed(payload, num_codes, num_embeddings):
-    bits = bits_per_code(num_embeddings)
-    expected = (num_codes * bits + 7) // 8
-    if len(payload) != expected:
-        raise VQZFormatError(
-            f"corrupted .vqz: a fixed-length payload of {num_codes} codes x {bits} bits is "
-            f"{expected} bytes, got {len(payload)}."
-        )
-    if bits == 0:
-        return np.zeros(num_codes, np.int32)
-    table = np.unpackbits(np.frombuffer(payload, np.uint8))[: num_codes * bits].reshape(num_codes, bits)
-    weights = (1 << np.arange(bits - 1, -1, -1)).astype(np.int64)
-    codes = (table.astype(np.int64) @ weights).astype(np.int32)
-    if codes.size and codes.max() >= num_embeddings:
-        raise VQZFormatError(f"corrupted .vqz: decoded code {codes.max()} is outside [0, {num_embeddings}).")
-    return codes
-
-
-# --------------------------------------------------------------------- container
-def _codes_crc(codes):
-    return zlib.crc32(np.ascontiguousarray(codes, "<i4").tobytes()) & 0xFFFFFFFF
-
-
-def _as_codes(model, codes):
-    """Codes `(n, h, w)` checked against the model's grid and codebook, as int32 numpy."""
-    from vaezoo.quantizer import check_codes
-
-    return np.asarray(check_codes(codes, model.num_embeddings, model.grid_shape), np.int32)
-
-
-def compress_codes(model, codes, mode="auto", model_name=None, prior_batch=DEFAULT_PRIOR_BATCH):
-    """Pack VQ code grids into `.vqz` bytes (no encoder network runs).
+class KerasCodecModel(CodecModel):
+    """The desktop path: a `VQVAE`'s Keras encoder and decoder, its context model in numpy.
 
     Args:
-        model: the `VQVAE` whose codebook (and prior) the codes belong to.
-        codes: int codes `(n, h, w)` in [0, K), `(h, w)` the model's grid.
-        mode: `"auto"` (the prior's range coding unless fixed-length is no larger or the
-            model has no prior), `"prior"` or `"fixed"` (ceil(log2 K) bits per code).
-        model_name: name stored in the header (default: the model's Keras name).
-        prior_batch: images per PixelCNN pass (stored; decoding uses the same batching).
+        model: a `VQVAE` (with `context_model` for entropy coding).
+    """
 
-    Returns:
-        bytes of a complete `.vqz` file.
+    def __init__(self, model):
+        from vaezoo.models.base import check_model
+        from vaezoo.workdir import weights_fingerprint
+
+        check_model(model, "The .vqz codec", latent_kinds=("code_grid",))
+        model.build_from_images()
+        self.model = model
+        self.name = model.name
+        self.stride = model.stride
+        self.channels = model.image_shape[-1]
+        self.num_embeddings = model.num_embeddings
+        self.weights_sha256 = weights_fingerprint(model)
+        self.context = model.context_network()
+
+    def encode(self, images):
+        """Code grids int32 `(n, h, w)` of float images `(n, H, W, C)`, sides multiples of the stride."""
+        return np.asarray(self.model.encode_grid(images), np.int32)
+
+    def decode(self, grids):
+        """Float32 images `(n, H, W, C)` in [0, 1] of code grids `(n, h, w)`."""
+        return np.asarray(self.model.decode_grid(grids), np.float32)
+
+
+class LiteRTCodecModel(CodecModel):
+    """The device path: an export folder (`vaezoo export MODEL --format tflite`) on LiteRT alone.
+
+    Reads `manifest.json`, the variant's `.tflite` (its `encode_grid` / `decode_grid`
+    signatures run the encoder and decoder at any size) and the exact context model
+    (`context.tflite` + `context.npz`); every file is checked against the sha256 the
+    manifest records. Imports numpy, `ai_edge_litert` and constriction, never TensorFlow.
+
+    Args:
+        directory: the export folder.
+        variant: which encoder/decoder file: `"float32"`, `"float16"`, `"dynamic_int8"` or
+            `"full_int8"` (the context model is float32 in every case: exact integers).
+        resolver: LiteRT kernels of the context model: `"default"` (XNNPACK), `"builtin"`,
+            `"reference"` (all give the same integers).
+        num_threads: interpreter threads (`None`: LiteRT's default).
 
     Example:
-        >>> data = compress_codes(model, model.encode_to_codes(images))
-        >>> np.array_equal(decompress_codes(model, data), model.encode_to_codes(images))
+        >>> device = LiteRTCodecModel("exports/tflite/vq-vae-cifar")
+        >>> data = compress(device, [photo])              # no TensorFlow in this process
+        >>> decompress(device, data)[0].shape == photo.shape
         True
     """
-    model = _check_vq_model(model)
-    codes = _as_codes(model, codes)
-    if mode not in ("auto", "prior", "fixed"):
-        raise ValueError(f"mode must be 'auto', 'prior' or 'fixed', got {mode!r}.")
-    validation.check_int("prior_batch", prior_batch, 1)
-    if prior_batch > 0xFFFF:
-        raise ValueError(f"prior_batch must be <= 65535, got {prior_batch}.")
-    if mode == "prior" and model.prior is None:
-        raise ValueError("mode='prior' needs a model with a PixelCNN prior; this VQVAE has prior=None.")
-    name = model.name if model_name is None else str(model_name)
-    name_bytes = name.encode("utf-8")
-    if len(name_bytes) > 0xFFFF:
-        raise ValueError("model_name is longer than 65535 bytes in UTF-8.")
-    if len(codes) > 0xFFFFFFFF:
-        raise ValueError("too many images for one .vqz file (at most 2**32 - 1).")
-    if max(*model.image_shape, *model.grid_shape) > 0xFFFF:
-        raise ValueError(f"image and grid sides must be < 65536 for .vqz, got {model.image_shape}.")
 
-    fixed = _encode_fixed(codes, model.num_embeddings)
-    chosen, payload, batch = MODE_FIXED, fixed, 0
-    if mode in ("auto", "prior") and model.prior is not None:
-        coded = _encode_prior(model.prior, codes, prior_batch)
-        if mode == "prior" or len(coded) < len(fixed):
-            chosen, payload, batch = MODE_PRIOR, coded, prior_batch
+    def __init__(self, directory, variant="float32", resolver="default", num_threads=None):
+        import json
 
-    head = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(name_bytes)) + name_bytes
-    head += _FIELDS.pack(
-        bytes.fromhex(weights_sha256(model)),
-        *model.image_shape,
-        *model.grid_shape,
-        model.num_embeddings,
-        len(codes),
-        chosen,
-        batch,
-        _codes_crc(codes),
-        len(payload),
-    )
-    body = head + payload
-    return body + _TRAILER.pack(zlib.crc32(body) & 0xFFFFFFFF)
+        from ai_edge_litert.interpreter import Interpreter
 
+        from vaezoo import integer_entropy
 
-def read_header(data):
-    """Parse and check a `.vqz` container (magic, version, lengths, checksum): `VQZHeader`.
+        self.directory = os.fspath(directory)
+        manifest_path = os.path.join(self.directory, "manifest.json")
+        if not os.path.isfile(manifest_path):
+            raise FileNotFoundError(f"No TFLite export at {self.directory!r}: manifest.json is missing "
+                                    "(write one with `vaezoo export MODEL --format tflite`).")
+        with open(manifest_path, encoding="utf-8") as f:
+            manifest = json.load(f)
+        codec = manifest.get("codec")
+        if not codec:
+            raise ValueError(f"{self.directory} is not a VQ-VAE codec export (its manifest has no 'codec' entry; "
+                             "export a VQVAE with this vaezoo version).")
+        entry = (manifest.get("variants") or {}).get(variant)
+        if entry is None:
+            raise ValueError(f"{self.directory} has no {variant!r} variant; it has "
+                             f"{sorted(manifest.get('variants') or {})}.")
+        self.name = manifest.get("model_name", "model")
+        self.variant = variant
+        self.weights_sha256 = manifest["weights_sha256"]
+        self.stride, self.channels = int(codec["stride"]), int(codec["channels"])
+        self.num_embeddings = int(codec["num_embeddings"])
+        interpreter = Interpreter(model_content=self._checked(entry), num_threads=num_threads)
+        self._encode = interpreter.get_signature_runner("encode_grid")
+        self._decode = interpreter.get_signature_runner("decode_grid")
+        self.context = None
+        if codec.get("context_model"):
+            files = codec["context_model"]
+            with np.load(io.BytesIO(self._checked(files["arrays"]))) as arrays:
+                network = integer_entropy.IntegerContextNetwork.from_arrays(dict(arrays))
+            self.context = integer_entropy.LiteRTContextNetwork(self._checked(files["tflite"]), network,
+                                                               resolver=resolver, num_threads=num_threads)
 
-    Args:
-        data: the file's bytes, or a path to it.
+    def _checked(self, entry):
+        path = os.path.join(self.directory, entry["file"])
+        with open(path, "rb") as f:
+            content = f.read()
+        if hashlib.sha256(content).hexdigest() != entry["sha256"]:
+            raise ValueError(f"{path} does not match the sha256 its manifest records (a file of another export, "
+                             "or a damaged one): export the model again.")
+        return content
 
-    Raises:
-        VQZFormatError: not a .vqz file, unsupported version, truncated, trailing bytes or
-            a checksum mismatch (corruption).
-    """
-    if isinstance(data, (str, os.PathLike)):
-        with open(data, "rb") as f:
-            data = f.read()
-    data = bytes(data)
-    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
-        raise VQZFormatError(
-            f"not a .vqz file: expected the magic bytes {MAGIC!r} at the start, got {data[:len(MAGIC)]!r}."
-        )
-    if len(data) < _PREFIX.size:
-        raise VQZFormatError(f"truncated .vqz: {len(data)} bytes, the header alone needs more.")
-    _, version, name_length = _PREFIX.unpack_from(data, 0)
-    if version != FORMAT_VERSION:
-        raise VQZFormatError(
-            f"unsupported .vqz format version {version}; this vaezoo reads version {FORMAT_VERSION}."
-        )
-    header_length = _PREFIX.size + name_length + _FIELDS.size
-    if len(data) < header_length + _TRAILER.size:
-        raise VQZFormatError(
-            f"truncated .vqz: {len(data)} bytes, but the header alone needs {header_length + _TRAILER.size}."
-        )
-    try:
-        name = data[_PREFIX.size : _PREFIX.size + name_length].decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise VQZFormatError(f"corrupted .vqz: the model name is not UTF-8 ({error}).") from None
-    (sha, h, w, c, gh, gw, k, n, mode, batch, codes_crc, payload_length) = _FIELDS.unpack_from(
-        data, _PREFIX.size + name_length
-    )
-    total = header_length + payload_length + _TRAILER.size
-    if len(data) < total:
-        raise VQZFormatError(f"truncated .vqz: the header announces {total} bytes, the file has {len(data)}.")
-    if len(data) > total:
-        raise VQZFormatError(f"corrupted .vqz: {len(data) - total} unexpected bytes after the end ({total} bytes).")
-    (stored_crc,) = _TRAILER.unpack_from(data, total - _TRAILER.size)
-    if zlib.crc32(data[: total - _TRAILER.size]) & 0xFFFFFFFF != stored_crc:
-        raise VQZFormatError("corrupted .vqz: the CRC32 checksum of the file does not match its content.")
-    if mode not in MODE_NAMES:
-        raise VQZFormatError(f"corrupted .vqz: unknown coding mode {mode}.")
-    if mode == MODE_PRIOR and batch < 1:
-        raise VQZFormatError("corrupted .vqz: prior coding with a prior batch size of 0.")
-    if min(h, w, c, gh, gw, k, n) < 1:
-        raise VQZFormatError("corrupted .vqz: a zero image, grid, codebook size or image count in the header.")
-    return VQZHeader(
-        version=version, model_name=name, weights_sha256=sha.hex(), image_shape=(h, w, c), grid_shape=(gh, gw),
-        num_embeddings=k, num_images=n, mode=MODE_NAMES[mode], prior_batch=batch, codes_crc32=codes_crc,
-        payload_length=payload_length, header_length=header_length,
-    )
+    def encode(self, images):
+        return self._encode(images=np.ascontiguousarray(images, np.float32))["codes"].astype(np.int32)
+
+    def decode(self, grids):
+        return self._decode(codes=np.ascontiguousarray(grids, np.int32))["images"].astype(np.float32)
 
 
-def decompress_codes(model, data):
-    """The code grids int32 `(n, h, w)` stored in `.vqz` bytes (no decoder network runs).
-
-    Raises:
-        VQZFormatError: bad container (see `read_header`); `VQZModelMismatchError` when the
-            model's weights sha256 differs from the file's; a codes checksum mismatch after
-            prior decoding (the prior computed different probabilities than at compression).
-    """
-    model = _check_vq_model(model)
-    if isinstance(data, (str, os.PathLike)):
-        with open(data, "rb") as f:
-            data = f.read()
-    data = bytes(data)
-    header = read_header(data)
-    sha = weights_sha256(model)
-    if header.weights_sha256 != sha:
-        raise VQZModelMismatchError(
-            f".vqz was written with model {header.model_name!r} (weights sha256 "
-            f"{header.weights_sha256[:16]}...), but the given model's weights sha256 is {sha[:16]}...; "
-            "decode it with the model it was written with."
-        )
-    if (header.image_shape, header.grid_shape, header.num_embeddings) != (
-        tuple(model.image_shape), tuple(model.grid_shape), model.num_embeddings
-    ):
-        raise VQZFormatError(
-            f"corrupted .vqz: header says images {header.image_shape}, grid {header.grid_shape}, K "
-            f"{header.num_embeddings}, but its model has {tuple(model.image_shape)}, "
-            f"{tuple(model.grid_shape)}, {model.num_embeddings}."
-        )
-    payload = data[header.header_length : header.header_length + header.payload_length]
-    if header.mode == "fixed":
-        count = header.num_images * int(math.prod(header.grid_shape))
-        codes = _decode_fixed(payload, count, header.num_embeddings).reshape(header.num_images, *header.grid_shape)
-    else:
-        if model.prior is None:
-            raise VQZFormatError(".vqz is coded with the prior, but the given model has prior=None.")
-        try:
-            codes = _decode_prior(model.prior, payload, header.num_images, header.prior_batch)
-        except VQZFormatError:
-            raise
-        except Exception as error:  # constriction raises on data it cannot decode
-            raise VQZFormatError(f"corrupted .vqz: the range decoder failed ({error}).") from None
-    if _codes_crc(codes) != header.codes_crc32:
-        raise VQZFormatError(
-            "decoded codes do not match the checksum stored at compression: the prior computed "
-            "different probabilities here (different hardware or TensorFlow version?) or the file is corrupted."
-        )
-    return codes
+def codec_model(model):
+    """`model` as a codec model: a `KerasCodecModel` for a `VQVAE`, or the model itself."""
+    if isinstance(model, CodecModel):
+        return model
+    return KerasCodecModel(model)
 
 
 # --------------------------------------------------------------------- images
-def _encode_images(model, images, runner, batch_size=256):
-    x = validation.check_images(images, model.image_shape, name="images")
-    x = np.asarray(x)
-    out = []
-    for start in range(0, len(x), batch_size):
-        batch = x[start : start + batch_size]
-        out.append(runner.encode(batch) if runner is not None else np.asarray(model.encode_to_codes(batch)))
-    return np.concatenate(out).astype(np.int32)
+def check_image(image, channels, name="image"):
+    """One image `(H, W, C)` checked for the codec (the model's channels, sides >= 8, uint8 or
+    float in [0, 1]) and returned as float32 in [0, 1]; the errors name `name`."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != channels:
+        kind = {1: "greyscale", 3: "RGB"}.get(channels, f"{channels}-channel")
+        got = f"{image.shape[-1]} channel(s)" if image.ndim == 3 else f"shape {image.shape}"
+        raise ValueError(f"{name} has {got}; the model takes {kind} images (height, width, {channels}).")
+    if min(image.shape[:2]) < MIN_SIDE:
+        raise ValueError(f"{name} is {image.shape[1]}x{image.shape[0]} pixels; the codec needs at least "
+                         f"{MIN_SIDE} pixels on each side.")
+    if image.dtype.kind not in "uif" or (image.dtype.kind in "iu" and image.dtype != np.uint8):
+        raise TypeError(f"{name} must be uint8 in [0, 255] or float in [0, 1], got dtype {image.dtype}.")
+    return validation.unit_float_images(image, name)
 
 
-def _decode_images(model, codes, runner, batch_size=256):
-    out = []
-    for start in range(0, len(codes), batch_size):
-        batch = codes[start : start + batch_size]
-        out.append(runner.decode(batch) if runner is not None else np.asarray(model.decode_codes(batch)))
-    return np.concatenate(out).astype(np.float32)
+def _image_list(images, channels):
+    """Images (an `(n, H, W, C)` array or a list of `(H, W, C)` arrays) as float32 [0, 1] arrays."""
+    if isinstance(images, np.ndarray) or hasattr(images, "shape"):
+        array = np.asarray(images)
+        if array.ndim != 4:
+            raise ValueError(f"images must be an array (n, height, width, {channels}) or a list of "
+                             f"(height, width, {channels}) arrays, got shape {array.shape}.")
+        images = list(array)
+    images = list(images)
+    if not images:
+        raise ValueError("no images given.")
+    return [check_image(image, channels, name=f"image {i}") for i, image in enumerate(images)]
 
 
-def compress(model, images, tflite=None, mode="auto", model_name=None, prior_batch=DEFAULT_PRIOR_BATCH):
+def _pad(image, stride):
+    h, w = image.shape[:2]
+    return np.pad(image, ((0, -h % stride), (0, -w % stride), (0, 0)), mode="edge")
+
+
+def _by_size(items):
+    """Indices of `items` grouped by their shape (so equal sizes run as one batch)."""
+    groups = {}
+    for i, item in enumerate(items):
+        groups.setdefault(tuple(np.shape(item)), []).append(i)
+    return groups
+
+
+def encode_images(codec, images, batch_size=64):
+    """`(sizes, grids)` of images (any sizes): their original `(h, w)` and code grids."""
+    codec = codec_model(codec)
+    images = _image_list(images, codec.channels)
+    padded = [_pad(image, codec.stride) for image in images]
+    grids = [None] * len(images)
+    for indices in _by_size(padded).values():
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start : start + batch_size]
+            for i, grid in zip(chunk, codec.encode(np.stack([padded[i] for i in chunk]))):
+                grids[i] = grid
+    return [image.shape[:2] for image in images], grids
+
+
+def decode_images(codec, sizes, grids, batch_size=64):
+    """Images float32 in [0, 1] of the given sizes from their code grids."""
+    codec = codec_model(codec)
+    out = [None] * len(grids)
+    for indices in _by_size(grids).values():
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start : start + batch_size]
+            for i, image in zip(chunk, codec.decode(np.stack([grids[i] for i in chunk]))):
+                h, w = sizes[i]
+                out[i] = image[:h, :w]
+    return out
+
+
+def _stack_if_same(images):
+    shapes = {image.shape for image in images}
+    return np.stack(images) if len(shapes) == 1 else images
+
+
+# --------------------------------------------------------------------- bytes
+def compress_codes(model, grids, sizes, mode="auto"):
+    """`.vqz` bytes of code grids (no encoder runs). `sizes`: each image's original `(h, w)`.
+
+    Args:
+        model: a `VQVAE` or a `LiteRTCodecModel`.
+        grids: int code grids `(h, w)` in [0, K), each the grid of its size padded to the stride.
+        sizes: the original image sizes.
+        mode: `"auto"` (context coding when the model has a context model), `"context"` or
+            `"fixed"` (ceil(log2 K) bits per code).
+    """
+    codec = codec_model(model)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+    if mode == "context" and codec.context is None:
+        raise ValueError("mode='context' needs a model with a context model (VQVAE(context_model=...)); "
+                         "this one has none: use mode='fixed' or train one with fit_context_model.")
+    sizes = [tuple(int(v) for v in size) for size in sizes]
+    grids = [np.asarray(g) for g in grids]
+    if len(sizes) != len(grids):
+        raise ValueError(f"{len(grids)} grids but {len(sizes)} sizes.")
+    for i, (size, grid) in enumerate(zip(sizes, grids)):
+        expected = vqz.grid_shape(size, codec.stride)
+        if grid.shape != expected or grid.dtype.kind not in "iu" or (grid.size and (grid.min() < 0 or
+                                                                                  grid.max() >= codec.num_embeddings)):
+            raise ValueError(f"grid {i} must be integer codes in [0, {codec.num_embeddings}) of shape {expected} "
+                             f"(an image of {size[1]}x{size[0]} pixels), got {grid.dtype} {grid.shape}.")
+    context = None if mode == "fixed" else codec.context
+    return vqz.pack(codec.weights_sha256, codec.stride, sizes, grids, codec.num_embeddings, context)
+
+
+def _version(data):
+    """1 or 2 from the magic bytes; `VQZFormatError` for anything else."""
+    if data[: len(vqz.MAGIC_V1)] == vqz.MAGIC_V1:
+        return 1
+    if data[:3] == vqz.MAGIC[:3] and len(data) > 3 and data[3] != vqz.VERSION:
+        raise VQZFormatError(f"unsupported .vqz format version {data[3]}; this vaezoo reads versions 1 and 2.")
+    if data[:4] != vqz.MAGIC:
+        raise VQZFormatError(f"not a .vqz file: expected the magic bytes {vqz.MAGIC!r} (or version 1's "
+                             f"{vqz.MAGIC_V1!r}) at the start, got {bytes(data[:8])!r}.")
+    return 2
+
+
+def read_header(data, limits=Limits()):
+    """The checked header of `.vqz` bytes or a file: `vqz.Header` (version 2) or `vqz_v1.VQZHeader`."""
+    data = _read(data)
+    return vqz_v1.read_header(data) if _version(data) == 1 else vqz.parse(data, limits)
+
+
+def decompress_codes(model, data, limits=Limits()):
+    """`(sizes, grids)` stored in `.vqz` bytes (no decoder network runs).
+
+    Raises:
+        VQZFormatError: not a .vqz, truncated or corrupted, over `limits`;
+            `VQZModelMismatchError`: written with another model.
+    """
+    codec = codec_model(model)
+    data = _read(data)
+    if _version(data) == 1:
+        if not isinstance(codec, KerasCodecModel):
+            raise VQZFormatError("this is a version-1 .vqz file (PixelCNN-coded): it decodes only with the "
+                                 "Keras VQVAE it was written with, not a LiteRT codec model.")
+        codes = vqz_v1.decompress_codes(codec.model, data)
+        h, w = codec.model.image_shape[:2]
+        return [(h, w)] * len(codes), list(codes)
+    header = vqz.parse(data, limits)
+    if header.model_id != vqz.model_id(codec.weights_sha256) or header.stride != codec.stride:
+        raise VQZModelMismatchError(
+            f".vqz was written with a model whose weights sha256 starts {header.model_id}, but the given model's "
+            f"starts {vqz.model_id(codec.weights_sha256)}; decode it with the model it was written with."
+        )
+    grids = vqz.unpack(data, header, codec.num_embeddings, codec.context)
+    return list(header.sizes), grids
+
+
+def compress(model, images, mode="auto"):
     """Compress images into `.vqz` bytes.
 
     Args:
-        model: a `VQVAE` (with a PixelCNN prior for entropy coding).
-        images: `(n, H, W, C)` uint8 in [0, 255] or float in [0, 1], the model's image shape.
-        tflite: path of a `.tflite` export of this model (or a `TFLiteModel`): its `encode`
-            signature computes the codes (on-device path); `None`: the Keras encoder.
-        mode, model_name, prior_batch: see `compress_codes`.
-
-    Returns:
-        bytes.
+        model: a `VQVAE` or a `LiteRTCodecModel`.
+        images: an array `(n, H, W, C)` or a list of `(H, W, C)` arrays of any sizes (at least
+            8 pixels a side), uint8 in [0, 255] or float in [0, 1], the model's channels.
+        mode: see `compress_codes`.
 
     Raises:
-        ValueError / TypeError: images of the wrong shape, channels or dtype (before any work).
+        ValueError / TypeError: an image of the wrong channels, size, dtype or range (before any work).
 
     Example:
         >>> data = compress(model, x_test[:100])
         >>> len(data) / 100      # bytes per image
     """
-    model = _check_vq_model(model)
-    validation.check_images(images, model.image_shape, name="images")
-    runner = _tflite_runner(model, tflite)
-    codes = _encode_images(model, images, runner)
-    return compress_codes(model, codes, mode=mode, model_name=model_name, prior_batch=prior_batch)
+    codec = codec_model(model)
+    sizes, grids = encode_images(codec, images)
+    return compress_codes(codec, grids, sizes, mode=mode)
 
 
-def decompress(model, data, tflite=None):
-    """Images float32 `(n, H, W, C)` in [0, 1] from `.vqz` bytes.
-
-    Args:
-        model: the `VQVAE` the file was written with (its weights sha256 must match).
-        data: the `.vqz` bytes.
-        tflite: a `.tflite` export of the model whose `decode` signature decodes the codes.
+def decompress(model, data, limits=Limits()):
+    """Images float32 in [0, 1] from `.vqz` bytes: an `(n, H, W, C)` array when every image has
+    the same size, else a list of `(H, W, C)` arrays.
 
     Raises:
-        VQZFormatError: see `read_header` and `decompress_codes`.
+        VQZFormatError: see `decompress_codes`.
     """
-    codes = decompress_codes(model, data)
-    return _decode_images(model, codes, _tflite_runner(model, tflite))
+    codec = codec_model(model)
+    data = _read(data)
+    sizes, grids = decompress_codes(codec, data, limits)
+    return _stack_if_same(decode_images(codec, sizes, grids))
 
 
 def write_vqz(path, model, images, **kwargs):
     """Compress `images` into the file `path` (written atomically); returns its size in bytes.
 
     Everything is validated and encoded before the file is opened, so bad input leaves no file.
-
-    Example:
-        >>> write_vqz("batch.vqz", model, images)
-        5231
     """
     data = compress(model, images, **kwargs)
-    with atomic_path(os.fspath(path)) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
+    with atomic_path(os.fspath(path)) as tmp, open(tmp, "wb") as f:
+        f.write(data)
     return len(data)
 
 
-def read_vqz(path, model, tflite=None):
-    """Images float32 `(n, H, W, C)` in [0, 1] from the `.vqz` file `path`.
-
-    Example:
-        >>> images = read_vqz("batch.vqz", model)
-    """
-    with open(path, "rb") as f:
-        data = f.read()
-    return decompress(model, data, tflite=tflite)
+def read_vqz(path, model, limits=Limits()):
+    """Images float32 in [0, 1] from the `.vqz` file `path` (see `decompress`)."""
+    return decompress(model, _read(path), limits)
 
 
-def inspect_vqz(path):
-    """The checked header of a `.vqz` file (`VQZHeader`), without a model."""
-    return read_header(path)
-
+def _read(data):
+    if isinstance(data, (str, os.PathLike)):
+        with open(data, "rb") as f:
+            return f.read()
+    return bytes(data)
 
 
 # --------------------------------------------------------------------- images to files
 def save_images(images, folder, prefix="image"):
-    """Write float images in [0, 1] as 8-bit PNGs `<folder>/<prefix>_0000.png`, ... (each
-    atomically); returns the paths."""
+    """Write float images in [0, 1] (an array or a list of any sizes) as 8-bit PNGs
+    `<folder>/<prefix>_0000.png`, ... (each atomically); returns the paths."""
     from PIL import Image
 
-    images = np.asarray(images)
     os.makedirs(folder, exist_ok=True)
+    images = list(images)
     digits = max(4, len(str(len(images) - 1)))
     paths = []
     for i, image in enumerate(images):
-        array = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
+        array = np.clip(np.round(np.asarray(image) * 255.0), 0, 255).astype(np.uint8)
         if array.shape[-1] == 1:
             array = array[..., 0]
         path = os.path.join(folder, f"{prefix}_{i:0{digits}d}.png")
@@ -548,7 +387,8 @@ def save_images(images, folder, prefix="image"):
 
 
 __all__ = [
-    "MAGIC", "FORMAT_VERSION", "VQZFormatError", "VQZModelMismatchError", "VQZHeader", "compress", "decompress",
-    "compress_codes", "decompress_codes", "write_vqz", "read_vqz", "read_header", "inspect_vqz", "prior_bits",
-    "bits_per_code", "weights_sha256", "save_images",
+    "MIN_SIDE", "MODES", "Limits", "check_image", "VQZFormatError", "VQZModelMismatchError", "CodecModel",
+    "KerasCodecModel", "LiteRTCodecModel", "codec_model",
+    "encode_images", "decode_images", "compress", "decompress", "compress_codes", "decompress_codes", "read_header",
+    "write_vqz", "read_vqz", "save_images",
 ]

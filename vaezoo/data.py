@@ -155,11 +155,12 @@ _MODE_CHANNELS = {"1": 1, "L": 1, "I": 1, "I;16": 1, "F": 1, "LA": 2, "RGB": 3, 
 
 
 def load_image_files(paths, image_size, channels, resize=True):
-    """Decode image files to uint8 `(n, height, width, channels)`.
+    """Decode image files to uint8 `(n, height, width, channels)` (a list with `image_size=None`).
 
     Args:
         paths: image file paths (PNG, JPEG, ... anything Pillow reads).
-        image_size: `(height, width)`.
+        image_size: `(height, width)`; `None` (with `resize=False`) keeps every file's own
+            size and returns a list of `(height, width, channels)` arrays.
         channels: 1 (grey) or 3 (RGB), or with `resize=False` any count a mode has.
         resize: `True` (data sets, the CLI's reconstructions): convert to grey or RGB and
             resize bilinearly to `image_size`. `False` (the codec): the files must already be
@@ -173,7 +174,8 @@ def load_image_files(paths, image_size, channels, resize=True):
     """
     from PIL import Image, UnidentifiedImageError
 
-    height, width = image_size
+    if image_size is None and resize:
+        raise ValueError("load_image_files needs an image_size to resize to (or resize=False).")
     images = []
     for path in paths:
         if not os.path.isfile(path):
@@ -183,10 +185,10 @@ def load_image_files(paths, image_size, channels, resize=True):
                 array = _resized(image, image_size, channels) if resize else _exact(image, path, image_size, channels)
         except (UnidentifiedImageError, OSError) as error:
             raise ValueError(f"{path!r} is not a readable image ({error}).") from None
-        images.append(array.reshape(height, width, channels))
+        images.append(array.reshape(*array.shape[:2], channels))
     if not images:
         raise ValueError("No image files given.")
-    return np.stack(images)
+    return images if image_size is None else np.stack(images)
 
 
 def _resized(image, image_size, channels):
@@ -197,7 +199,7 @@ def _resized(image, image_size, channels):
 
 
 def _exact(image, path, image_size, channels):
-    height, width = image_size
+    height, width = image_size if image_size is not None else (image.height, image.width)
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     got = _MODE_CHANNELS.get(image.mode)
@@ -446,7 +448,7 @@ def image_shape_of(spec):
 
 # --------------------------------------------------------------------------- splits for evaluation
 def split_spec(spec, split):
-    """A data spec pointed at `split`: npz keys x_/y_<split>, tfds split, folder/<split>."""
+    """A data spec pointed at `split`: npz keys x_/y_<split>, tfds or tar split, folder/<split>."""
     spec = dict(spec)
     kind = spec.get("source")
     if split is None:
@@ -457,7 +459,7 @@ def split_spec(spec, split):
             spec["key"] = f"x_{split}"
         if spec.get("label_key", "").startswith("y_"):
             spec["label_key"] = f"y_{split}"
-    elif kind == "tfds":
+    elif kind in ("tfds", "image_tar"):
         spec["split"] = split
     elif kind == "folder" and os.path.isdir(os.path.join(spec.get("path", ""), split)):
         spec["path"] = os.path.join(spec["path"], split)

@@ -192,6 +192,28 @@ def load(name, *, weights=True, cache_dir=None):
     return model
 
 
+def load_codec_model(header):
+    """The zoo VQ-VAE a `.vqz` header was written with (`vaezoo decompress FILE` without --model).
+
+    Loads each pretrained zoo model of the VQVAE family and compares its weights sha256 with
+    the header's (the first 4 bytes a version-2 file stores, the whole hash of version 1).
+
+    Raises:
+        UnknownModelError: no zoo model matches; the message says to pass --model.
+    """
+    from vaezoo.workdir import weights_fingerprint
+
+    stored = getattr(header, "model_id", None) or header.weights_sha256
+    for name in list_models(pretrained=True):
+        if info(name)["family"] != "VQVAE":
+            continue
+        model = load(name)
+        if weights_fingerprint(model).startswith(stored):
+            return model
+    raise UnknownModelError(f"No zoo model has the weights this .vqz was written with (sha256 {stored[:16]}...); "
+                            "pass the model it was written with: --model MODEL or --tflite DIR.")
+
+
 class ResolvedModel(typing.NamedTuple):
     """What `resolve_model` knows about a MODEL argument."""
 

@@ -97,9 +97,20 @@ def check_images(x, image_shape, name="x"):
         raise ValueError(f"{name} is an empty batch; expected at least one image of shape {expected}.")
     if is_symbolic(x):
         return tf.cast(x, tf.float32) / 255.0 if dtype == tf.uint8 else tf.cast(x, tf.float32)
-    values = np.asarray(x)
-    if dtype == tf.uint8:
-        return tf.convert_to_tensor(values.astype(np.float32) / 255.0)
+    return tf.convert_to_tensor(unit_float_images(np.asarray(x), name))
+
+
+def unit_float_images(values, name="x"):
+    """uint8 [0, 255] or float [0, 1] numpy values -> float32 in [0, 1] (numpy only, no shape check).
+
+    Raises:
+        TypeError: another dtype. ValueError: NaN/Inf or floats outside [0, 1].
+    """
+    values = np.asarray(values)
+    if values.dtype == np.uint8:
+        return values.astype(np.float32) / 255.0
+    if values.dtype.kind != "f":
+        raise TypeError(f"{name} must be uint8 in [0, 255] or float in [0, 1], got dtype {values.dtype}.")
     if not np.all(np.isfinite(values)):
         raise ValueError(f"{name} contains NaN or Inf; expected finite floats in [0, 1].")
     lo, hi = float(values.min()), float(values.max())
@@ -109,7 +120,7 @@ def check_images(x, image_shape, name="x"):
             f"{name} must be float in [0, 1] or uint8 in [0, 255]; got float values in "
             f"[{lo:g}, {hi:g}]{hint}."
         )
-    return tf.convert_to_tensor(values.astype(np.float32))
+    return values.astype(np.float32)
 
 
 def check_latents(z, latent_dim, name="z"):

@@ -97,7 +97,7 @@ def signature_functions(model):
             scores = tf.matmul(tf.reshape(z, (-1, dim)), 2.0 * codebook, transpose_b=True)
             scores = scores - tf.reduce_sum(tf.square(codebook), axis=1)[None, :]
             codes = tf.argmax(scores, axis=-1, output_type=tf.int32)
-            return {"codes": tf.reshape(codes, (-1, *grid))}
+            return {"codes": tf.reshape(codes, tf.shape(z)[:3])}
 
         def decode(codes):
             codebook = tf.convert_to_tensor(model.quantizer.embeddings, tf.float32)
@@ -106,6 +106,14 @@ def signature_functions(model):
             return {"images": tf.cast(images, tf.float32)}
 
         decode_spec = tf.TensorSpec((None, *grid), tf.int32, name="codes")
+        channels = model.image_shape[-1]
+        return {
+            "encode": (encode, [image_spec]),
+            "decode": (decode, [decode_spec]),
+            # the same functions at any size whose sides are multiples of the stride (the codec's)
+            "encode_grid": (encode, [tf.TensorSpec((None, None, None, channels), tf.float32, name="images")]),
+            "decode_grid": (decode, [tf.TensorSpec((None, None, None), tf.int32, name="codes")]),
+        }
     else:
 
         def encode(images):
@@ -120,7 +128,7 @@ def signature_functions(model):
 
 
 def write_saved_model(model, path):
-    """Write a SavedModel with exactly the `encode` and `decode` signatures (what
+    """Write a SavedModel with exactly the `signature_functions` endpoints (what
     `export_tflite` converts), through `keras.export.ExportArchive`."""
     import keras
 
@@ -155,16 +163,21 @@ def _calibration_samples(model, images, num_calibration, seed=0):
             yield "encode", {"images": x[i : i + 1]}
         for i in range(len(x)):
             yield "decode", {decode_name: latents[i : i + 1]}
+        if codes:  # the codec's any-size signatures see the same images and codes
+            for i in range(len(x)):
+                yield "encode_grid", {"images": x[i : i + 1]}
+            for i in range(len(x)):
+                yield "decode_grid", {"codes": latents[i : i + 1]}
 
     return generator, len(x)
 
 
-def _convert(saved_model_dir, variant, representative=None):
+def _convert(saved_model_dir, variant, signature_keys, representative=None):
     """Convert the SavedModel to one variant; returns `(flatbuffer bytes, info dict)`."""
     import tensorflow as tf
 
     def converter():
-        c = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=list(SIGNATURES))
+        c = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=list(signature_keys))
         if variant == "float16":
             c.optimizations = [tf.lite.Optimize.DEFAULT]
             c.target_spec.supported_types = [tf.float16]
@@ -196,6 +209,37 @@ def _convert_full_int8(converter, info):
         relaxed = converter()
         relaxed.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
         return relaxed.convert(), info
+
+
+def convert_context_network(network):
+    """Flatbuffer bytes of a float32 TFLite file computing `network.features` exactly.
+
+    One signature, `context`: `codes` int32 `(n, h, w)` in [0, K] (K = unknown) ->
+    `features` float32 `(n, h, w, C)`, integer-valued. Weights stay float32 (integer values):
+    no quantization option applies, since the arithmetic is exact only in float32 with
+    integer operands (see `vaezoo.integer_entropy`). Any `h`, `w` (dynamic shape).
+    """
+    import tensorflow as tf
+
+    from vaezoo import integer_entropy as ie
+
+    embedding = tf.constant(network.embedding.astype(np.float32))
+    layers = [(tf.constant(k.astype(np.float32)), tf.constant(b.astype(np.float32)), 2.0 ** -int(s))
+              for k, b, s in zip(network.kernels, network.biases, network.shifts)]
+
+    @tf.function(input_signature=[tf.TensorSpec((None, None, None), tf.int32, name="codes")])
+    def context(codes):
+        a = tf.gather(embedding, codes)
+        for kernel, bias, scale in layers:
+            a = tf.nn.conv2d(a, kernel, 1, "SAME") + bias
+            a = tf.minimum(tf.maximum(tf.floor(a * scale), 0.0), float(ie.ACTIVATION_MAX))
+        return {"features": a}
+
+    module = tf.Module()
+    module.context = context
+    with tempfile.TemporaryDirectory(prefix="vaezoo-context-") as tmp:
+        tf.saved_model.save(module, tmp, signatures={"context": context.get_concrete_function()})
+        return tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["context"]).convert()
 
 
 def export_tflite(
@@ -262,8 +306,9 @@ def export_tflite(
     paths, files = {}, {}
     try:
         saved = write_saved_model(model, os.path.join(workspace, "saved_model"))
+        signature_keys = list(signature_functions(model))
         for variant in variants:
-            flatbuffer, info = _convert(saved, variant, representative)
+            flatbuffer, info = _convert(saved, variant, signature_keys, representative)
             path = os.path.join(out_dir, f"{basename}_{variant}.tflite")
             with atomic_path(path) as tmp:
                 with open(tmp, "wb") as f:
@@ -279,11 +324,16 @@ def export_tflite(
         shutil.rmtree(workspace, ignore_errors=True)
 
     if kind == "vq":
+        channels = model.image_shape[-1]
         signatures = {
             "encode": {"inputs": {"images": ["float32", [None, *model.image_shape]]},
                        "outputs": {"codes": ["int32", [None, *model.grid_shape]]}},
             "decode": {"inputs": {"codes": ["int32", [None, *model.grid_shape]]},
                        "outputs": {"images": ["float32", [None, *model.image_shape]]}},
+            "encode_grid": {"inputs": {"images": ["float32", [None, None, None, channels]]},
+                            "outputs": {"codes": ["int32", [None, None, None]]}},
+            "decode_grid": {"inputs": {"codes": ["int32", [None, None, None]]},
+                            "outputs": {"images": ["float32", [None, None, None, channels]]}},
         }
     else:
         signatures = {
@@ -311,8 +361,32 @@ def export_tflite(
         }
     )
     manifest.setdefault("variants", {}).update(files)
+    if kind == "vq":
+        manifest["codec"] = _write_codec_files(model, out_dir)
     write_json(manifest, manifest_path)
     return paths
+
+
+def _write_codec_files(model, out_dir):
+    """The codec's part of an export: the exact context model as `context.tflite` (float32,
+    signature `context`) and `context.npz` (its integers: head, table), and what the codec
+    needs to know; `None` for a VQ-VAE without a context model (fixed-length codes only)."""
+    import io
+
+    entry = {"stride": model.stride, "channels": model.image_shape[-1], "num_embeddings": model.num_embeddings,
+             "context_model": None}
+    network = model.context_network()
+    if network is None:
+        return entry
+    arrays = io.BytesIO()
+    np.savez(arrays, **network.to_arrays())
+    files = {"tflite": ("context.tflite", convert_context_network(network)), "arrays": ("context.npz", arrays.getvalue())}
+    entry["context_model"] = {}
+    for role, (name, content) in files.items():
+        with atomic_path(os.path.join(out_dir, name)) as tmp, open(tmp, "wb") as f:
+            f.write(content)
+        entry["context_model"][role] = {"file": name, "sha256": hashlib.sha256(content).hexdigest()}
+    return entry
 
 
 # --------------------------------------------------------------------- running
@@ -523,4 +597,4 @@ def parity_report(model, tflite_paths, images, latency_images=16, num_threads=No
     return report
 
 
-__all__ = ["VARIANTS", "SIGNATURES", "export_tflite", "parity_report", "TFLiteModel", "signature_functions", "write_saved_model"]
+__all__ = ["VARIANTS", "SIGNATURES", "export_tflite", "convert_context_network", "parity_report", "TFLiteModel", "signature_functions", "write_saved_model"]

@@ -10,16 +10,31 @@ import tensorflow_probability as tfp
 from vaezoo import validation
 from vaezoo.distributions import build_likelihood
 from vaezoo.models.base import LatentVariableModel
+from vaezoo.models.context_model import GroupedContextModel
 from vaezoo.models.pixelcnn import PixelCNN
 from vaezoo.networks import ResidualBlock
 from vaezoo.quantizer import VectorQuantizer, check_codes
 
 tfd = tfp.distributions
 
+#: defaults of the `context_model` spec (the exact entropy model of `.vqz` version 2).
+CONTEXT_MODEL_DEFAULTS = {"channels": 64, "layers": 4}
 #: defaults of the `prior` spec (the PixelCNN's arguments besides the codebook and grid).
 PRIOR_DEFAULTS = {"filters": 64, "layers": 6, "kernel_size": 3}
 #: the default likelihood: Gaussian pixels with a fixed scale (a scaled squared error).
 DEFAULT_LIKELIHOOD = {"type": "gaussian", "scale": 0.15}
+
+
+def resolve_context_model_spec(spec):
+    """Fill a context-model spec with defaults; `None` stays `None` (no exact entropy model)."""
+    if spec is None:
+        return None
+    if not isinstance(spec, dict):
+        raise validation.ConfigError(
+            f"context_model must be None or a dict with keys {sorted(CONTEXT_MODEL_DEFAULTS)}, got {spec!r}."
+        )
+    validation.check_keys(spec, set(CONTEXT_MODEL_DEFAULTS), "context_model spec")
+    return {**CONTEXT_MODEL_DEFAULTS, **spec}
 
 
 def resolve_prior_spec(spec):
@@ -84,6 +99,9 @@ class VQVAE(LatentVariableModel):
             `MSE / data variance` does for CIFAR-10.
         prior: PixelCNN spec `{"filters", "layers", "kernel_size"}` (missing keys take
             defaults) or `None` for a uniform prior over codes.
+        context_model: spec `{"channels", "layers"}` of the exact grouped context model that
+            entropy-codes `.vqz` files (`vaezoo.models.context_model`), or `None`. Trained by
+            `fit_context_model`, after `fit`; `context_network()` is its frozen integer form.
         seed: integer seed for the model's random draws.
 
     Example:
@@ -123,6 +141,7 @@ class VQVAE(LatentVariableModel):
         dead_code_threshold=1e-2,
         likelihood=DEFAULT_LIKELIHOOD,
         prior=PRIOR_DEFAULTS,
+        context_model=None,
         seed=None,
         **kwargs,
     ):
@@ -150,6 +169,7 @@ class VQVAE(LatentVariableModel):
         self.latent_shape = (*self.grid_shape, self.embedding_dim)
         self.likelihood_spec = dict(likelihood) if isinstance(likelihood, dict) else likelihood
         self.prior_spec = resolve_prior_spec(prior)
+        self.context_model_spec = resolve_context_model_spec(context_model)
 
         self.likelihood = build_likelihood(self.likelihood_spec)
         self.quantizer = VectorQuantizer(
@@ -170,6 +190,13 @@ class VQVAE(LatentVariableModel):
             None
             if self.prior_spec is None
             else PixelCNN(self.num_embeddings, self.grid_shape, seed=seed, name="prior", **self.prior_spec)
+        )
+        self.context_model = (
+            None
+            if self.context_model_spec is None
+            else GroupedContextModel(self.num_embeddings, seed=seed, name="context_model",
+                                     channels=self.context_model_spec["channels"],
+                                     num_layers=self.context_model_spec["layers"])
         )
 
     # ----------------------------------------------------------------- networks
@@ -284,6 +311,39 @@ class VQVAE(LatentVariableModel):
         codes = check_codes(codes, self.num_embeddings, self.grid_shape)
         return self.likelihood.image(self._decode(self.quantizer.embed(codes)))
 
+    @property
+    def stride(self):
+        """Pixels per code along each side (`2 ** num_downsamples`)."""
+        return 2**self.num_downsamples
+
+    def _check_grid_images(self, x):
+        if not isinstance(x, (tf.Tensor, tf.Variable)):
+            x = np.asarray(x)
+        shape = tuple(x.shape)
+        channels, s = self.image_shape[-1], self.stride
+        if len(shape) != 4 or shape[-1] != channels or shape[0] == 0:
+            raise ValueError(f"images must have shape (batch >= 1, height, width, {channels}), got shape {shape}.")
+        if shape[1] % s or shape[2] % s or min(shape[1:3]) < s:
+            raise ValueError(f"image height and width must be positive multiples of the stride {s}, got "
+                             f"{shape[1]}x{shape[2]} (pad them first, as vaezoo.codec does).")
+        return validation.check_images(x, shape[1:], name="images")
+
+    def encode_grid(self, x):
+        """Code grids of images of ANY size whose sides are multiples of `stride`.
+
+        The encoder is convolutional, so an `(batch, H, W, C)` image gives an int32
+        `(batch, H / stride, W / stride)` grid; `encode_to_codes` is the same at the
+        training size. Images: uint8 in [0, 255] or float in [0, 1].
+        """
+        return self.quantizer.nearest_codes(self.encoder(self._check_grid_images(x)))
+
+    def decode_grid(self, codes):
+        """Images float32 in [0, 1] `(batch, h * stride, w * stride, C)` from code grids of ANY size."""
+        codes = check_codes(codes, self.num_embeddings)
+        if len(codes.shape) != 3:
+            raise ValueError(f"codes must have shape (batch, h, w), got shape {tuple(codes.shape)}.")
+        return self.likelihood.image(self._decode(self.quantizer.embed(codes)))
+
     def fit_prior(self, data, epochs=1, batch_size=64, learning_rate=1e-3, verbose="auto", **fit_kwargs):
         """Second stage: train the PixelCNN prior on the codes of `data`; returns the History.
 
@@ -298,6 +358,24 @@ class VQVAE(LatentVariableModel):
         """
         if self.prior is None:
             raise ValueError("This VQVAE has prior=None (uniform prior over codes); there is no prior to fit.")
+        return self._fit_on_codes(self.prior, data, epochs, batch_size, learning_rate, verbose, **fit_kwargs)
+
+    def fit_context_model(self, data, epochs=1, batch_size=128, learning_rate=2e-3, verbose="auto", **fit_kwargs):
+        """Train the exact context model (the `.vqz` entropy model) on the codes of `data`.
+
+        Args: as `fit_prior`. Returns the History (its `bits_per_code` is the coding rate).
+        """
+        if self.context_model is None:
+            raise ValueError("This VQVAE has context_model=None; there is no context model to fit.")
+        return self._fit_on_codes(self.context_model, data, epochs, batch_size, learning_rate, verbose,
+                                  **fit_kwargs)
+
+    def context_network(self):
+        """The frozen `IntegerContextNetwork` of the context model (None without one)."""
+        return None if self.context_model is None else self.context_model.freeze()
+
+    def _fit_on_codes(self, stage, data, epochs, batch_size, learning_rate, verbose, **fit_kwargs):
+        """Fit a second-stage model (`prior` or `context_model`) on the codes of `data`."""
         validation.check_int("epochs", epochs, 1)
         validation.check_int("batch_size", batch_size, 1)
         if isinstance(data, tf.data.Dataset):
@@ -315,16 +393,18 @@ class VQVAE(LatentVariableModel):
             dataset = tf.data.Dataset.from_tensor_slices(codes).shuffle(
                 len(codes), seed=self.seed, reshuffle_each_iteration=True
             ).batch(batch_size)
-        if getattr(self.prior, "optimizer", None) is None:
-            self.prior.compile(optimizer=keras.optimizers.Adam(learning_rate))
+        if getattr(stage, "optimizer", None) is None:
+            stage.compile(optimizer=keras.optimizers.Adam(learning_rate))
         fit_kwargs.setdefault("shuffle", False)  # the dataset is shuffled above
-        return self.prior.fit(dataset, epochs=epochs, verbose=verbose, **fit_kwargs)
+        return stage.fit(dataset, epochs=epochs, verbose=verbose, **fit_kwargs)
 
     # ----------------------------------------------------------------- training
     def _prior_variable_ids(self):
-        return set() if self.prior is None else {id(v) for v in self.prior.variables}
+        stages = [stage for stage in (self.prior, self.context_model) if stage is not None]
+        return {id(v) for stage in stages for v in stage.variables}
 
-    # `fit` (stage 1) trains the autoencoder and codebook only; the prior has its own stage.
+    # `fit` (stage 1) trains the autoencoder and codebook only; the prior and the context
+    # model have their own stages.
     @property
     def trainable_variables(self):
         excluded = self._prior_variable_ids()
@@ -363,4 +443,5 @@ class VQVAE(LatentVariableModel):
             "dead_code_threshold": q.dead_code_threshold,
             "likelihood": self.likelihood_spec,
             "prior": self.prior_spec,
+            "context_model": self.context_model_spec,
         }

@@ -1,0 +1,153 @@
+"""The exact entropy model: groups, masses, the integer network and its LiteRT runs agreeing to the bit."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from vaezoo import integer_entropy as ie
+from vaezoo.export.tflite import convert_context_network
+from vaezoo.models.context_model import GroupedContextModel
+
+
+def extreme_network(seed=0, k=32, channels=64, layers=2):
+    """Random integers at the contract's limits: every dot product near the 2^24 bound."""
+    rng = np.random.default_rng(seed)
+    return ie.IntegerContextNetwork(
+        embedding=rng.integers(0, 128, (k + 1, channels)),
+        kernels=tuple(rng.integers(-127, 128, (3, 3, channels, channels)) for _ in range(layers)),
+        biases=tuple(rng.integers(-ie.BIAS_MAX, ie.BIAS_MAX + 1, (channels,)) for _ in range(layers)),
+        shifts=(13,) * layers,
+        head_kernel=rng.integers(-127, 128, (channels, k)),
+        head_bias=rng.integers(-ie.BIAS_MAX, ie.BIAS_MAX + 1, (k,)),
+        head_shift=9,
+        table=ie.exp_table(),
+    )
+
+
+def test_groups_partition_every_block():
+    groups = ie.group_map(8, 8)
+    assert np.bincount(groups.reshape(-1)).tolist() == [4, 4, 8, 16, 32]
+    assert groups[0, 0] == 0 and groups[2, 2] == 1 and groups[0, 2] == 2 and groups[1, 1] == 3 and groups[0, 1] == 4
+    # every position of the last group has its four neighbours coded before it
+    for i, j in zip(*np.nonzero(groups == 4)):
+        for a, b in ((i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1)):
+            if 0 <= a < 8 and 0 <= b < 8:
+                assert groups[a, b] < 4
+    odd = ie.group_map(5, 3)
+    assert odd.shape == (5, 3) and set(np.unique(odd)) <= set(range(ie.NUM_GROUPS))
+    codes = np.arange(64).reshape(1, 8, 8)
+    inputs = ie.context_input(codes, groups, 3, 99)
+    np.testing.assert_array_equal(inputs[0] == 99, groups >= 3)
+
+
+def test_masses_sum_to_the_coder_precision_and_follow_the_logits():
+    rng = np.random.default_rng(0)
+    logits = rng.integers(-400, 400, (500, 64))
+    logits[0] = 0  # a flat row
+    logits[1, :] = -ie.LOGIT_LIMIT
+    logits[1, 5] = ie.LOGIT_LIMIT  # one near-certain symbol: the others keep the table's floor
+    table = ie.exp_table()
+    m = ie.masses(logits, table)
+    assert m.dtype == np.int64 and np.all(m.sum(axis=1) == 2**ie.PRECISION) and m.min() >= 1
+    others = np.delete(m[1], 5)
+    assert np.all(others == others[0]) and m[1, 5] == 2**ie.PRECISION - 63 * others[0]
+    assert others[0] == 2**ie.PRECISION // 2**ie.EXP_TABLE_BITS  # the floor is 2^-20 of the top symbol
+    assert np.ptp(m[0]) <= 1  # flat logits: equal masses up to the remainder
+    for row_logits, row_masses in zip(logits[2:], m[2:]):  # a larger logit never gets a smaller mass
+        order = np.lexsort((row_masses, row_logits))
+        assert np.all(np.diff(row_masses[order]) >= 0)
+    # against the float64 softmax of logits / 2^3: the coded cost is within 0.01 bits per symbol
+    z = logits[2:] / 2.0**ie.LOGIT_FRACTION_BITS
+    softmax = np.exp(z - z.max(1, keepdims=True))
+    softmax /= softmax.sum(1, keepdims=True)
+    exact_bits = -np.sum(softmax * np.log2(m[2:] / 2.0**ie.PRECISION), axis=1)
+    entropy = -np.sum(softmax * np.log2(softmax), axis=1)
+    assert np.all(exact_bits - entropy < 0.01) and np.all(exact_bits >= entropy - 1e-9)
+    assert table[0] == 2**ie.EXP_TABLE_BITS and table[8] == round(2**ie.EXP_TABLE_BITS * math.exp(-1))
+    with pytest.raises(ValueError, match=r"\(n, K >= 2\)"):
+        ie.masses(np.zeros(5), table)
+
+
+def test_reference_forward_matches_a_float64_tensorflow_network():
+    network = extreme_network(layers=2)
+    codes = np.random.default_rng(1).integers(0, 33, (16, 9, 7))
+    a = tf.gather(tf.constant(network.embedding, tf.float64), codes)
+    for kernel, bias, shift in zip(network.kernels, network.biases, network.shifts):
+        a = tf.nn.conv2d(a, tf.constant(kernel, tf.float64), 1, "SAME") + bias
+        a = tf.clip_by_value(tf.floor(a * 2.0**-shift), 0, 127)
+    np.testing.assert_array_equal(network.features(codes), a.numpy())
+    z = tf.tensordot(a, tf.constant(network.head_kernel, tf.float64), 1) + network.head_bias
+    logits = tf.clip_by_value(tf.floor(z * 2.0**-network.head_shift), -ie.LOGIT_LIMIT, ie.LOGIT_LIMIT)
+    np.testing.assert_array_equal(network.logits(codes), logits.numpy().astype(np.int64))
+    spread = network.features(codes)
+    assert 0.05 < np.mean((spread > 0) & (spread < 127))  # not all saturated: the sums really are large
+
+
+@pytest.mark.slow
+def test_litert_kernel_sets_and_thread_counts_give_the_same_integers():
+    network = extreme_network(layers=3)
+    flatbuffer = convert_context_network(network)
+    rng = np.random.default_rng(2)
+    codes = rng.integers(0, 33, (2000, 8, 8)).astype(np.int32)
+    reference = network.features(codes)
+    for resolver in ie.RESOLVERS:
+        for threads in (1, 2):
+            batch = codes if resolver != "reference" else codes[:200]  # the reference kernels are slow
+            runtime = ie.LiteRTContextNetwork(flatbuffer, network, resolver=resolver, num_threads=threads)
+            np.testing.assert_array_equal(runtime.features(batch), reference[: len(batch)], err_msg=resolver)
+    odd = rng.integers(0, 33, (3, 13, 21)).astype(np.int32)  # any grid size
+    np.testing.assert_array_equal(ie.LiteRTContextNetwork(flatbuffer, network).logits(odd), network.logits(odd))
+
+
+def test_the_2_to_the_24_bound_is_what_makes_float32_exact():
+    """Negative control: the same float32 convolution is exact on integers within the bound
+    and inexact past it, which is why the contract bounds every dot product."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 128, (4, 8, 8, 64)).astype(np.float64)
+    w = rng.integers(-127, 128, (3, 3, 64, 8)).astype(np.float64)
+    exact = tf.nn.conv2d(x, w, 1, "SAME").numpy()
+    within = tf.nn.conv2d(x.astype(np.float32), w.astype(np.float32), 1, "SAME").numpy()
+    np.testing.assert_array_equal(within, exact)  # |sums| <= 576 * 127 * 127 < 2^24
+    scale = 2.0**9 + 1  # odd multiplier: sums past 2^24 need more than float32's 24 bits
+    past = tf.nn.conv2d((x * scale).astype(np.float32), w.astype(np.float32), 1, "SAME").numpy()
+    assert np.any(past.astype(np.float64) != exact * scale)
+
+
+def test_the_contract_is_checked():
+    good = extreme_network(layers=1).to_arrays()
+    assert ie.IntegerContextNetwork.from_arrays(good).num_embeddings == 32
+    cases = {
+        "embedding must lie in": {"embedding": good["embedding"] + 1},
+        "kernel 0 must lie in": {"kernel_0": good["kernel_0"] * 2},
+        "must be integers": {"head_kernel": good["head_kernel"].astype(np.float32)},
+        "fan-in": {"kernel_0": np.zeros((3, 3, 64, 64), np.int64), "embedding": np.zeros((33, 64), np.int64)},
+        "exp table": {"table": np.array([1, 2, 3])},
+        "misses the array": {"head_bias": None},
+    }
+    cases["fan-in"] = {"kernel_0": np.zeros((3, 3, 100, 64), np.int64), "embedding": np.zeros((33, 100), np.int64)}
+    for message, change in cases.items():
+        arrays = {**good, **change}
+        arrays = {k: v for k, v in arrays.items() if v is not None}
+        with pytest.raises(ie.EntropyModelError, match=message):
+            ie.IntegerContextNetwork.from_arrays(arrays)
+
+
+def test_quantization_aware_training_freezes_to_the_network_it_trained():
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 16, (256, 8, 8)).astype(np.int32)
+    codes[:, 1::2] = codes[:, ::2]  # every odd row repeats the row above: learnable context
+    model = GroupedContextModel(16, channels=16, num_layers=2, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    history = model.fit(codes, epochs=4, batch_size=64, verbose=0).history["bits_per_code"]
+    assert history[-1] < history[0] - 0.2, history  # it learns the repeated rows
+    network = model.freeze()
+    groups = ie.group_map(8, 8)
+    for group in range(ie.NUM_GROUPS):
+        inputs = ie.context_input(codes[:32], groups, group, 16)
+        np.testing.assert_array_equal(np.asarray(model.logits(tf.constant(inputs))).astype(np.int64),
+                                      network.logits(inputs))
+    with pytest.raises(ValueError, match="at most 86"):
+        GroupedContextModel(16, channels=100)

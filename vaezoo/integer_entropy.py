@@ -1,0 +1,302 @@
+"""The exact entropy model of `.vqz` version 2: integer context network, group schedule, masses.
+
+A range coder needs bit-identical probabilities at both ends. Float32 logits are not
+(different CPUs, kernels and thread counts round differently), and neither are int8 TFLite
+models (measured: see "Exact entropy models on stock LiteRT" in the design notes). This
+module defines a computation that is exact by construction and is therefore the same on every
+runtime, and it imports no TensorFlow (numpy only: it runs on a device with LiteRT alone).
+
+**Groups.** The positions of a block of code grid are split into `NUM_GROUPS` interleaved
+groups (a multi-scale checkerboard, He et al. 2021): group 0 is every 4th row and column,
+group 1 the centres between them, group 2 the remaining even-even positions, group 3 the
+odd-odd positions, group 4 the rest (half the positions). Codes are coded group by group;
+the probabilities of group g come from one pass of the context network over the block with
+the codes of groups < g known and the others set to the "unknown" index K. Decoding takes
+`NUM_GROUPS` network passes, whatever the grid size.
+
+**The network** (`IntegerContextNetwork`): an embedding table of K + 1 rows (the last is
+"unknown"), then 3x3 convolutions (zero padding), then a 1x1 head with K outputs. Every
+weight, bias and activation is an integer: embedding entries and activations lie in
+[0, 127], weights in [-127, 127], biases in [-2^22, 2^22]. A layer computes
+
+    a_out = min(max(floor((conv(a_in, W) + b) * 2^-shift), 0), 127)
+
+and the head `logit = min(max(floor((a . W + b) * 2^-shift), -LOGIT_LIMIT), LOGIT_LIMIT)`,
+integer logits in units of 2^-LOGIT_FRACTION_BITS nats. Every partial sum of every dot product
+is an integer of magnitude below 2^24 (fan-in x 127 x 127 + 2^22 < 2^24 for fan-in <= 780),
+so float32 arithmetic computes it exactly in any summation order, with or without FMA: a
+float32 TFLite file of this network gives the same integers on XNNPACK, the built-in and the
+reference kernels, at any thread count; numpy float64 (`forward`) gives them too.
+
+**Masses.** From the integer logits of one position, `masses` computes integer symbol
+masses that sum to exactly 2^PRECISION (24): `m_k = EXP_TABLE[min(max_logit - logit_k,
+len(EXP_TABLE) - 1)]` (a table of integers stored with the model), rescaled to 2^24 with
+floor division, every mass at least 1, the remainder added to the first most likely symbol.
+These masses divided by 2^24 are what the range coder (constriction's `Categorical(perfect=
+False)`, 24-bit) receives: dyadic numbers whose sum is exactly 1, on which its quantization
+is exact arithmetic, so the coded model is the integer masses themselves.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+
+#: number of interleaved groups a block of codes is coded in (network passes to decode).
+NUM_GROUPS = 5
+#: fixed-point precision of the range coder's probabilities (bits).
+PRECISION = 24
+#: integer logits are in units of 2^-LOGIT_FRACTION_BITS nats.
+LOGIT_FRACTION_BITS = 3
+#: integer logits are clipped to [-LOGIT_LIMIT, LOGIT_LIMIT].
+LOGIT_LIMIT = 2**14
+#: activations and embedding entries lie in [0, ACTIVATION_MAX]; weights in [-WEIGHT_MAX, WEIGHT_MAX].
+ACTIVATION_MAX = 127
+WEIGHT_MAX = 127
+#: biases lie in [-BIAS_MAX, BIAS_MAX].
+BIAS_MAX = 2**22
+#: the exactness bound: every partial sum stays below 2^24 in magnitude.
+EXACT_BOUND = 2**24
+#: the masses of the table start at 2^EXP_TABLE_BITS for the most likely symbol.
+EXP_TABLE_BITS = 20
+
+
+class EntropyModelError(ValueError):
+    """An integer context network whose numbers break the exactness contract."""
+
+
+def group_map(height, width):
+    """The group (0 .. NUM_GROUPS - 1) of every position of a `(height, width)` block, int8.
+
+    Example:
+        >>> group_map(4, 4)
+        array([[0, 4, 2, 4],
+               [4, 3, 4, 3],
+               [2, 4, 1, 4],
+               [4, 3, 4, 3]], dtype=int8)
+    """
+    i, j = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    groups = np.full((height, width), 4, np.int8)
+    odd_odd = (i % 2 == 1) & (j % 2 == 1)
+    groups[odd_odd] = 3
+    even_even = (i % 2 == 0) & (j % 2 == 0)
+    groups[even_even] = 2
+    groups[(i % 4 == 2) & (j % 4 == 2)] = 1
+    groups[(i % 4 == 0) & (j % 4 == 0)] = 0
+    return groups
+
+
+def context_input(codes, groups, group, num_embeddings):
+    """The network input for coding `group`: codes of earlier groups, K (unknown) elsewhere."""
+    return np.where(groups[None] < group, codes, num_embeddings).astype(np.int32)
+
+
+def exp_table(fraction_bits=LOGIT_FRACTION_BITS, top_bits=EXP_TABLE_BITS):
+    """`round(2^top_bits * exp(-d / 2^fraction_bits))` for d = 0, 1, ... while it is >= 1.
+
+    Computed once when a model is frozen and stored with it: the coder reads the stored
+    integers, never this function, so a platform's `exp` cannot change a file.
+    """
+    step = 2.0**-fraction_bits
+    length = int(math.floor(top_bits * math.log(2.0) / step)) + 1
+    table = np.round(2.0**top_bits * np.exp(-step * np.arange(length))).astype(np.int64)
+    return table[table >= 1]
+
+
+def masses(logits, table):
+    """Integer symbol masses `(n, K)` summing to exactly 2^PRECISION per row, each >= 1.
+
+    Args:
+        logits: integer logits `(n, K)` (any integer or integer-valued float dtype).
+        table: the model's `EXP_TABLE` (int64, decreasing, `table[0]` the largest).
+    """
+    logits = np.asarray(logits)
+    if logits.ndim != 2 or logits.shape[1] < 2:
+        raise ValueError(f"logits must have shape (n, K >= 2), got {logits.shape}.")
+    logits = logits.astype(np.int64)
+    table = np.asarray(table, np.int64)
+    gap = np.minimum(logits.max(axis=1, keepdims=True) - logits, len(table) - 1)
+    raw = table[gap]
+    total = raw.sum(axis=1, keepdims=True)
+    k = logits.shape[1]
+    free = 2**PRECISION - k  # every symbol gets 1, the rest is shared by the raw masses
+    scaled = (raw * free) // total + 1
+    remainder = 2**PRECISION - scaled.sum(axis=1)
+    scaled[np.arange(len(scaled)), np.argmax(logits, axis=1)] += remainder
+    return scaled
+
+
+@dataclasses.dataclass(frozen=True)
+class IntegerContextNetwork:
+    """A frozen context network: integer weights and shifts (see the module docstring).
+
+    Args:
+        embedding: int `(K + 1, C)` in [0, 127]; row K is "unknown".
+        kernels: list of int `(3, 3, C_in, C_out)` in [-127, 127].
+        biases: list of int `(C_out,)` in [-2^22, 2^22].
+        shifts: list of ints, one per conv.
+        head_kernel: int `(C, K)`; head_bias int `(K,)`; head_shift int.
+        table: int64 exp table (see `exp_table`).
+
+    Example:
+        >>> network = model.freeze()          # a trained GroupedContextModel
+        >>> probs = masses(network.logits(codes_in)[:, 0, 0], network.table)
+    """
+
+    embedding: np.ndarray
+    kernels: tuple
+    biases: tuple
+    shifts: tuple
+    head_kernel: np.ndarray
+    head_bias: np.ndarray
+    head_shift: int
+    table: np.ndarray
+
+    def __post_init__(self):
+        self.check()
+
+    @property
+    def num_embeddings(self):
+        return int(self.embedding.shape[0] - 1)
+
+    def check(self):
+        """Raise `EntropyModelError` unless every number keeps the exactness contract."""
+        def bounded(name, values, lo, hi):
+            values = np.asarray(values)
+            if values.dtype.kind not in "iu":
+                raise EntropyModelError(f"{name} must be integers, got dtype {values.dtype}.")
+            if values.size and (values.min() < lo or values.max() > hi):
+                raise EntropyModelError(f"{name} must lie in [{lo}, {hi}], got [{values.min()}, {values.max()}].")
+
+        bounded("embedding", self.embedding, 0, ACTIVATION_MAX)
+        layers = list(zip(self.kernels, self.biases, self.shifts)) + [(self.head_kernel[None, None], self.head_bias,
+                                                                      self.head_shift)]
+        channels = self.embedding.shape[1]
+        for index, (kernel, bias, shift) in enumerate(layers):
+            bounded(f"kernel {index}", kernel, -WEIGHT_MAX, WEIGHT_MAX)
+            bounded(f"bias {index}", bias, -BIAS_MAX, BIAS_MAX)
+            if kernel.ndim != 4 or kernel.shape[2] != channels or bias.shape != (kernel.shape[3],):
+                raise EntropyModelError(f"layer {index}: kernel {kernel.shape} and bias {bias.shape} do not chain "
+                                        f"from {channels} channels.")
+            fan_in = kernel.shape[0] * kernel.shape[1] * kernel.shape[2]
+            if fan_in * WEIGHT_MAX * ACTIVATION_MAX + BIAS_MAX >= EXACT_BOUND:
+                raise EntropyModelError(f"layer {index}: fan-in {fan_in} can reach 2^24 (inexact in float32).")
+            if not 0 <= int(shift) <= 30:
+                raise EntropyModelError(f"layer {index}: shift must be in [0, 30], got {shift}.")
+            channels = kernel.shape[3]
+        if self.head_kernel.shape[1] != self.num_embeddings:
+            raise EntropyModelError(f"the head has {self.head_kernel.shape[1]} outputs for K = {self.num_embeddings}.")
+        table = np.asarray(self.table)
+        if table.dtype.kind not in "iu" or len(table) < 2 or table.min() < 1 or np.any(np.diff(table) > 0):
+            raise EntropyModelError("the exp table must be positive, non-increasing integers.")
+        if int(table[0]) * self.num_embeddings >= 2**62:
+            raise EntropyModelError("the exp table is too large for 64-bit mass sums.")
+
+    def features(self, inputs):
+        """Last hidden activations `(n, h, w, C)` for input indices `(n, h, w)` in [0, K]:
+        the reference computation in float64 (exact: every value is an integer < 2^24)."""
+        a = self.embedding[np.asarray(inputs)].astype(np.float64)
+        for kernel, bias, shift in zip(self.kernels, self.biases, self.shifts):
+            a = _conv3x3(a, kernel.astype(np.float64)) + bias
+            a = np.clip(np.floor(a * 2.0**-int(shift)), 0, ACTIVATION_MAX)
+        return a
+
+    def logits(self, inputs):
+        """Integer logits `(n, h, w, K)` (int64) for input indices `(n, h, w)` in [0, K]."""
+        return self.head(self.features(inputs))
+
+    def head(self, features):
+        """Integer logits from last hidden activations (any leading shape), int64."""
+        z = np.asarray(features, np.float64) @ self.head_kernel.astype(np.float64) + self.head_bias
+        return np.clip(np.floor(z * 2.0**-int(self.head_shift)), -LOGIT_LIMIT, LOGIT_LIMIT).astype(np.int64)
+
+    def to_arrays(self):
+        """A flat dict of int arrays (for `np.savez`): the whole network."""
+        out = {"embedding": self.embedding, "head_kernel": self.head_kernel, "head_bias": self.head_bias,
+               "head_shift": np.asarray(self.head_shift), "table": self.table,
+               "shifts": np.asarray(self.shifts, np.int64)}
+        for index, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
+            out[f"kernel_{index}"], out[f"bias_{index}"] = kernel, bias
+        return {name: np.asarray(value) for name, value in out.items()}
+
+    @classmethod
+    def from_arrays(cls, arrays):
+        """The inverse of `to_arrays` (checks the contract; `EntropyModelError` when broken)."""
+        try:
+            shifts = [int(s) for s in np.asarray(arrays["shifts"]).reshape(-1)]
+            return cls(
+                embedding=np.asarray(arrays["embedding"]),
+                kernels=tuple(np.asarray(arrays[f"kernel_{i}"]) for i in range(len(shifts))),
+                biases=tuple(np.asarray(arrays[f"bias_{i}"]) for i in range(len(shifts))),
+                shifts=tuple(shifts),
+                head_kernel=np.asarray(arrays["head_kernel"]),
+                head_bias=np.asarray(arrays["head_bias"]),
+                head_shift=int(np.asarray(arrays["head_shift"])),
+                table=np.asarray(arrays["table"]),
+            )
+        except KeyError as error:
+            raise EntropyModelError(f"the entropy model misses the array {error.args[0]!r}.") from None
+
+
+#: LiteRT kernel sets a `LiteRTContextNetwork` can run on (all give the same integers).
+RESOLVERS = ("default", "builtin", "reference")
+
+
+class LiteRTContextNetwork:
+    """`IntegerContextNetwork.features` computed by LiteRT from a float32 `.tflite` file.
+
+    The file is what `vaezoo.export.tflite.convert_context_network` writes; the head, the
+    masses and the table come from the frozen network's arrays (`network`), numpy.
+
+    Args:
+        model_content: bytes of the `.tflite` file.
+        network: the `IntegerContextNetwork` (for its head and table).
+        resolver: `"default"` (XNNPACK), `"builtin"` (optimized built-in kernels without
+            delegates) or `"reference"` (LiteRT's portable reference kernels).
+        num_threads: interpreter threads (`None`: LiteRT's default).
+
+    Example:
+        >>> runtime = LiteRTContextNetwork(open("entropy.tflite", "rb").read(), network)
+        >>> np.array_equal(runtime.logits(inputs), network.logits(inputs))
+        True
+    """
+
+    def __init__(self, model_content, network, resolver="default", num_threads=None):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        if resolver not in RESOLVERS:
+            raise ValueError(f"resolver must be one of {RESOLVERS}, got {resolver!r}.")
+        kind = {"default": OpResolverType.AUTO, "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+                "reference": OpResolverType.BUILTIN_REF}[resolver]
+        self.network = network
+        self.num_embeddings = network.num_embeddings
+        self.table = network.table
+        self.interpreter = Interpreter(model_content=bytes(model_content), num_threads=num_threads,
+                                       experimental_op_resolver_type=kind)
+        self._runner = self.interpreter.get_signature_runner("context")
+
+    def features(self, inputs):
+        return self._runner(codes=np.ascontiguousarray(inputs, np.int32))["features"]
+
+    def logits(self, inputs):
+        return self.network.head(self.features(inputs))
+
+    def head(self, features):
+        return self.network.head(features)
+
+
+def _conv3x3(a, kernel):
+    """'same' 3x3 convolution (zero padding) of `(n, h, w, c)` by `(3, 3, c, d)`, float64."""
+    n, h, w, c = a.shape
+    padded = np.zeros((n, h + 2, w + 2, c), a.dtype)
+    padded[:, 1:-1, 1:-1] = a
+    out = np.zeros((n, h, w, kernel.shape[3]), a.dtype)
+    for di in range(3):
+        for dj in range(3):
+            out += padded[:, di : di + h, dj : dj + w] @ kernel[di, dj]
+    return out
+
+
+__all__ = ["NUM_GROUPS", "PRECISION", "LOGIT_FRACTION_BITS", "RESOLVERS", "EntropyModelError",
+           "IntegerContextNetwork", "LiteRTContextNetwork",
+           "group_map", "context_input", "exp_table", "masses"]

@@ -1,0 +1,173 @@
+"""The grouped context model of `.vqz` version 2, trained with integer arithmetic in the loop.
+
+`GroupedContextModel` is the Keras model that learns p(codes of group g | codes of groups < g)
+(see `vaezoo.integer_entropy` for the groups, the integer network and why it is exact). Its
+forward pass already computes the integer network: weights are rounded to integers, biases
+too, activations are floored and clipped, logits floored, each with a straight-through
+gradient (quantization-aware training), so `freeze()` returns the `IntegerContextNetwork`
+the trained model computes, and the rate measured in training is the rate of the file format.
+"""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from vaezoo import integer_entropy as ie
+from vaezoo import validation
+from vaezoo.models.base import TrackedLossTraining
+from vaezoo.quantizer import check_codes
+
+
+def _round_ste(x):
+    """round(x) forward, identity backward."""
+    return x + tf.stop_gradient(tf.round(x) - x)
+
+
+def _floor_ste(x):
+    """floor(x) forward, identity backward."""
+    return x + tf.stop_gradient(tf.floor(x) - x)
+
+
+@keras.saving.register_keras_serializable(package="vaezoo")
+class GroupedContextModel(TrackedLossTraining, keras.Model):
+    """Context model over code grids, coded in `integer_entropy.NUM_GROUPS` interleaved groups.
+
+    Each training example draws one group g with probability proportional to its number of
+    positions, hides the codes of groups >= g (index K, "unknown"), and is scored on the
+    codes of group g: the loss is then an unbiased estimate of the bits per code of coding
+    the whole grid group by group.
+
+    Args:
+        num_embeddings: codebook size K.
+        channels: width C of the embedding and of every hidden layer (<= 86, the exactness
+            bound of a 3x3 convolution).
+        num_layers: 3x3 convolutions (receptive field 2 * num_layers + 1).
+        weight_shift: a kernel's integers are `round(w * 2^weight_shift)`; the layer divides
+            by the same power of two, so `w` keeps the scale of a float network.
+        head_shift: the same for the head (logits come out in 2^-3 nat units).
+        seed: integer seed of the group draws.
+
+    Example:
+        >>> model = GroupedContextModel(num_embeddings=512)
+        >>> model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        >>> model.fit(codes, epochs=10, batch_size=128)       # int codes (n, h, w)
+        >>> network = model.freeze()                           # the exact integer network
+    """
+
+    def __init__(self, num_embeddings=512, channels=64, num_layers=4, weight_shift=9, head_shift=8, seed=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        validation.check_int("num_embeddings", num_embeddings, 2)
+        validation.check_int("channels", channels, 1)
+        validation.check_int("num_layers", num_layers, 1)
+        validation.check_int("weight_shift", weight_shift, 0)
+        validation.check_int("head_shift", head_shift, ie.LOGIT_FRACTION_BITS)
+        if 9 * channels * ie.WEIGHT_MAX * ie.ACTIVATION_MAX + ie.BIAS_MAX >= ie.EXACT_BOUND:
+            raise ValueError(f"channels={channels} lets a 3x3 convolution reach 2^24 (inexact in float32); "
+                             "use at most 86.")
+        self.num_embeddings = int(num_embeddings)
+        self.channels = int(channels)
+        self.num_layers = int(num_layers)
+        self.weight_shift = int(weight_shift)
+        self.head_shift = int(head_shift)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        c, k = self.channels, self.num_embeddings
+        self.embedding = self.add_weight(name="embedding", shape=(k + 1, c),
+                                         initializer=keras.initializers.RandomUniform(0.0, 64.0))
+        he = keras.initializers.HeNormal(seed=seed)
+        self.kernels = [self.add_weight(name=f"kernel_{i}", shape=(3, 3, c, c), initializer=he)
+                        for i in range(self.num_layers)]
+        self.biases = [self.add_weight(name=f"bias_{i}", shape=(c,), initializer="zeros")
+                       for i in range(self.num_layers)]
+        self.head_kernel = self.add_weight(name="head_kernel", shape=(c, k),
+                                           initializer=keras.initializers.RandomNormal(stddev=0.01, seed=seed))
+        self.head_bias = self.add_weight(name="head_bias", shape=(k,), initializer="zeros")
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "bits_per_code")}
+        self.built = True
+
+    # ----------------------------------------------------------------- integer parameters
+    def _integer_weight(self, w, shift):
+        return tf.clip_by_value(_round_ste(w * 2.0**shift), -ie.WEIGHT_MAX, ie.WEIGHT_MAX)
+
+    def _integer_bias(self, b, shift):
+        return tf.clip_by_value(_round_ste(b * 2.0**shift), -ie.BIAS_MAX, ie.BIAS_MAX)
+
+    def logits(self, inputs):
+        """Integer-valued float32 logits `(n, h, w, K)` (units of 2^-3 nats) for input indices in [0, K]."""
+        a = tf.clip_by_value(_round_ste(tf.gather(self.embedding, inputs)), 0.0, ie.ACTIVATION_MAX)
+        q = self.weight_shift
+        for kernel, bias in zip(self.kernels, self.biases):
+            z = tf.nn.conv2d(a, self._integer_weight(kernel, q), 1, "SAME") + self._integer_bias(bias, q)
+            a = tf.clip_by_value(_floor_ste(z * 2.0**-q), 0.0, ie.ACTIVATION_MAX)
+        h = self.head_shift
+        z = tf.tensordot(a, self._integer_weight(self.head_kernel, h), 1) + self._integer_bias(self.head_bias, h)
+        shift = h - ie.LOGIT_FRACTION_BITS
+        return tf.clip_by_value(_floor_ste(z * 2.0**-shift), -ie.LOGIT_LIMIT, ie.LOGIT_LIMIT)
+
+    def freeze(self):
+        """The `IntegerContextNetwork` this model computes (its integers, shifts and exp table)."""
+        def ints(w, shift, limit):
+            return np.clip(np.round(np.asarray(w, np.float64) * 2.0**shift), -limit, limit).astype(np.int64)
+
+        q = self.weight_shift
+        return ie.IntegerContextNetwork(
+            embedding=np.clip(np.round(np.asarray(self.embedding, np.float64)), 0, ie.ACTIVATION_MAX).astype(np.int64),
+            kernels=tuple(ints(k, q, ie.WEIGHT_MAX) for k in self.kernels),
+            biases=tuple(ints(b, q, ie.BIAS_MAX) for b in self.biases),
+            shifts=(q,) * self.num_layers,
+            head_kernel=ints(self.head_kernel, self.head_shift, ie.WEIGHT_MAX),
+            head_bias=ints(self.head_bias, self.head_shift, ie.BIAS_MAX),
+            head_shift=self.head_shift - ie.LOGIT_FRACTION_BITS,
+            table=ie.exp_table(),
+        )
+
+    # ----------------------------------------------------------------- training
+    def unpack_batch(self, data):
+        if isinstance(data, dict):
+            data = data["codes"]
+        elif isinstance(data, (tuple, list)):
+            data = data[0]
+        return check_codes(data, self.num_embeddings, name="batch codes")
+
+    def group_nll(self, codes, group):
+        """Nats of each grid's codes of `group` (int `(n,)`, one group per grid) given earlier groups, and counts."""
+        shape = tf.shape(codes)
+        groups = tf.constant(ie.group_map(64, 64), tf.int32)[: shape[1], : shape[2]]  # the map of any block <= 64
+        hidden = groups[None] >= group[:, None, None]
+        inputs = tf.where(hidden, self.num_embeddings, codes)
+        logits = self.logits(inputs) / 2.0**ie.LOGIT_FRACTION_BITS
+        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=codes, logits=logits)
+        scored = tf.cast(tf.equal(groups[None], group[:, None, None]), tf.float32)
+        return tf.reduce_sum(nll * scored, axis=[1, 2]), tf.reduce_sum(scored, axis=[1, 2])
+
+    def per_replica_loss(self, data, training=False, step=None):
+        """Nats per code of one group per grid, averaged over the GLOBAL batch, and the terms."""
+        codes = self.unpack_batch(data)
+        shape = tf.shape(codes)
+        groups = tf.constant(ie.group_map(64, 64), tf.int32)[: shape[1], : shape[2]]
+        sizes = tf.cast(tf.math.bincount(tf.reshape(groups, [-1]), minlength=ie.NUM_GROUPS), tf.float32)
+        seed = tf.cast(self.seed_generator.next(), tf.int32)
+        group = tf.random.stateless_categorical(tf.math.log(sizes[None]), shape[0], seed)[0]
+        group = tf.cast(group, tf.int32)
+        nats, count = self.group_nll(codes, group)
+        per_code = nats / tf.maximum(count, 1.0)
+        terms = {"loss": per_code, "bits_per_code": per_code / math.log(2.0)}
+        return tf.nn.compute_average_loss(per_code), terms
+
+    def get_config(self):
+        return {"num_embeddings": self.num_embeddings, "channels": self.channels, "num_layers": self.num_layers,
+                "weight_shift": self.weight_shift, "head_shift": self.head_shift, "seed": self.seed,
+                "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def get_build_config(self):
+        return {}
+
+    def build_from_config(self, config):
+        pass

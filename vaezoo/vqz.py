@@ -1,0 +1,378 @@
+"""`.vqz` version 2: the byte layout and the exact entropy coding of code grids.
+
+This module knows bytes, code grids and an integer context network; it imports no TensorFlow
+(numpy and constriction only), so a device with LiteRT alone reads and writes these files.
+`vaezoo.codec` turns images into code grids and back and calls it. The layout and the
+contract are specified in `docs/vqz_format.md`; in short (all integers little-endian,
+`varint` = unsigned LEB128):
+
+    magic "VQZ\\x02"                    4 bytes (the last byte is the format version)
+    model id                           4 bytes: the first 4 bytes of the model's weights sha256
+    flags                              1 byte: bit 0 context-coded, bit 1 one size for all images,
+                                       bits 2-5 log2 of the model's stride (pixels per code)
+    image count n                      varint
+    image sizes                        varint height, varint width (once, or n times)
+    block lengths                      varint bytes of every block stream but the last (context mode)
+    payload                            the block streams (context mode) or fixed-length codes
+    crc32                              4 bytes: CRC32 of the header bytes followed by every code (int32 LE)
+
+Each image is encoded at its size padded up to the model's stride; its code grid is split
+into blocks of at most `BLOCK` x `BLOCK` codes, each coded alone (a range coder stream per
+block, so blocks decode independently) group by group (`integer_entropy.NUM_GROUPS`) with
+the probabilities `integer_entropy.masses` computes from the context network's integer logits.
+"""
+
+import dataclasses
+import math
+import zlib
+
+import numpy as np
+
+from vaezoo import integer_entropy as ie
+
+#: the magic bytes of version 2 (version-1 files start with `MAGIC_V1`).
+MAGIC = b"VQZ\x02"
+MAGIC_V1 = b"\x89VQZ\r\n\x1a\n"
+VERSION = 2
+#: block side in codes: blocks are entropy-coded independently.
+BLOCK = 16
+FLAG_CONTEXT = 1
+FLAG_SAME_SIZE = 2
+_STRIDE_SHIFT, _STRIDE_MASK = 2, 0x3C
+_KNOWN_FLAGS = FLAG_CONTEXT | FLAG_SAME_SIZE | _STRIDE_MASK
+
+
+class VQZFormatError(ValueError):
+    """`.vqz` bytes that cannot be decoded: not a .vqz, an unsupported version, truncated or
+    corrupted, over a reader limit, or written with a different model."""
+
+
+class VQZModelMismatchError(VQZFormatError):
+    """The file was written with a model whose weights differ from the given model's."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What a reader accepts before it allocates anything (defaults fit real photos).
+
+    Args:
+        max_images: images per file.
+        max_side: pixels per image side.
+        max_pixels: pixels per image (height x width).
+        max_total_pixels: pixels over all images of a file.
+    """
+
+    max_images: int = 100_000
+    max_side: int = 65_535
+    max_pixels: int = 100_000_000
+    max_total_pixels: int = 1_000_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Header:
+    """The parsed header of a version-2 `.vqz` file."""
+
+    version: int
+    model_id: str
+    stride: int
+    context_coded: bool
+    sizes: tuple
+    block_lengths: tuple
+    header_length: int
+    payload_length: int
+
+    @property
+    def num_images(self):
+        return len(self.sizes)
+
+    @property
+    def mode(self):
+        return "context" if self.context_coded else "fixed"
+
+
+# --------------------------------------------------------------------- varints
+def _varint(value):
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _read_varint(data, offset, what):
+    value, shift = 0, 0
+    for i in range(offset, min(offset + 10, len(data))):
+        value |= (data[i] & 0x7F) << shift
+        if not data[i] & 0x80:
+            return value, i + 1
+        shift += 7
+    raise VQZFormatError(f"truncated or corrupted .vqz: the {what} runs past the end of the file.")
+
+
+# --------------------------------------------------------------------- grids and blocks
+def grid_shape(size, stride):
+    """The code grid `(h, w)` of an image of `size` `(height, width)` padded to `stride`."""
+    return -(-size[0] // stride), -(-size[1] // stride)
+
+
+def blocks(shape, block=BLOCK):
+    """`(row slice, column slice)` of every block of a grid, in raster order."""
+    return [(slice(r, min(r + block, shape[0])), slice(c, min(c + block, shape[1])))
+            for r in range(0, shape[0], block) for c in range(0, shape[1], block)]
+
+
+def model_id(weights_sha256):
+    """The 4-byte id a file stores (hex): the first 4 bytes of the weights sha256."""
+    return str(weights_sha256)[:8]
+
+
+def codes_crc(header_bytes, grids):
+    crc = zlib.crc32(header_bytes)
+    for grid in grids:
+        crc = zlib.crc32(np.ascontiguousarray(grid, "<i4").tobytes(), crc)
+    return crc & 0xFFFFFFFF
+
+
+# --------------------------------------------------------------------- entropy coding
+def _categorical():
+    import constriction
+
+    return constriction.stream.model.Categorical(perfect=False)
+
+
+#: blocks per network pass: bounds the memory of a pass (256 blocks of 16 x 16 codes x 64
+#: channels is 32 MB of float64 features), whatever a file claims.
+BLOCKS_PER_PASS = 256
+
+
+def _block_batches(grids, block=BLOCK):
+    """Blocks of all grids in batches of one shape and at most `BLOCKS_PER_PASS` blocks:
+    a list of `(shape, [(grid index, block index, rows, cols), ...])`, and the block count."""
+    by_shape, index = {}, 0
+    for g, grid in enumerate(grids):
+        for rows, cols in blocks(grid.shape, block):
+            shape = (rows.stop - rows.start, cols.stop - cols.start)
+            by_shape.setdefault(shape, []).append((g, index, rows, cols))
+            index += 1
+    batches = [(shape, members[i : i + BLOCKS_PER_PASS]) for shape, members in by_shape.items()
+               for i in range(0, len(members), BLOCKS_PER_PASS)]
+    return batches, index
+
+
+def _group_masses(context, inputs, where):
+    """Masses `(blocks, positions of the group, K)` of one group for a batch of block inputs."""
+    logits = context.head(context.features(inputs)[:, where])
+    k = logits.shape[-1]
+    return ie.masses(logits.reshape(-1, k), context.table).reshape(len(inputs), -1, k)
+
+
+def encode_grids(grids, context, block=BLOCK):
+    """Entropy-code code grids block by block, group by group: one bytes stream per block.
+
+    Args:
+        grids: list of int code grids `(h, w)` in [0, K).
+        context: an `IntegerContextNetwork` or `LiteRTContextNetwork` (same integers).
+    """
+    import constriction
+
+    family = _categorical()
+    batches, count = _block_batches(grids, block)
+    encoders = [constriction.stream.queue.RangeEncoder() for _ in range(count)]
+    k = context.num_embeddings
+    for shape, members in batches:
+        codes = np.stack([grids[g][rows, cols] for g, _, rows, cols in members]).astype(np.int32)
+        groups = ie.group_map(*shape)
+        for group in range(ie.NUM_GROUPS):
+            where = groups == group
+            if not where.any():
+                continue
+            m = _group_masses(context, ie.context_input(codes, groups, group, k), where)
+            symbols = codes[:, where]
+            for j, (_, index, _, _) in enumerate(members):
+                encoders[index].encode(symbols[j], family, m[j] / 2.0**ie.PRECISION)
+    return [encoder.get_compressed().astype("<u4").tobytes() for encoder in encoders]
+
+
+def decode_grids(streams, shapes, context, block=BLOCK):
+    """The inverse of `encode_grids`: code grids of the given `(h, w)` shapes from the streams."""
+    import constriction
+
+    family = _categorical()
+    grids = [np.zeros(shape, np.int32) for shape in shapes]
+    batches, count = _block_batches(grids, block)
+    if count != len(streams):
+        raise VQZFormatError(f"corrupted .vqz: {len(streams)} block streams for {count} blocks.")
+    decoders = []
+    for stream in streams:
+        if len(stream) % 4:
+            raise VQZFormatError(f"corrupted .vqz: a block stream is whole 32-bit words, got {len(stream)} bytes.")
+        decoders.append(constriction.stream.queue.RangeDecoder(np.frombuffer(stream, "<u4").astype(np.uint32)))
+    k = context.num_embeddings
+    for shape, members in batches:
+        codes = np.zeros((len(members), *shape), np.int32)
+        groups = ie.group_map(*shape)
+        for group in range(ie.NUM_GROUPS):
+            where = groups == group
+            if not where.any():
+                continue
+            m = _group_masses(context, ie.context_input(codes, groups, group, k), where)
+            for j, (_, index, _, _) in enumerate(members):
+                try:
+                    codes[j, where] = decoders[index].decode(family, m[j] / 2.0**ie.PRECISION)
+                except Exception as error:  # constriction raises on streams it cannot decode
+                    raise VQZFormatError(f"corrupted .vqz: the range decoder failed ({error}).") from None
+        for j, (g, _, rows, cols) in enumerate(members):
+            grids[g][rows, cols] = codes[j]
+    return grids
+
+
+def bits_per_code(num_embeddings):
+    """ceil(log2 K): bits of one code in fixed-length mode (0 when K == 1)."""
+    return int(math.ceil(math.log2(num_embeddings))) if num_embeddings > 1 else 0
+
+
+def encode_fixed(grids, num_embeddings):
+    """Every code of every grid with ceil(log2 K) bits, most significant bit first."""
+    bits = bits_per_code(num_embeddings)
+    if bits == 0:
+        return b""
+    flat = np.concatenate([g.reshape(-1) for g in grids]).astype(np.uint32)
+    shifts = np.arange(bits - 1, -1, -1, dtype=np.uint32)
+    return np.packbits(((flat[:, None] >> shifts[None, :]) & 1).astype(np.uint8).reshape(-1)).tobytes()
+
+
+def decode_fixed(payload, shapes, num_embeddings):
+    bits = bits_per_code(num_embeddings)
+    count = sum(h * w for h, w in shapes)
+    expected = (count * bits + 7) // 8
+    if len(payload) != expected:
+        raise VQZFormatError(f"corrupted .vqz: a fixed-length payload of {count} codes x {bits} bits is "
+                             f"{expected} bytes, got {len(payload)}.")
+    if bits:
+        table = np.unpackbits(np.frombuffer(payload, np.uint8))[: count * bits].reshape(count, bits)
+        flat = (table.astype(np.int64) @ (1 << np.arange(bits - 1, -1, -1)).astype(np.int64)).astype(np.int32)
+    else:
+        flat = np.zeros(count, np.int32)
+    if flat.size and flat.max() >= num_embeddings:
+        raise VQZFormatError(f"corrupted .vqz: decoded code {flat.max()} is outside [0, {num_embeddings}).")
+    out, start = [], 0
+    for h, w in shapes:
+        out.append(flat[start : start + h * w].reshape(h, w))
+        start += h * w
+    return out
+
+
+# --------------------------------------------------------------------- the container
+def pack(weights_sha256, stride, sizes, grids, num_embeddings, context=None):
+    """The bytes of a complete version-2 file.
+
+    Args:
+        weights_sha256: the model's weights sha256 (hex); its first 4 bytes are stored.
+        stride: pixels per code (a power of two up to 2^15).
+        sizes: `(height, width)` of every original image.
+        grids: the code grid of every image (its size padded to the stride).
+        num_embeddings: K.
+        context: the context network (context mode) or `None` (fixed-length codes).
+    """
+    if not sizes:
+        raise ValueError("no images to write.")
+    log_stride = int(stride).bit_length() - 1
+    if stride < 1 or 2**log_stride != stride or log_stride > 15:
+        raise ValueError(f"stride must be a power of two up to 2^15, got {stride}.")
+    flags = (FLAG_CONTEXT if context is not None else 0) | (log_stride << _STRIDE_SHIFT)
+    same = all(tuple(s) == tuple(sizes[0]) for s in sizes)
+    flags |= FLAG_SAME_SIZE if same else 0
+    head = bytearray(MAGIC + bytes.fromhex(model_id(weights_sha256)) + bytes([flags]) + _varint(len(sizes)))
+    for h, w in (sizes[:1] if same else sizes):
+        head += _varint(int(h)) + _varint(int(w))
+    if context is not None:
+        streams = encode_grids(grids, context)
+        for stream in streams[:-1]:
+            head += _varint(len(stream))
+        payload = b"".join(streams)
+    else:
+        payload = encode_fixed(grids, num_embeddings)
+    head = bytes(head)
+    return head + payload + codes_crc(head, grids).to_bytes(4, "little")
+
+
+def parse(data, limits=Limits()):
+    """Parse and bound-check a version-2 header: `Header` (nothing is decoded or allocated).
+
+    Raises:
+        VQZFormatError: not version 2, truncated, a size or count over `limits`, lengths that
+            do not add up to the file's length.
+    """
+    if data[:4] != MAGIC:
+        raise VQZFormatError(f"not a version-2 .vqz file (starts with {bytes(data[:4])!r}).")
+    if len(data) < 4 + 4 + 1 + 1 + 4:
+        raise VQZFormatError(f"truncated .vqz: {len(data)} bytes is shorter than the smallest header.")
+    flags = data[8]
+    if flags & ~_KNOWN_FLAGS:
+        raise VQZFormatError(f"corrupted .vqz: unknown flags {flags:#04x}.")
+    stride = 2 ** ((flags & _STRIDE_MASK) >> _STRIDE_SHIFT)
+    n, offset = _read_varint(data, 9, "image count")
+    if not 1 <= n <= limits.max_images:
+        raise VQZFormatError(f".vqz claims {n} images; this reader accepts 1 to {limits.max_images} "
+                             "(Limits.max_images).")
+    pairs = 1 if flags & FLAG_SAME_SIZE else n
+    if flags & FLAG_SAME_SIZE == 0 and len(data) < offset + 2 * n:
+        raise VQZFormatError(f"truncated .vqz: {n} image sizes do not fit in {len(data)} bytes.")
+    sizes, total = [], 0
+    for _ in range(pairs):
+        h, offset = _read_varint(data, offset, "image height")
+        w, offset = _read_varint(data, offset, "image width")
+        if not (1 <= h <= limits.max_side and 1 <= w <= limits.max_side) or h * w > limits.max_pixels:
+            raise VQZFormatError(f".vqz claims a {w}x{h} image; this reader accepts sides up to {limits.max_side} "
+                                 f"and {limits.max_pixels} pixels (Limits).")
+        sizes.append((h, w))
+    sizes = sizes * n if flags & FLAG_SAME_SIZE else sizes
+    total = sum(h * w for h, w in sizes)
+    if total > limits.max_total_pixels:
+        raise VQZFormatError(f".vqz claims {total} pixels in all; this reader accepts {limits.max_total_pixels} "
+                             "(Limits.max_total_pixels).")
+    lengths = []
+    if flags & FLAG_CONTEXT:
+        count = sum(len(blocks(grid_shape(s, stride))) for s in sizes)
+        for _ in range(count - 1):
+            length, offset = _read_varint(data, offset, "block lengths")
+            lengths.append(length)
+    payload = len(data) - offset - 4
+    if payload < sum(lengths):
+        raise VQZFormatError(f"truncated .vqz: the block lengths add up to {sum(lengths)} bytes, the payload has "
+                             f"{max(payload, 0)}.")
+    if flags & FLAG_CONTEXT:
+        lengths.append(payload - sum(lengths))
+    return Header(version=VERSION, model_id=bytes(data[4:8]).hex(), stride=stride,
+                  context_coded=bool(flags & FLAG_CONTEXT),
+                  sizes=tuple(sizes), block_lengths=tuple(lengths), header_length=offset, payload_length=payload)
+
+
+def unpack(data, header, num_embeddings, context=None):
+    """The code grids of a parsed file, checked against the stored CRC32."""
+    stride = header.stride
+    payload = data[header.header_length : header.header_length + header.payload_length]
+    shapes = [grid_shape(s, stride) for s in header.sizes]
+    if header.context_coded:
+        if context is None:
+            raise VQZFormatError(".vqz is context-coded, but the model has no context model (context_model=None).")
+        streams, start = [], 0
+        for length in header.block_lengths:
+            streams.append(payload[start : start + length])
+            start += length
+        grids = decode_grids(streams, shapes, context)
+    else:
+        grids = decode_fixed(payload, shapes, num_embeddings)
+    stored = int.from_bytes(data[-4:], "little")
+    if codes_crc(data[: header.header_length], grids) != stored:
+        raise VQZFormatError("corrupted .vqz: the decoded codes do not match the CRC32 stored at compression "
+                             "(a damaged file, or a model other than the one it was written with).")
+    return grids
+
+
+__all__ = ["MAGIC", "VERSION", "BLOCK", "Limits", "Header", "VQZFormatError", "VQZModelMismatchError", "pack",
+           "parse", "unpack", "encode_grids", "decode_grids", "grid_shape", "blocks", "model_id", "bits_per_code"]
