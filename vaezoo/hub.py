@@ -128,7 +128,7 @@ def _fetch_hf(ref):
         raise HubError(f"{ref.uri}: no repository {ref.repo!r} on {_hf_where()} (or it is private or gated: "
                        "log in with `hf auth login` or set HF_TOKEN).") from None
     except errors.RevisionNotFoundError:
-        raise HubError(f"{ref.uri}: repository {ref.repo!r} has no revision {ref.revision!r} on {_hf_where()}.") from None
+        raise HubError(f"{ref.uri}: repository {ref.repo!r} has no revision {ref.revision or 'main'!r} on {_hf_where()}.") from None
     except errors.LocalEntryNotFoundError as error:
         why = "HF_HUB_OFFLINE is set" if offline else f"{_hf_where()} cannot be reached"
         raise HubError(f"{ref.uri}: {why} and the Hugging Face cache holds no copy of it "
@@ -178,6 +178,10 @@ def _fetch_kaggle(ref):
         raise HubError(f"{ref.uri}: Kaggle cannot be reached and the kagglehub cache holds no copy of "
                        f"{handle!r} (a pinned /VERSION is served from the cache offline).") from None
     except (exceptions.KaggleApiHTTPError, requests.exceptions.HTTPError) as error:
+        if getattr(error.response, "status_code", None) == 404:
+            what = f"version {ref.revision} of {ref.repo!r}" if ref.revision else f"model variation {ref.repo!r}"
+            raise HubError(f"{ref.uri}: no {what} on Kaggle (or it is private: set KAGGLE_API_TOKEN or "
+                           "KAGGLE_USERNAME/KAGGLE_KEY).") from None
         raise HubError(f"{ref.uri}: Kaggle answered {str(error).splitlines()[0]}") from None
 
 

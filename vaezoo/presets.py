@@ -80,6 +80,24 @@ def _sha256(path):
     return digest.hexdigest()
 
 
+def weights_fingerprint(model):
+    """sha256 of the model's weight values, in order (the same digest as
+    `vaezoo.workdir.weights_fingerprint`, which sits above the models and so cannot be imported
+    here; a test keeps the two equal)."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(weight.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def remember_card_weights(model, card):
+    """Attach `card` to a freshly loaded model with the fingerprint of the weights its metrics
+    describe, so `save_preset` can tell whether the model changed since (fine-tuning)."""
+    object.__setattr__(model, "card", card)  # plain values, not tracked by Keras
+    object.__setattr__(model, "card_weights_fingerprint", weights_fingerprint(model))
+    return model
+
+
 def is_preset(path):
     """True if `path` is a folder with a preset's `config.json` and `metadata.json`."""
     path = os.fspath(path)
@@ -171,9 +189,9 @@ def _card_name(text):
 def preset_card(model, weights_sha256, weights_bytes, name=None):
     """The card a preset carries: the model's own card (a zoo model's), else a minimal one.
 
-    The card's `weights` record describes the preset's weights file. Metrics measured on other
-    weights (a fine-tuned zoo model) are dropped, as `vaezoo publish` does: they describe a
-    different model."""
+    The card's `weights` record describes the preset's weights file. If the weight values
+    changed since the card was attached (a fine-tuned zoo model), its metrics are dropped, as
+    `vaezoo publish` does: they describe a different model."""
     card = copy.deepcopy(getattr(model, "card", None))
     family = type(model).__name__
     config = json.loads(json.dumps(model.get_config()))  # plain JSON values (Keras wraps dicts it tracks)
@@ -184,9 +202,9 @@ def preset_card(model, weights_sha256, weights_bytes, name=None):
                 "notes": "No training recipe or measured metrics were recorded with this model."}
     elif name is not None:
         card["name"] = _card_name(name)
-    previous = (card.get("weights") or {}).get("sha256")
+    unchanged = getattr(model, "card_weights_fingerprint", None) == weights_fingerprint(model)
     card["weights"] = {"uri": WEIGHTS, "sha256": weights_sha256, "bytes": int(weights_bytes)}
-    if card.get("metrics") and previous != weights_sha256:
+    if card.get("metrics") and not unchanged:
         card["metrics"] = {}
         card["notes"] = (str(card.get("notes") or "") + " The card's metrics were measured on other weights "
                          "(before fine-tuning) and were dropped from this preset.").strip()
@@ -309,4 +327,4 @@ def save_preset(model, directory, name=None, overwrite=False):
 
 
 __all__ = ["FILES", "FORMAT", "Preset", "PresetError", "PresetHashError", "is_preset", "model_card_markdown",
-           "preset_card", "read_preset", "save_preset"]
+           "preset_card", "read_preset", "remember_card_weights", "save_preset", "weights_fingerprint"]

@@ -203,6 +203,7 @@ def load(name, *, weights=True, cache_dir=None):
             model.load_weights(path)
         except Exception as error:
             raise WeightsError(f"Could not load weights {path} into {name}: {error}") from None
+        presets.remember_card_weights(model, model.card)  # a preset of it keeps the card's metrics
     return model
 
 

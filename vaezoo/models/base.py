@@ -324,8 +324,8 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
         except TypeError as error:
             raise presets.PresetError(f"{source}: config.json does not fit {found.family}: {error}") from None
         model.load_weights(found.weights)
-        object.__setattr__(model, "card", found.card)  # plain dicts, not tracked by Keras
-        object.__setattr__(model, "preset_metadata", found.metadata)
+        presets.remember_card_weights(model, found.card)
+        object.__setattr__(model, "preset_metadata", found.metadata)  # plain dict, not tracked by Keras
         return model
 
     def save_to_preset(self, preset_dir, name=None, overwrite=False):
