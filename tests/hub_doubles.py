@@ -87,8 +87,10 @@ class _Server:
         return self
 
     def stop(self):
-        self._http.shutdown()
-        self._http.server_close()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
 
     def __enter__(self):
         return self.start()
@@ -114,6 +116,7 @@ class HfHubDouble(_Server):
         self._counter = 0
         self.lock = threading.Lock()
         self.requests = []
+        self._http = None
 
     def start(self):
         return self._serve(0)
@@ -229,6 +232,7 @@ class KaggleDouble(_Server):
         self.delay = 0.0
         self.lock = threading.Lock()
         self.requests = []
+        self._http = None
 
     def start(self):
         return self._serve(self.PORT)
