@@ -258,7 +258,7 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
             raise FileNotFoundError(f"No weights file at {filepath!r}.")
         try:
             return super().load_weights(filepath, *args, **kwargs)
-        except (OSError, ValueError, KeyError) as error:
+        except (OSError, ValueError, KeyError, RuntimeError) as error:  # h5py raises RuntimeError for damaged files
             raise ValueError(
                 f"Could not load weights from {filepath!r} into {type(self).__name__} "
                 f"(truncated, corrupt, or saved from another architecture): {str(error).splitlines()[0][:300]}"
@@ -321,7 +321,7 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
                                       f"load it with vaezoo.load({source!r}).")
         try:
             model = family.from_config(found.config)
-        except TypeError as error:
+        except (TypeError, ValueError) as error:  # unknown or invalid constructor arguments
             raise presets.PresetError(f"{source}: config.json does not fit {found.family}: {error}") from None
         model.load_weights(found.weights)
         presets.remember_card_weights(model, found.card)
