@@ -1,7 +1,7 @@
 """The `vaezoo` command line. Thin: every command calls an importable function.
 
     vaezoo demo [--workdir demo] [--smoke]         train the embedded beta-VAE on dSprites
-    vaezoo train CONFIG --workdir DIR [--steps N] [--smoke] [--strategy NAME]
+    vaezoo train CONFIG --workdir DIR [--steps N] [--smoke] [--strategy NAME] [--init MODEL]
     vaezoo compress IMAGES... --model MODEL -o FILE.vqz
     vaezoo decompress FILE.vqz --model MODEL -o DIR
     vaezoo eval MODEL [--metrics ...] [--split test] [--data SPEC] [--json OUT] [--k K]
@@ -40,9 +40,15 @@ def _demo(args):
 
 
 def _train(args):
-    from vaezoo.training import train
+    from vaezoo.training import load_config, train
 
-    metrics = train(args.config, args.workdir, smoke=args.smoke, steps=args.steps, strategy=args.strategy)
+    init, init_name = None, args.init or load_config(args.config, smoke=args.smoke).get("init")
+    if init_name:
+        from vaezoo import registry
+
+        init = registry.resolve_model(init_name).model  # zoo name, preset, hub URI, .keras, workdir
+    metrics = train(args.config, args.workdir, smoke=args.smoke, steps=args.steps, strategy=args.strategy,
+                    init=init, init_name=init_name)
     print(f"final ELBO {metrics['elbo']:.3f} nats, {metrics['bits_per_dim']:.4f} bits/dim; "
           f"written to {args.workdir}")
     return 0
@@ -303,6 +309,10 @@ def build_parser():
                                        "rerunning the same command resumes.")
     train.add_argument("config", help="path to the YAML or JSON training config")
     train.add_argument("--workdir", required=True, help="output folder; reruns resume from its checkpoints")
+    train.add_argument("--init", metavar="MODEL",
+                       help="fine-tune: start from this model's weights (zoo name, preset folder, hf:// or kaggle:// "
+                            "URI, .keras file or workdir; it must have the config's architecture); default: the "
+                            "config's `init:` if it has one")
     add_training_options(train)
     train.set_defaults(func=_train)
     listing = sub.add_parser("list", help="list the zoo's models", description="List the registry's models "
