@@ -28,6 +28,24 @@ def outputs(model):
     return np.asarray(model.reconstruct(X))
 
 
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch):
+    """Every test here fails if any connection is attempted to an address off 127.0.0.0/8 / ::1."""
+    outside = []
+    connect = socket.socket.connect
+
+    def guarded(sock, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and not (host.startswith("127.") or host in ("::1", "localhost")):
+            outside.append(address)
+            raise OSError(f"test guard: connection to {address} refused (tests stay on loopback)")
+        return connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    yield
+    assert outside == [], f"connections attempted beyond loopback: {outside}"
+
+
 @pytest.fixture(scope="module")
 def versions(tmp_path_factory):
     """Two presets of the same architecture with different weights (v1, v2) and their outputs."""
@@ -42,10 +60,22 @@ def versions(tmp_path_factory):
     return made
 
 
+def point_hf_at(url, monkeypatch):
+    """HF_ENDPOINT for vaezoo.hub (read at each call), and the client's own copy of it, read once
+    at import (a few calls, e.g. the README metadata check before a commit, use that copy): so
+    not one request leaves 127.0.0.1 whenever huggingface_hub was first imported."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", url)
+    monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                        url + "/{repo_id}/resolve/{revision}/{filename}")
+
+
 @pytest.fixture
 def hf(tmp_path, monkeypatch):
     with HfHubDouble() as double:
-        monkeypatch.setenv("HF_ENDPOINT", double.url)
+        point_hf_at(double.url, monkeypatch)
         monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
         monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
         monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -96,7 +126,7 @@ def test_no_network_and_an_empty_cache(tmp_path, monkeypatch):
     with socket.socket() as s:  # a loopback port that nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    point_hf_at(f"http://127.0.0.1:{port}", monkeypatch)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "2")
@@ -144,6 +174,28 @@ def test_missing_extra_names_the_install_command(monkeypatch):
         with pytest.raises(hub.MissingExtraError, match=rf'{uri} needs the {module} package.*pip install "vaezoo\[hub\]"'):
             vaezoo.load(uri)
     assert cli.main(["sample", "hf://org/tiny-vae", "-o", "x.png"]) == 2
+
+
+def test_upload_refuses_a_damaged_preset_and_a_versioned_kaggle_uri(versions, tmp_path, monkeypatch):
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(versions["v1"][0], damaged)
+    (damaged / "model.weights.h5").write_bytes(b"not weights")
+    with pytest.raises(presets.PresetHashError):  # refused before any client is called
+        hub.upload(str(damaged), "hf://org/tiny-vae")
+    with pytest.raises(hub.HubError, match="Kaggle numbers versions"):
+        hub.upload(versions["v1"][0], "kaggle://owner/tiny-vae/keras/small/3")
+    # Kaggle upload is not imitated by a test double (its blob-upload protocol); its resolution
+    # layer is: the handle and folder given to kagglehub.model_upload
+    import kagglehub
+
+    calls = []
+    monkeypatch.setattr(kagglehub, "model_upload", lambda *a, **k: calls.append((a, k)))
+    assert hub.upload(versions["v1"][0], "kaggle://owner/tiny-vae/keras/small", message="first") == \
+        "owner/tiny-vae/keras/small"
+    assert calls == [(("owner/tiny-vae/keras/small", versions["v1"][0]),
+                      {"license_name": "Apache 2.0", "version_notes": "first"})]
 
 
 # ------------------------------------------------------------------ Kaggle
