@@ -204,10 +204,16 @@ def preset_card(model, weights_sha256, weights_bytes, name=None):
         card["name"] = _card_name(name)
     unchanged = getattr(model, "card_weights_fingerprint", None) == weights_fingerprint(model)
     card["weights"] = {"uri": WEIGHTS, "sha256": weights_sha256, "bytes": int(weights_bytes)}
+    if isinstance(card.get("notes"), dict) and "storage" in card["notes"]:  # it described the zoo's own file
+        card["notes"]["storage"] = (f"This preset's {WEIGHTS} is written by Keras save_weights (the model's float32 "
+                                    f"variables). The zoo's note on its shipped file: {card['notes']['storage']}")
     if card.get("metrics") and not unchanged:
         card["metrics"] = {}
-        card["notes"] = (str(card.get("notes") or "") + " The card's metrics were measured on other weights "
-                         "(before fine-tuning) and were dropped from this preset.").strip()
+        dropped = "The card's metrics were measured on other weights (before fine-tuning) and were dropped."
+        if isinstance(card.get("notes"), dict):
+            card["notes"]["metrics"] = dropped
+        else:
+            card["notes"] = (str(card.get("notes") or "") + " " + dropped).strip()
     return validate_card(card, source="preset card")
 
 
@@ -248,9 +254,15 @@ def model_card_markdown(card, metadata):
             lines.append("| " + " | ".join(cells) + " |")
     else:
         lines.append("None recorded with these weights.")
-    lines += ["", "## Notes", "", str(card.get("notes") or "-"), "",
-              "## Licence", "", "Apache-2.0 (vaezoo's licence); the training data keeps its own licence.", "",
-              "## Use", "", "```python", "import vaezoo", "", 'model = vaezoo.load("hf://ORG/REPO")  # or a local preset folder',
+    notes = card.get("notes") or "-"
+    data_licence = notes.get("license") if isinstance(notes, dict) else None
+    if isinstance(notes, dict):
+        notes = "\n".join(f"- **{key}**: {value}" for key, value in notes.items())
+    lines += ["", "## Notes", "", str(notes), "",
+              "## Licence", "", "The weights and code: Apache-2.0 (vaezoo's licence). The training data keeps its own "
+              "licence" + (f": {data_licence}" if data_licence else "."), "",
+              "## Use", "", "```python", "import vaezoo  # pip install \"vaezoo[hub]\" for hf:// and kaggle://", "",
+              f'model = vaezoo.load("hf://ORG/{card["name"]}")  # or the preset folder, or a kaggle:// URI',
               "```", ""]
     return "\n".join(lines)
 
