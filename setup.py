@@ -29,7 +29,10 @@ setup(
     extras_require={
         "notebooks": ["nbclient>=0.10", "nbformat>=5", "ipykernel>=6", "matplotlib>=3.8"],
         "test": ["pytest>=8", "hypothesis>=6", "nbclient>=0.10", "nbformat>=5", "ipykernel>=6", "matplotlib>=3.8",
-                 "tensorflow-serving-api>=2.16,<2.22", "grpcio>=1.60"],
+                 "tensorflow-serving-api>=2.16,<2.22", "grpcio>=1.60", "huggingface_hub>=1.0", "kagglehub>=0.3.13"],
+        # hf:// and kaggle:// model URIs and `vaezoo upload` (vaezoo.hub); tested with
+        # huggingface_hub 2.4 and kagglehub 1.0.3
+        "hub": ["huggingface_hub>=1.0", "kagglehub>=0.3.13"],
         # gRPC client (vaezoo.serving.GrpcClient). tensorflow-serving-api X.Y requires
         # tensorflow >= X.Y, so its bound follows tensorflow's (<2.22): 2.21 with TF 2.21.
         "serving": ["tensorflow-serving-api>=2.16,<2.22", "grpcio>=1.60"],

@@ -90,6 +90,57 @@ def _train_with(folder, text):
     return load_config(_write(folder, "c.yaml", text))
 
 
+def _preset(folder):
+    """A tiny VAE preset at FOLDER/p."""
+    from vaezoo import presets
+
+    model = __import__("vaezoo").VAE(input_shape=(8, 8, 1), latent_dim=2, encoder={"type": "mlp", "hidden": [4]})
+    return presets.save_preset(model, os.path.join(folder, "p"))
+
+
+def _damaged_preset(folder, name, change, rehash=False):
+    """A preset whose file `name` is rewritten by `change(bytes) -> bytes`, then loaded. With
+    `rehash`, metadata.json is updated to the new hashes too (a tool that rewrote the file), so
+    the parsing checks behind the hash check are reached."""
+    import hashlib
+    import json
+
+    path = _preset(folder)
+    file = os.path.join(path, name)
+    with open(file, "rb") as f:
+        data = change(f.read())
+    if data is None:
+        os.remove(file)
+    else:
+        _write_bytes(path, name, data)
+    if rehash:
+        meta_path = os.path.join(path, "metadata.json")
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+        for member in meta["files"]:
+            with open(os.path.join(path, member), "rb") as f:
+                meta["files"][member] = hashlib.sha256(f.read()).hexdigest()
+        meta["weights_sha256"] = meta["files"]["model.weights.h5"]
+        _write(path, "metadata.json", json.dumps(meta))
+    return __import__("vaezoo").load(path)
+
+
+def _edit_json(edit):
+    import json
+
+    def change(data):
+        value = json.loads(data)
+        edit(value)
+        return json.dumps(value).encode()
+
+    return change
+
+
+def _not_a_preset(folder):
+    _write(folder, "README.md", "# notes\n")
+    return __import__("vaezoo").VAE.from_preset(folder)
+
+
 CASES = [
     ("wrong-channels", "RGB images to a greyscale model", lambda d: _vae().elbo(np.zeros((2, 28, 28, 3), np.float32)),
      ValueError, r"shape \(batch, 28, 28, 1\).*got shape \(2, 28, 28, 3\)"),
@@ -163,6 +214,37 @@ CASES = [
      FileExistsError, r"overwrite"),
     ("unknown-strategy", "strategy 'gpu'", lambda d: __import__("vaezoo.strategy").strategy.make_strategy("gpu"),
      ValueError, r"Unknown strategy 'gpu'"),
+    ("preset-not-a-preset", "a folder that is not a preset", _not_a_preset,
+     ValueError, r"is not a vaezoo preset: expected config\.json, model\.weights\.h5, metadata\.json"),
+    ("preset-missing-weights", "a preset without its weights file",
+     lambda d: _damaged_preset(d, "model.weights.h5", lambda b: None), ValueError, r"incomplete, missing model"),
+    ("preset-truncated-weights", "a preset whose weights file was cut in half",
+     lambda d: _damaged_preset(d, "model.weights.h5", lambda b: b[: len(b) // 2]),
+     ValueError, r"sha256 of model\.weights\.h5 is .* but metadata\.json says"),
+    ("preset-truncated-config", "a preset whose config.json was cut short",
+     lambda d: _damaged_preset(d, "config.json", lambda b: b[:40]), ValueError, r"sha256 of config\.json"),
+    ("preset-garbled-config", "a garbled config.json whose hash was updated to match",
+     lambda d: _damaged_preset(d, "config.json", lambda b: b[:40], rehash=True),
+     ValueError, r"config\.json is not valid JSON"),
+    ("preset-garbled-metadata", "a metadata.json that is not JSON",
+     lambda d: _damaged_preset(d, "metadata.json", lambda b: b"{oops"), ValueError, r"metadata\.json is not valid JSON"),
+    ("preset-other-format", "a metadata.json of another format",
+     lambda d: _damaged_preset(d, "metadata.json", _edit_json(lambda m: m.update(format="keras-hub"))),
+     ValueError, r"not a vaezoo preset: metadata\.json has format 'keras-hub'"),
+    ("preset-newer-format", "a preset from a newer vaezoo",
+     lambda d: _damaged_preset(d, "metadata.json", _edit_json(lambda m: m.update(format_version=99))),
+     ValueError, r"format_version 99.*upgrade vaezoo"),
+    ("preset-unknown-class", "a config.json naming a class that is not a vaezoo family",
+     lambda d: _damaged_preset(d, "config.json", _edit_json(lambda c: c.update(class_name="Lambda")), rehash=True),
+     ValueError, r"not a vaezoo preset: config\.json names class 'Lambda'"),
+    ("preset-wrong-argument", "a config.json with a misspelt constructor argument",
+     lambda d: _damaged_preset(d, "config.json", _edit_json(lambda c: c["config"].update(latent_dims=3)),
+                               rehash=True), ValueError, r"config\.json does not fit VAE.*latent_dims"),
+    ("preset-unsafe-card", "a card.yaml with a !!python tag",
+     lambda d: _damaged_preset(d, "card.yaml", lambda b: b"name: !!python/object/apply:os.system ['true']\n",
+                               rehash=True), ValueError, r"card\.yaml is not valid YAML \(safe YAML only\)"),
+    ("hub-malformed-uri", "an hf:// URI without an organisation",
+     lambda d: __import__("vaezoo").load("hf://just-a-name"), ValueError, r"expected hf://ORG/REPO\[@REVISION\]"),
     ("bad-tf-config", "TF_CONFIG that is not JSON",
      lambda d: __import__("vaezoo.strategy").strategy.parse_tf_config("{oops"), ValueError, r"not valid JSON"),
 ]

@@ -33,10 +33,17 @@ _LAZY = {
     "export_model": "vaezoo.export",
     "export": "vaezoo.export",  # deprecated name of export_model
     "evaluate": "vaezoo.evaluation",
+    "save_preset": "vaezoo.presets",
 }
-_SUBMODULES = {"registry", "data", "distributions", "networks", "models", "training", "validation", "visualize", "cli", "serving", "evaluation", "disentanglement"}
+_SUBMODULES = {"registry", "data", "distributions", "networks", "models", "training", "validation", "visualize", "cli", "serving", "evaluation", "disentanglement", "presets", "hub"}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES)
+
+
+# after `import vaezoo`, keras.saving.load_model("x.keras") finds every family (no TensorFlow now)
+from vaezoo import keras_interop as _keras_interop  # noqa: E402
+
+_keras_interop.install()
 
 
 def __getattr__(name):

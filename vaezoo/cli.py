@@ -1,11 +1,16 @@
 """The `vaezoo` command line. Thin: every command calls an importable function.
 
     vaezoo demo [--workdir demo] [--smoke]         train the embedded beta-VAE on dSprites
-    vaezoo train CONFIG --workdir DIR [--steps N] [--smoke] [--strategy NAME]
+    vaezoo train CONFIG --workdir DIR [--steps N] [--smoke] [--strategy NAME] [--init MODEL]
     vaezoo compress IMAGES... --model MODEL -o FILE.vqz
     vaezoo decompress FILE.vqz --model MODEL -o DIR
     vaezoo eval MODEL [--metrics ...] [--split test] [--data SPEC] [--json OUT] [--k K]
     vaezoo traverse MODEL (--image FILE | --index I) [--dims ...] [--values ...] -o OUT.png
+    vaezoo save-preset MODEL DIR [--name NAME] [--overwrite]
+    vaezoo upload DIR (hf://ORG/REPO[@BRANCH] | kaggle://OWNER/MODEL/keras/VARIANT)
+
+MODEL is anything `vaezoo.registry.resolve_model` takes: a zoo name, a .keras file, a training
+workdir, a preset folder or a hub URI.
 
 TensorFlow's C++ start-up lines (oneDNN notice, CUDA driver messages) are hidden unless
 `vaezoo --verbose COMMAND` is used or TF_CPP_MIN_LOG_LEVEL is set in the environment.
@@ -35,9 +40,15 @@ def _demo(args):
 
 
 def _train(args):
-    from vaezoo.training import train
+    from vaezoo.training import load_config, train
 
-    metrics = train(args.config, args.workdir, smoke=args.smoke, steps=args.steps, strategy=args.strategy)
+    init, init_name = None, args.init or load_config(args.config, smoke=args.smoke).get("init")
+    if init_name:
+        from vaezoo import registry
+
+        init = registry.resolve_model(init_name).model  # zoo name, preset, hub URI, .keras, workdir
+    metrics = train(args.config, args.workdir, smoke=args.smoke, steps=args.steps, strategy=args.strategy,
+                    init=init, init_name=init_name)
     print(f"final ELBO {metrics['elbo']:.3f} nats, {metrics['bits_per_dim']:.4f} bits/dim; "
           f"written to {args.workdir}")
     return 0
@@ -74,6 +85,23 @@ def _publish(args):
 
     weights = zoo_maintenance.publish(args.workdir, args.name, float16=args.float16)
     print(f"{args.name}: {weights['uri']} ({weights['bytes']} bytes, sha256 {weights['sha256']})")
+    return 0
+
+
+def _save_preset(args):
+    from vaezoo import presets, registry
+
+    model = registry.resolve_model(args.model).model
+    path = presets.save_preset(model, args.directory, name=args.name, overwrite=args.overwrite)
+    print(f"preset of {args.model} -> {path}/ ({', '.join(presets.FILES)})")
+    return 0
+
+
+def _upload(args):
+    from vaezoo import hub
+
+    where = hub.upload(args.directory, args.uri, message=args.message, private=args.private)
+    print(f"{args.directory} -> {args.uri} ({where}); load it with vaezoo.load({args.uri!r})")
     return 0
 
 
@@ -329,6 +357,10 @@ def build_parser():
                                        "rerunning the same command resumes.")
     train.add_argument("config", help="path to the YAML or JSON training config")
     train.add_argument("--workdir", required=True, help="output folder; reruns resume from its checkpoints")
+    train.add_argument("--init", metavar="MODEL",
+                       help="fine-tune: start from this model's weights (zoo name, preset folder, hf:// or kaggle:// "
+                            "URI, .keras file or workdir; it must have the config's architecture); default: the "
+                            "config's `init:` if it has one")
     add_training_options(train)
     train.set_defaults(func=_train)
     listing = sub.add_parser("list", help="list the zoo's models", description="List the registry's models "
@@ -350,7 +382,28 @@ def build_parser():
                          help="store the weights as float16 (half the size; loaded into float32 variables)")
     publish.set_defaults(func=_publish)
 
-    model_help = "a registry name (see `vaezoo list`), a .keras file or a training workdir"
+    model_help = ("a registry name (see `vaezoo list`), a .keras file, a training workdir, a preset folder or a "
+                  "hub URI (hf://ORG/REPO[@REV], kaggle://OWNER/MODEL/keras/VARIANT[/VERSION])")
+    save = sub.add_parser("save-preset", help="write a model as a preset folder (KerasHub layout + card)",
+                          description="Write MODEL as a preset: config.json, model.weights.h5, metadata.json "
+                                      "(versions, parameter count, sha256 of every file), card.yaml and a README.md "
+                                      "model card, atomically. `vaezoo upload` publishes it.")
+    save.add_argument("model", help=model_help)
+    save.add_argument("directory", help="the preset folder to write")
+    save.add_argument("--name", help="the card's name (default: the zoo name or the model's name)")
+    save.add_argument("--overwrite", action="store_true", help="replace an existing preset folder")
+    save.set_defaults(func=_save_preset)
+
+    upload = sub.add_parser("upload", help="publish a preset folder on the Hugging Face Hub or Kaggle",
+                            description="Publish a preset folder with the hub's own client (pip install "
+                                        "\"vaezoo[hub]\"): hf://ORG/REPO[@BRANCH] (one commit; log in with "
+                                        "`hf auth login` or HF_TOKEN) or kaggle://OWNER/MODEL/keras/VARIANT (a new "
+                                        "version; KAGGLE_API_TOKEN or KAGGLE_USERNAME/KAGGLE_KEY).")
+    upload.add_argument("directory", help="a preset folder (vaezoo save-preset)")
+    upload.add_argument("uri", help="hf://ORG/REPO[@BRANCH] or kaggle://OWNER/MODEL/keras/VARIANT")
+    upload.add_argument("--message", help="commit message / version notes")
+    upload.add_argument("--private", action="store_true", help="create the Hugging Face repository as private")
+    upload.set_defaults(func=_upload)
     sample = sub.add_parser("sample", help="draw samples into a PNG grid",
                             description="Sample images from a model and write them as a PNG grid.")
     sample.add_argument("model", help=model_help)
@@ -545,7 +598,9 @@ def quiet_tensorflow():
 def main(argv=None):
     from vaezoo.validation import ConfigError
 
-    errors = (ConfigError, ValueError, TypeError, FileNotFoundError, KeyError)
+    from vaezoo.hub import MissingExtraError
+
+    errors = (ConfigError, ValueError, TypeError, FileNotFoundError, FileExistsError, KeyError, MissingExtraError)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.verbose and "TF_CPP_MIN_LOG_LEVEL" not in os.environ:

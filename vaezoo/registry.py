@@ -31,7 +31,7 @@ import shutil
 import typing
 
 from vaezoo.cards import (  # noqa: F401  (the card schema, also read as registry.X)
-    CARD_KEYS, FAMILIES, METRIC_KEYS, NAME_PATTERN, OPTIONAL_METRIC_KEYS, REQUIRED_KEYS, WEIGHTS_KEYS,
+    CARD_KEYS, DATA_ONLY_KEYS, FAMILIES, METRIC_KEYS, NAME_PATTERN, OPTIONAL_METRIC_KEYS, REQUIRED_KEYS, WEIGHTS_KEYS,
     card_to_training_config, check_name, read_card, validate_card)
 from vaezoo.io import atomic_path
 from vaezoo.validation import ConfigError
@@ -181,7 +181,21 @@ def _download(uri, sha, target):
 
 
 def load(name, *, weights=True, cache_dir=None):
-    """The pretrained model `name` (card attached as `model.card`); `weights=False` skips loading."""
+    """The pretrained model `name` (card attached as `model.card`); `weights=False` skips loading.
+
+    `name` may also be a preset folder or a hub URI (`hf://ORG/REPO[@REVISION]`,
+    `kaggle://OWNER/MODEL/keras/VARIANT[/VERSION]`): those go through `resolve_model` like
+    every other MODEL argument (see `vaezoo.presets`, `vaezoo.hub`).
+
+    Example:
+        >>> vaezoo.load("vae-mnist")              # zoo name (weights ship in the package)
+        >>> vaezoo.load("presets/vae-mnist")      # a preset folder (vaezoo.save_preset)
+        >>> vaezoo.load("hf://my-org/vae-mnist")  # a preset on the Hugging Face Hub
+    """
+    from vaezoo import hub, presets
+
+    if hub.is_uri(name) or (isinstance(name, (str, os.PathLike)) and presets.is_preset(name)):
+        return resolve_model(name).model
     model = build(name)
     if weights:
         path = fetch_weights(model.card, cache_dir)
@@ -189,6 +203,7 @@ def load(name, *, weights=True, cache_dir=None):
             model.load_weights(path)
         except Exception as error:
             raise WeightsError(f"Could not load weights {path} into {name}: {error}") from None
+        presets.remember_card_weights(model, model.card)  # a preset of it keeps the card's metrics
     return model
 
 
@@ -220,21 +235,22 @@ class ResolvedModel(typing.NamedTuple):
     model: object  #: the vaezoo model
     name: str  #: what files and exports record: registry name, or the file / folder name
     data_spec: object  #: its evaluation data spec (dict), or None (a .keras file or a model object)
-    kind: str  #: "object", "keras", "workdir" or "registry"
+    kind: str  #: "object", "keras", "workdir", "preset" or "registry"
 
 
 def resolve_model(ref):
     """The one resolver behind every command and API that takes a MODEL: a vaezoo model
-    object, a `.keras` file (loaded with safe_mode=True), a finished training workdir or a
-    registry name. Returns a `ResolvedModel(model, name, data_spec, kind)`; the data spec is
-    the workdir's or card's `eval_data` (else `data`).
+    object, a `.keras` file (loaded with safe_mode=True), a preset folder or hub URI
+    (`hf://...`, `kaggle://...`; `LatentVariableModel.from_preset`), a finished training
+    workdir or a registry name. Returns a `ResolvedModel(model, name, data_spec, kind)`; the
+    data spec is the workdir's or card's `eval_data` (else `data`).
 
     Raises:
         UnsafeFileError: a `.keras` file that holds code (a Lambda layer).
         FileNotFoundError: a path that is neither a `.keras` file nor a finished workdir.
         UnknownModelError: a name with no card (the message lists the closest names).
     """
-    from vaezoo import workdir
+    from vaezoo import hub, presets, workdir
     from vaezoo.models.base import LatentVariableModel
 
     if isinstance(ref, LatentVariableModel):
@@ -244,6 +260,15 @@ def resolve_model(ref):
                         f"got {type(ref).__name__}.")
     path = os.fspath(ref)
     stem = os.path.basename(os.path.normpath(path))
+    if hub.is_uri(path) or presets.is_preset(path):
+        import vaezoo.models  # noqa: F401  (registers every family with Keras)
+
+        model = LatentVariableModel.from_preset(path)
+        card = model.card
+        spec = card.get("eval_data") or card.get("data")
+        if isinstance(spec, dict):
+            spec = {k: v for k, v in spec.items() if k not in DATA_ONLY_KEYS}
+        return ResolvedModel(model, card["name"], spec, "preset")
     if os.path.isfile(path):
         if not path.endswith(".keras"):
             raise ValueError(f"{path} is a file but not a .keras model (expected MODEL.keras).")

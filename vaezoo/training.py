@@ -55,7 +55,8 @@ TRAIN_DEFAULTS = {
     "jit_compile": False,
 }
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}  # names in keras.optimizers
-CONFIG_SECTIONS = {"name", "description", "model", "data", "eval_data", "train", "smoke", "prior_train"}
+CONFIG_SECTIONS = {"name", "description", "model", "data", "eval_data", "train", "smoke", "prior_train",
+                   "init"}  # init: provenance of a fine-tuning run's starting weights (set by --init)
 PRIOR_TRAIN_DEFAULTS = {"epochs": 10, "batch_size": 64, "learning_rate": 1e-3, "max_images": None}
 
 
@@ -199,6 +200,11 @@ class Trainer:
         steps: override `train.steps`.
         strategy: a `tf.distribute.Strategy` or a strategy name; default `train.strategy`.
         verbose: show a progress bar with ETA.
+        init: a vaezoo model whose weights start the run (fine-tuning); it must have the
+            config's architecture. Ignored when the workdir holds a checkpoint (the run
+            resumes). `vaezoo train CONFIG --init MODEL` resolves MODEL (zoo name, preset,
+            hub URI, ...) through `vaezoo.registry.resolve_model` and passes it here.
+        init_name: what `init` was called, recorded as `init` in the workdir's config.json.
 
     Example:
         >>> trainer = Trainer("zoo_configs/beta-vae-dsprites.yaml", "runs/bvae", smoke=True)
@@ -206,13 +212,21 @@ class Trainer:
         >>> metrics["elbo"]
     """
 
-    def __init__(self, config, workdir, smoke=False, steps=None, strategy=None, verbose=True):
+    def __init__(self, config, workdir, smoke=False, steps=None, strategy=None, verbose=True, init=None,
+                 init_name=None):
         import tensorflow as tf
 
         from vaezoo import data
         from vaezoo import strategy as strategies
 
         self.config = load_config(config, smoke=smoke, steps=steps)
+        self.init = init
+        if init is not None:
+            self.config["init"] = str(init_name or getattr(init, "name", "model"))  # provenance in config.json
+        elif self.config.get("init"):
+            raise validation.ConfigError(
+                f"The config starts from init: {self.config['init']}; pass that model as "
+                f"init=vaezoo.load({self.config['init']!r}) (`vaezoo train` does this itself).")
         self.workdir = os.path.abspath(workdir)
         self.verbose = verbose
         train = self.config["train"]
@@ -288,6 +302,30 @@ class Trainer:
         self.start_step = int(self.optimizer.iterations.numpy())
         if restored and self.verbose:
             print(f"[vaezoo] resumed from {restored} at step {self.start_step}", flush=True)
+        if not restored and self.init is not None:
+            self._start_from(self.init)
+
+    def _start_from(self, init):
+        """Copy `init`'s weights into the freshly built model (fine-tuning), refusing another
+        architecture with an error that names both."""
+        ours, theirs = self.model, init
+        theirs.build_from_images()
+        where = f"--init {self.config['init']}"
+        if type(theirs).__name__ != type(ours).__name__:
+            raise ValueError(f"{where} is a {type(theirs).__name__}, but the config's model is a "
+                             f"{type(ours).__name__}; fine-tune a model of the config's architecture.")
+        shapes = [tuple(v.shape) for v in ours.weights]
+        given = [tuple(v.shape) for v in theirs.weights]
+        if shapes != given:
+            first = next((i for i, (a, b) in enumerate(zip(shapes, given)) if a != b), min(len(shapes), len(given)))
+            detail = (f"weight {ours.weights[first].path}: {shapes[first]} vs {given[first]}"
+                      if first < min(len(shapes), len(given)) else f"{len(shapes)} vs {len(given)} weights")
+            raise ValueError(f"{where} does not have the config's architecture ({detail}); the config's model "
+                             "section must match the model being fine-tuned.")
+        for variable, value in zip(ours.weights, theirs.weights):
+            variable.assign(value.numpy())
+        if self.verbose:
+            print(f"[vaezoo] weights from {self.config['init']}", flush=True)
 
     def _dataset(self, spec, shuffle, repeat, skip_batches=0):
         # A resumed run starts at the data position of the restored step.
@@ -557,10 +595,12 @@ class _Progress:
         print(f"[vaezoo] step {step}/{self.total} {text} ({rate:.2f} steps/s, ETA {eta:.0f}s)", flush=True)
 
 
-def train(config, workdir, smoke=False, steps=None, strategy=None, verbose=True):
+def train(config, workdir, smoke=False, steps=None, strategy=None, verbose=True, init=None, init_name=None):
     """Train from a config into `workdir` and return the final evaluation metrics.
 
-    See `Trainer` for the arguments; the model is available as `Trainer(...).model`.
+    See `Trainer` for the arguments (`init`: a model to fine-tune); the model is available as
+    `Trainer(...).model`.
     """
-    return Trainer(config, workdir, smoke=smoke, steps=steps, strategy=strategy, verbose=verbose).run()
+    return Trainer(config, workdir, smoke=smoke, steps=steps, strategy=strategy, verbose=verbose, init=init,
+                   init_name=init_name).run()
 

@@ -390,7 +390,7 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
             raise FileNotFoundError(f"No weights file at {filepath!r}.")
         try:
             return super().load_weights(filepath, *args, **kwargs)
-        except (OSError, ValueError, KeyError) as error:
+        except (OSError, ValueError, KeyError, RuntimeError) as error:  # h5py raises RuntimeError for damaged files
             raise ValueError(
                 f"Could not load weights from {filepath!r} into {type(self).__name__} "
                 f"(truncated, corrupt, or saved from another architecture): {str(error).splitlines()[0][:300]}"
@@ -406,7 +406,9 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
 
     # Keras saving: every weight is created from the config alone, so no shapes are stored.
     def get_build_config(self):
-        return {"from_images": True}
+        # Keras quotes this in its "Could not locate class" error when vaezoo is not imported
+        return {"from_images": True,
+                "requires": "vaezoo: run `import vaezoo` before keras.saving.load_model (pip install vaezoo)"}
 
     def build_from_config(self, config):
         self.build_from_images()
@@ -419,3 +421,47 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+    # ----------------------------------------------------------------- presets (KerasHub style)
+    @classmethod
+    def from_preset(cls, preset):
+        """A model from a preset: a local folder written by `save_to_preset`, or a hub URI
+        (`hf://ORG/REPO[@REVISION]`, `kaggle://OWNER/MODEL/keras/VARIANT[/VERSION]`).
+
+        Every file is checked against the sha256 in the preset's `metadata.json` before the
+        model is built from `config.json` (no code is loaded). The card goes with the model as
+        `model.card`. Called on a family (`vaezoo.VAE.from_preset`), the preset must hold that
+        family or a subclass; `vaezoo.load(preset)` takes any family.
+
+        Args:
+            preset: a preset folder or a hub URI.
+
+        Example:
+            >>> model = vaezoo.VAE.from_preset("presets/vae-mnist")
+            >>> model = vaezoo.VAE.from_preset("hf://my-org/vae-mnist@v1")
+        """
+        from vaezoo import hub, presets
+
+        source = os.fspath(preset)
+        path = hub.fetch(source) if hub.is_uri(source) else source
+        found = presets.read_preset(path, source=source)
+        # every family module is loaded with this one (vaezoo.models imports them all), so the
+        # preset's class is in Keras' registry under "vaezoo>NAME"
+        family = keras.saving.get_registered_object(f"vaezoo>{found.family}")
+        if family is None or not issubclass(family, cls):
+            raise presets.PresetError(f"{source} holds a {found.family}, not a {cls.__name__}; "
+                                      f"load it with vaezoo.load({source!r}).")
+        try:
+            model = family.from_config(found.config)
+        except (TypeError, ValueError) as error:  # unknown or invalid constructor arguments
+            raise presets.PresetError(f"{source}: config.json does not fit {found.family}: {error}") from None
+        model.load_weights(found.weights)
+        presets.remember_card_weights(model, found.card)
+        object.__setattr__(model, "preset_metadata", found.metadata)  # plain dict, not tracked by Keras
+        return model
+
+    def save_to_preset(self, preset_dir, name=None, overwrite=False):
+        """Write this model as a preset folder (see `vaezoo.save_preset`); returns the folder."""
+        from vaezoo import presets
+
+        return presets.save_preset(self, preset_dir, name=name, overwrite=overwrite)
