@@ -233,6 +233,8 @@ class HierarchicalVAE(LatentVariableModel):
         seeds = None if use_mean or features is None else tf.random.experimental.stateless_split(seed, L)
         if features is not None:
             n = tf.shape(features[0])[0]
+        elif noise is None and not use_mean and top is None:
+            noise = self._sample_noise(n, seed)
         out = {"z": [None] * L, "prior": [None] * L, "posterior": [None] * L}
         state = None
         for layer in reversed(range(L)):
