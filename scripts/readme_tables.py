@@ -189,6 +189,8 @@ def latency_table(results_text=None):
                 continue
             ratio = [float(r["API / SavedModel"]) for r in chosen if r.get("API / SavedModel")]
             eager = [float(r["eager / API"]) for r in chosen if r.get("eager / API")]
+            if not ratio and not eager:  # e.g. the old full-grid sampler: in the summary lines
+                continue
             out.append(f"| {method} | {batch} | {_span(ratio, '.2f') + 'x' if ratio else '-'} | "
                        f"{_span(eager, '.1f') + 'x' if eager else '-'} | {len(chosen)} |")
     return "\n".join(out + [""] + summary) if rows else "(no recorded run of benchmarks/api_latency.py)"
