@@ -8,6 +8,9 @@ Each table sits between `<!-- NAME:start -->` and `<!-- NAME:end -->` markers in
   `hvae-mnist` cards, beside the published figures quoted by `benchmarks/likelihood_table.py`;
 - `throughput-table`: every recorded run of `benchmarks/peer_throughput.py` in
   `benchmarks/RESULTS.md`, summarised as the range over runs;
+- `latency-table`: the last recorded run of `benchmarks/api_latency.py` in
+  `benchmarks/RESULTS.md`, per method and batch size the range over the zoo models of the
+  Python API's time over the SavedModel signature's, and of the eager (before) time over it;
 - `demo-caption`: the caption of the demo picture, from docs/images/demo.json (written with
   the picture by `python scripts/readme_pictures.py demo`).
 
@@ -151,6 +154,49 @@ def demo_caption():
 
 TABLES = {"zoo-table": zoo_table, "likelihood-table": likelihood_table, "throughput-table": throughput_table,
           "demo-caption": demo_caption}
+
+
+LATENCY_TITLE = "Python API latency beside the SavedModel and TFLite exports"
+
+
+def latency_rows(results_text):
+    """The rows (dicts of strings) of the last recorded api_latency section, and its summary lines."""
+    sections = [s for s in results_text.split("\n## ")[1:] if s.startswith(LATENCY_TITLE)]
+    if not sections:
+        return [], []
+    lines = sections[-1].splitlines()
+    table = [line for line in lines if line.startswith("|")]
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    rows = [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in table[2:]]
+    return rows, [line for line in lines if line.startswith("- ") and "sample / reconstruct" in line]
+
+
+def latency_table(results_text=None):
+    if results_text is None:
+        with open(RESULTS, encoding="utf-8") as f:
+            results_text = f.read()
+    rows, summary = latency_rows(results_text)
+    out = ["| method | batch | API / SavedModel (range over zoo models) | eager (before) / API | models |",
+           "|---|---|---|---|---|"]
+    methods = []
+    for row in rows:
+        if row["method"] not in methods:
+            methods.append(row["method"])
+    for method in methods:
+        for batch in ("1", "64"):
+            chosen = [r for r in rows if r["method"] == method and r["batch"] == batch]
+            if not chosen:
+                continue
+            ratio = [float(r["API / SavedModel"]) for r in chosen if r.get("API / SavedModel")]
+            eager = [float(r["eager / API"]) for r in chosen if r.get("eager / API")]
+            if not ratio and not eager:  # e.g. the old full-grid sampler: in the summary lines
+                continue
+            out.append(f"| {method} | {batch} | {_span(ratio, '.2f') + 'x' if ratio else '-'} | "
+                       f"{_span(eager, '.1f') + 'x' if eager else '-'} | {len(chosen)} |")
+    return "\n".join(out + [""] + summary) if rows else "(no recorded run of benchmarks/api_latency.py)"
+
+
+TABLES["latency-table"] = latency_table
 
 
 def _pattern(name):

@@ -106,7 +106,8 @@ def check_graph_safe_methods(model, images, condition=None):
         nll = -np.asarray(model.decode(mean, **kw).log_prob(targets))
         np.testing.assert_allclose(terms["nll"], nll, rtol=1e-5, atol=1e-4)
     elif model.latent_kind == "code_grid":  # a point-mass posterior: the ELBO itself
-        np.testing.assert_allclose(terms["nll"], loss_terms["nll"], rtol=1e-6)
+        # (score_terms runs compiled, loss_terms eagerly: float rounding of a sum of pixel terms)
+        np.testing.assert_allclose(terms["nll"], loss_terms["nll"], rtol=1e-6, atol=1e-4)
         np.testing.assert_allclose(terms["kl"], loss_terms["kl"], rtol=1e-6)
 
     means = model.posterior_means(images, **kw)

@@ -37,9 +37,10 @@ Design notes:
   must have at least one dimension", tensorflow/serving#494), and one seed per row keeps a
   sample independent of what else the server batched it with. Ask for n images with
   seeds `seed, seed + 1, ..., seed + n - 1` (what `vaezoo.serving`'s `client.sample(n, seed)`
-  does). The temperature is 1. Rows are drawn one after another (`tf.map_fn` over the
-  seeds, each running the model's own `sample`), so a VQ-VAE's autoregressive prior costs
-  one PixelCNN pass per code position per image.
+  does). The temperature is 1. Each row's random draws come from its own seed, then the
+  network runs once on the whole batch (`model.sample_per_seed`), and a VQ-VAE's
+  autoregressive prior uses the same row-cached sampler as the Python API
+  (`PixelCNN.sample_from_noise`).
 - `score` is the anomaly score: the negative ELBO per example, computed deterministically
   with the posterior MEAN in place of the posterior sample (VAE-likes: `-log p(x | E[z]) +
   KL(q(z | x) || p(z))`, KL analytic; hierarchical: posterior means at every layer and the
@@ -202,17 +203,9 @@ def deterministic_score(model, images, condition=None):
 
 
 def _sample_rows(model, seed, condition=None):
-    """Images `(batch, H, W, C)`: row i is `model.sample(1, seed=seed[i], condition=...)`."""
-    import tensorflow as tf
-
-    def one(args):
-        row_seed, row_condition = args if condition is not None else (args, None)
-        kwargs = {} if row_condition is None else {"condition": row_condition[None]}
-        return tf.cast(model.sample(1, seed=row_seed, **kwargs)[0], tf.float32)
-
-    elems = seed if condition is None else (seed, condition)
-    spec = tf.TensorSpec(model.image_shape, tf.float32)
-    return tf.map_fn(one, elems, fn_output_signature=spec)
+    """Images `(batch, H, W, C)`: row i is `model.sample(1, seed=seed[i], condition=...)`,
+    drawn as one batch by `model.sample_per_seed`."""
+    return model.sample_per_seed(seed, condition=condition)
 
 
 # --------------------------------------------------------------------- endpoints

@@ -9,16 +9,28 @@ distribution and latents back to a likelihood distribution. Families implement f
   entry (what is minimised) and `nll`/`kl` (so `elbo = -(nll + kl)`)
 - `_log_importance_weights(x, condition, num_samples)` -> `(num_samples, batch)` tensor of
   `log p(x, z) - log q(z | x)` with z ~ q, for the IWAE bound
-- `_sample(n, condition, seed, temperature)` -> images in [0, 1] (`seed`: an int32 `(2,)`
-  tensor, already normalised by `sample`)
+- `_sample_noise(n, seed)` -> the random draws of `n` samples (a tensor, or a list of
+  tensors, each with the sample on axis 0), from an int32 `(2,)` stateless seed
+- `_sample_from_noise(noise, condition, temperature)` -> images in [0, 1] from those draws
+  (deterministic; `_sample(n, condition, seed, temperature)` composes the two)
 - `_score_terms(x, condition)` -> dict of per-example `nll`, `kl` with the posterior mean in
   place of the posterior sample (deterministic)
 
-and inherit validated public methods (`encode`, `decode`, `sample`, `reconstruct`, `elbo`,
-`iwae`, `loss_terms`, `score_terms`, `posterior_means`, `latent_statistics`), Keras
-`train_step`/`test_step` (so `compile(); fit()` works), and the config round trip (constructor
-arguments are the config). Every public method also works on graph tensors (inside a
-`tf.function` or an export), where only static shapes and dtypes are checked.
+and inherit validated public methods (`encode`, `decode`, `sample`, `sample_per_seed`,
+`reconstruct`, `elbo`, `iwae`, `loss_terms`, `score_terms`, `posterior_means`,
+`latent_statistics`), Keras `train_step`/`test_step` (so `compile(); fit()` works), and the
+config round trip (constructor arguments are the config). Every public method also works on
+graph tensors (inside a `tf.function` or an export), where only static shapes and dtypes are
+checked.
+
+Compiled cores: called eagerly, a public method validates its arguments in Python, then runs
+its computation as one `tf.function` per model and method (`LatentVariableModel._core`,
+traced with `reduce_retracing=True`: at most two traces per method whatever the batch
+sizes; integers such as `n`, `k` and the temperature go in as tensors, so their values do
+not retrace either). Random draws keep their seed semantics inside: an integer seed becomes
+a `(2,)` tensor argument, `seed=None` advances the model's `SeedGenerator` (a variable the
+function updates). Called in a graph (an export, a user's `tf.function`), the same
+computation is inlined. `model.compiled_methods = False` runs everything eagerly (debugging).
 
 What the rest of the package needs to know about a model it asks the model: `latent_kind`
 (what the latent is) and `conditional` (whether it takes a condition) are class attributes;
@@ -29,6 +41,7 @@ import math
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from vaezoo import validation
@@ -172,8 +185,18 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
     def _log_importance_weights(self, x, condition, num_samples):
         raise NotImplementedError
 
-    def _sample(self, n, condition, seed, temperature=1.0):
+    def _sample_noise(self, n, seed):
         raise NotImplementedError
+
+    def _sample_from_noise(self, noise, condition, temperature=1.0):
+        raise NotImplementedError
+
+    def _sample(self, n, condition, seed, temperature=1.0):
+        return self._sample_from_noise(self._sample_noise(n, seed), condition, temperature)
+
+    def _reconstruct(self, x, condition=None):
+        posterior = self._encode(x, condition)
+        return self.likelihood.image(self._decode(posterior.mean(), condition))
 
     def _score_terms(self, x, condition=None):
         raise NotImplementedError
@@ -226,16 +249,73 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
         """Number of pixel dimensions per image (for bits/dim)."""
         return int(math.prod(self.image_shape))
 
+    # ----------------------------------------------------------------- compiled cores
+    #: run the public methods' computations as compiled `tf.function`s; False runs them
+    #: eagerly (for debugging; the numbers are the same).
+    compiled_methods = True
+
+    def _core(self, name, fn, *args):
+        """`fn(*args)`, run as this model's compiled core `name` when called eagerly.
+
+        `fn` is a bound method of the model whose arguments are tensors or None (never
+        Python numbers that vary: pass those as tensors). Each name gets one
+        `tf.function(fn, reduce_retracing=True)` per model, made on first use, so a second
+        batch size relaxes the batch dimension and later ones reuse that trace. In a graph
+        (an export, a user's `tf.function`) `fn` runs inline.
+        """
+        if not self.compiled_methods or not tf.executing_eagerly():
+            return fn(*args)
+        cores = self.__dict__.get("_compiled_cores")
+        if cores is None:  # a plain dict, kept out of Keras' attribute tracking
+            cores = {}
+            object.__setattr__(self, "_compiled_cores", cores)
+        if name not in cores:
+            cores[name] = tf.function(fn, reduce_retracing=True)
+        return cores[name](*args)
+
+    def _trace_counts(self):
+        """Traces made so far per compiled core (`experimental_get_tracing_count`): for tests."""
+        cores = self.__dict__.get("_compiled_cores", {})
+        return {name: core.experimental_get_tracing_count() for name, core in cores.items()}
+
+    def _elbo_core(self, x, condition):
+        terms = self._loss_terms(x, condition, training=False)
+        return -(terms["nll"] + terms["kl"])
+
+    def _iwae_core(self, x, condition, k, chunk_size):
+        def body(start, total):
+            log_w = self._log_importance_weights(x, condition, tf.minimum(chunk_size, k - start))
+            chunk = tf.cast(tf.reduce_logsumexp(log_w, axis=0), tf.float32)
+            return start + chunk_size, tf.reduce_logsumexp(tf.stack([total, chunk]), axis=0)
+
+        # logsumexp(-inf, chunk) == chunk exactly, so the first chunk starts the sum as it is
+        start = tf.fill(tf.shape(x)[:1], tf.constant(-math.inf, tf.float32))
+        _, total = tf.while_loop(lambda i, _: i < k, body, (tf.constant(0, tf.int32), start))
+        return total - tf.math.log(tf.cast(k, tf.float32))
+
+    def _score_terms_core(self, x, condition):
+        terms = self._score_terms(x, condition)
+        return {name: tf.cast(value, tf.float32) for name, value in terms.items()}
+
+    def _sample_per_seed_core(self, seeds, condition, temperature):
+        def one(seed):
+            return tf.nest.map_structure(lambda t: t[0], self._sample_noise(1, self._seed_pair(seed)))
+
+        probe = self._sample_noise(1, tf.zeros([2], tf.int32))  # only its structure is used
+        spec = tf.nest.map_structure(lambda t: tf.TensorSpec(t.shape[1:], t.dtype), probe)
+        noise = tf.map_fn(one, seeds, fn_output_signature=spec)
+        return self._sample_from_noise(noise, condition, temperature)
+
     # ----------------------------------------------------------------- public API
     def encode(self, x, condition=None):
         """Posterior q(z | x) as a `tfd.Distribution` (batch shape `(batch,)`)."""
         x = self._images(x)
-        return self._encode(x, self.check_condition(condition, x.shape[0]))
+        return self._core("encode", self._encode, x, self.check_condition(condition, x.shape[0]))
 
     def decode(self, z, condition=None):
         """Likelihood p(x | z) as a `tfd.Distribution` over the likelihood's event space."""
         z = self._check_latents(z)
-        return self._decode(z, self.check_condition(condition, z.shape[0]))
+        return self._core("decode", self._decode, z, self.check_condition(condition, z.shape[0]))
 
     def sample(self, n, seed=None, condition=None, temperature=1.0):
         """Draw `n` images from the model, float32 in [0, 1], shape `(n, *input_shape)`.
@@ -250,21 +330,46 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
         validation.check_int("n", n, 1)
         validation.check_positive("temperature", temperature)
         condition = self.check_condition(condition, n)
-        return self._sample(n, condition, self._seed_pair(seed), float(temperature))
+        return self._core("sample", self._sample, tf.constant(int(n), tf.int32), condition, self._seed_pair(seed),
+                          tf.constant(float(temperature), tf.float32))
+
+    def sample_per_seed(self, seeds, condition=None, temperature=1.0):
+        """One image per seed, drawn as one batch: row i is `sample(1, seed=seeds[i])`.
+
+        What the exported `sample` signature serves: each row's random draws come from its
+        own seed (so a row does not depend on what else is in the batch), and the network
+        runs once on the whole batch.
+
+        Args:
+            seeds: integers >= 0, shape `(n,)` (an int tensor in a graph).
+            condition: for conditional families, one condition per seed.
+            temperature: as in `sample`; must be > 0.
+
+        Returns:
+            float32 images in [0, 1], shape `(n, *input_shape)`.
+        """
+        validation.check_positive("temperature", temperature)
+        if not isinstance(seeds, (tf.Tensor, tf.Variable)):
+            values = np.asarray(seeds)
+            if values.ndim != 1 or values.size == 0 or values.dtype.kind not in "iu" or values.min() < 0:
+                raise ValueError(f"seeds must be a non-empty 1-D array of integers >= 0, got {seeds!r}.")
+            seeds = tf.constant(values, tf.int32)
+        elif seeds.shape.rank != 1 or not seeds.dtype.is_integer:
+            raise ValueError(f"seeds must be a 1-D integer tensor, got {seeds!r}.")
+        seeds = tf.cast(seeds, tf.int32)
+        condition = self.check_condition(condition, seeds.shape[0])
+        return self._core("sample_per_seed", self._sample_per_seed_core, seeds, condition,
+                          tf.constant(float(temperature), tf.float32))
 
     def reconstruct(self, x, condition=None):
         """Decode the posterior mean of each image: float32 images in [0, 1]."""
         x = self._images(x)
-        condition = self.check_condition(condition, x.shape[0])
-        posterior = self._encode(x, condition)
-        likelihood = self._decode(posterior.mean(), condition)
-        return self.likelihood.image(likelihood)
+        return self._core("reconstruct", self._reconstruct, x, self.check_condition(condition, x.shape[0]))
 
     def elbo(self, x, condition=None):
         """Evidence lower bound per example, in nats (one posterior sample, analytic KL)."""
         x = self._images(x)
-        terms = self._loss_terms(x, self.check_condition(condition, x.shape[0]), training=False)
-        return -(terms["nll"] + terms["kl"])
+        return self._core("elbo", self._elbo_core, x, self.check_condition(condition, x.shape[0]))
 
     def iwae(self, x, k=64, condition=None, chunk_size=256):
         """Importance-weighted bound log (1/k) sum_i p(x, z_i) / q(z_i | x), per example, nats.
@@ -277,12 +382,8 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
         validation.check_int("chunk_size", chunk_size, 1)
         x = self._images(x)
         condition = self.check_condition(condition, x.shape[0])
-        total = None
-        for start in range(0, k, chunk_size):
-            log_w = self._log_importance_weights(x, condition, min(chunk_size, k - start))
-            chunk = tf.reduce_logsumexp(log_w, axis=0)
-            total = chunk if total is None else tf.reduce_logsumexp(tf.stack([total, chunk]), axis=0)
-        return total - math.log(k)
+        return self._core("iwae", self._iwae_core, x, condition, tf.constant(int(k), tf.int32),
+                          tf.constant(int(chunk_size), tf.int32))
 
     def score_terms(self, x, condition=None):
         """Deterministic negative-ELBO terms per example: dict of float32 `(batch,)` tensors.
@@ -294,14 +395,13 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
         serves these.
         """
         x = self._images(x)
-        terms = self._score_terms(x, self.check_condition(condition, x.shape[0]))
-        return {name: tf.cast(value, tf.float32) for name, value in terms.items()}
+        return self._core("score_terms", self._score_terms_core, x, self.check_condition(condition, x.shape[0]))
 
     def posterior_means(self, x, condition=None):
         """Posterior means E_q[z | x]: `(batch, *latent)` for one latent, or, for a hierarchy,
         a list with one `(batch, latent_dim)` tensor per layer (0 = bottom)."""
         x = self._images(x)
-        return self._posterior_means(x, self.check_condition(condition, x.shape[0]))
+        return self._core("posterior_means", self._posterior_means, x, self.check_condition(condition, x.shape[0]))
 
     def latent_statistics(self, x, condition=None):
         """What an image's latent is, as named float32/int32 tensors (the exports' `encode`).
@@ -310,18 +410,21 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
         a VQ-VAE: `codes` and `quantization_error` (see `VQVAE`).
         """
         x = self._images(x)
-        return self._latent_statistics(x, self.check_condition(condition, x.shape[0]))
+        return self._core("latent_statistics", self._latent_statistics, x,
+                          self.check_condition(condition, x.shape[0]))
 
     def loss_terms(self, x, condition=None, training=False):
-        """The per-batch objective as a dict of per-example tensors (`loss`, `nll`, `kl`, ...)."""
+        """The per-batch objective as a dict of per-example tensors (`loss`, `nll`, `kl`, ...).
+
+        Runs eagerly (training runs it inside `fit`'s or the Trainer's compiled step).
+        """
         x = self._images(x)
         return self._loss_terms(x, self.check_condition(condition, x.shape[0]), training=training)
 
     def call(self, x, condition=None, training=False):
         """Forward pass used by Keras: the reconstruction of `x` (float images in [0, 1])."""
         x = validation.check_images(x, self.image_shape)
-        posterior = self._encode(x, condition)
-        return self.likelihood.image(self._decode(posterior.mean(), condition))
+        return self._reconstruct(x, condition)
 
     # ----------------------------------------------------------------- Keras training
     def unpack_batch(self, data):

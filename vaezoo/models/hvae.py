@@ -219,18 +219,22 @@ class HierarchicalVAE(LatentVariableModel):
         state = embedded if state is None else state + embedded
         return self.top_down_cells[layer](state)
 
-    def _top_down(self, features=None, n=None, seed=None, temperature=1.0, use_mean=False, top=None):
+    def _top_down(self, features=None, n=None, seed=None, temperature=1.0, use_mean=False, top=None, noise=None):
         """Run the top-down pass; returns a dict of per-layer lists (index = layer) and the state.
 
         With `features` (the bottom-up pass) each z_l comes from the posterior (its mean with
-        `use_mean`); without, from the prior with its standard deviation scaled by
-        `temperature` (its mean with `use_mean`), starting from the top latent `top` if given.
-        Returns `z`, `prior` (untempered), `posterior` (posterior mode only) and `state`.
+        `use_mean`, else a sample drawn with `seed`); without, from the prior, as its mean
+        plus `temperature` times its standard deviation times `noise[l]` (standard normal
+        draws `(n, latent_dim)`, see `_sample_noise`; the mean with `use_mean`), starting from
+        the top latent `top` if given. Returns `z`, `prior` (untempered), `posterior`
+        (posterior mode only) and `state`.
         """
         L = self.num_latent_layers
-        seeds = None if use_mean else tf.random.experimental.stateless_split(seed, L)
+        seeds = None if use_mean or features is None else tf.random.experimental.stateless_split(seed, L)
         if features is not None:
             n = tf.shape(features[0])[0]
+        elif noise is None and not use_mean and top is None:
+            noise = self._sample_noise(n, seed)
         out = {"z": [None] * L, "prior": [None] * L, "posterior": [None] * L}
         state = None
         for layer in reversed(range(L)):
@@ -250,14 +254,10 @@ class HierarchicalVAE(LatentVariableModel):
             elif layer == L - 1 and top is not None:
                 z = top
             elif layer == L - 1:
-                z = tf.zeros((n, self.latent_dim)) if use_mean else temperature * tf.random.stateless_normal(
-                    (n, self.latent_dim), seed=seeds[layer]
-                )
+                z = tf.zeros((n, self.latent_dim)) if use_mean else temperature * noise[layer]
             else:
                 loc, scale = prior.distribution.loc, prior.distribution.scale
-                z = loc if use_mean else loc + temperature * scale * tf.random.stateless_normal(
-                    tf.shape(loc), seed=seeds[layer]
-                )
+                z = loc if use_mean else loc + temperature * scale * noise[layer]
             out["prior"][layer] = prior
             out["z"][layer] = z
             state = self._step(state, layer, z)
@@ -312,21 +312,22 @@ class HierarchicalVAE(LatentVariableModel):
             log_w += p.log_prob(z) - q.log_prob(z)
         return tf.reshape(log_w, (num_samples, -1))
 
-    def _sample(self, n, condition, seed, temperature=1.0):
-        out = self._top_down(n=n, seed=seed, temperature=temperature)
+    def _sample_noise(self, n, seed):
+        # one stateless stream per layer: the draws `_top_down` made from `seed` before
+        seeds = tf.random.experimental.stateless_split(seed, self.num_latent_layers)
+        return [tf.random.stateless_normal((n, self.latent_dim), seed=seeds[layer])
+                for layer in range(self.num_latent_layers)]
+
+    def _sample_from_noise(self, noise, condition, temperature=1.0):
+        out = self._top_down(n=tf.shape(noise[0])[0], temperature=temperature, noise=noise)
         return self.likelihood.image(self._likelihood(out["state"]))
 
-    # ----------------------------------------------------------------- public API
-    def _reconstruct(self, x):
+    def _reconstruct(self, x, condition=None):
+        """The posterior mean at every layer, decoded (what `reconstruct` returns)."""
         out = self._top_down(self._bottom_up(x), use_mean=True)
         return self.likelihood.image(self._likelihood(out["state"]))
 
-    def reconstruct(self, x, condition=None):
-        """Decode with the posterior mean at every layer: float32 images in [0, 1]."""
-        x = self._images(x)
-        self.check_condition(condition, x.shape[0])
-        return self._reconstruct(x)
-
+    # ----------------------------------------------------------------- public API
     def call(self, x, condition=None, training=False):
         """Forward pass used by Keras: `reconstruct(x)` (float images in [0, 1])."""
         return self._reconstruct(validation.check_images(x, self.image_shape))
@@ -342,7 +343,10 @@ class HierarchicalVAE(LatentVariableModel):
             seed: integer for a reproducible draw; `None` draws from the model's generator.
         """
         x = self._images(x)
-        return self._forward(x, self._seed_pair(seed))["kl_per_layer"]
+        return self._core("kl_per_layer", self._kl_per_layer_core, x, self._seed_pair(seed))
+
+    def _kl_per_layer_core(self, x, seed):
+        return self._forward(x, seed)["kl_per_layer"]
 
     def get_config(self):
         return {

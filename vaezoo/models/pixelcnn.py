@@ -190,6 +190,12 @@ class PixelCNN(TrackedLossTraining, keras.Model):
     def sample(self, n, seed=None, temperature=1.0):
         """Draw `n` code grids by ancestral sampling in raster order: int32 `(n, height, width)`.
 
+        Each position's code is the argmax of its tempered logits plus Gumbel noise
+        (`gumbel_noise`: one `(positions, K)` draw per grid from the seed), an exact draw
+        from softmax(logits / temperature). The grid is computed by `sample_from_noise`,
+        which caches the vertical stack row by row instead of rerunning the network on the
+        whole grid at every position.
+
         Args:
             n: number of grids, >= 1.
             seed: integer (or a shape-(2,) int tensor) for reproducible samples; `None`
@@ -207,15 +213,89 @@ class PixelCNN(TrackedLossTraining, keras.Model):
 
     @tf.function(reduce_retracing=True)
     def _sample_grid(self, n, seed, temperature):
+        return self.sample_from_noise(self.gumbel_noise(n, seed), temperature)
+
+    def gumbel_noise(self, n, seed):
+        """Standard Gumbel noise `(n, positions, K)` for `n` grids from a stateless `(2,)` seed.
+
+        A grid's draws are the same whether it is drawn alone or in a batch of grids whose
+        first seed is the same (a stateless draw fills its output in order).
+        """
+        tiny = np.finfo(np.float32).tiny  # log(0) never happens
+        u = tf.random.stateless_uniform((n, self.num_positions, self.num_embeddings), seed=seed, minval=tiny, maxval=1.0)
+        return -tf.math.log(-tf.math.log(u))
+
+    def sample_from_noise(self, noise, temperature=1.0):
+        """Code grids `(n, height, width)` drawn with the Gumbel noise `noise` `(n, positions, K)`.
+
+        Position p (raster order) gets `argmax(logits_p / temperature + noise[:, p])`. The
+        network runs only on what a position depends on: the vertical stack of row i sees
+        rows < i only, so it runs once per row (on the `kernel_size // 2 + 1` rows its masked
+        kernel covers, from a per-layer cache of its inputs); the horizontal stack runs on
+        row i alone, once per position, and the head at that position alone. The logits are
+        those of `logits` on the whole grid (`_sample_from_noise_full_grid` is the
+        straightforward loop, kept as the reference the tests compare with).
+        """
         height, width = self.grid_shape
-        codes = tf.zeros((n, height, width), tf.int32)
-        for position in tf.range(height * width):
+        half = self.kernel_size // 2
+        noise = tf.convert_to_tensor(noise, tf.float32)
+        temperature = tf.cast(temperature, tf.float32)
+        n = tf.shape(noise)[0]
+        dtype = tf.as_dtype(self.embedding.compute_dtype)
+        columns = tf.range(width)[None, :]
+        # per layer, the inputs of its vertical conv, rows first, with `half` zero rows on top
+        # (the padding the conv would add); row i of layer 0 is masked, of layer l > 0 is the
+        # gated vertical output of layer l - 1 at row i, filled in when row i starts.
+        inputs = [tf.zeros([height + half, n, width, self.filters], dtype) for _ in self.gated]
+        codes = tf.zeros([height, n, width], tf.int32)
+
+        def row_step(i, codes, inputs):
+            inputs = list(inputs)
+            to_horizontal = []
+            for index, layer in enumerate(self.gated):
+                window = tf.transpose(inputs[index][i : i + half + 1], [1, 0, 2, 3])
+                vertical = layer.vertical(window)[:, -1:]  # row i: (n, 1, width, 2 * filters)
+                to_horizontal.append(layer.vertical_to_horizontal(vertical))
+                if index + 1 < len(self.gated):
+                    row = tf.transpose(layer._gate(vertical), [1, 0, 2, 3])
+                    inputs[index + 1] = tf.tensor_scatter_nd_update(inputs[index + 1], [[i + half]], row)
+
+            def column_step(j, row_codes):
+                x_h = self.embedding(row_codes[:, None, :])
+                for layer, v_to_h in zip(self.gated, to_horizontal):
+                    out = layer.horizontal_out(layer._gate(layer.horizontal(x_h) + v_to_h))
+                    x_h = out if layer.first else out + x_h
+                h = tf.nn.relu(self.head_hidden(tf.nn.relu(x_h[:, :, j : j + 1])))
+                logits = tf.reshape(tf.cast(self.head_logits(h), tf.float32), [n, self.num_embeddings])
+                drawn = tf.argmax(logits / temperature + noise[:, i * width + j], axis=-1, output_type=tf.int32)
+                return j + 1, tf.where(tf.equal(columns, j), drawn[:, None], row_codes)
+
+            _, row_codes = tf.while_loop(lambda j, _: j < width, column_step,
+                                         (tf.constant(0), tf.zeros([n, width], tf.int32)))
+            codes = tf.tensor_scatter_nd_update(codes, [[i]], row_codes[None])
+            embedded = tf.cast(self.embedding(row_codes[:, None, :]), dtype)
+            inputs[0] = tf.tensor_scatter_nd_update(inputs[0], [[i + half]], tf.transpose(embedded, [1, 0, 2, 3]))
+            return i + 1, codes, inputs
+
+        _, codes, _ = tf.while_loop(lambda i, *_: i < height, row_step, (tf.constant(0), codes, inputs))
+        return tf.transpose(codes, [1, 0, 2])
+
+    def _sample_from_noise_full_grid(self, noise, temperature=1.0):
+        """The straightforward loop `sample_from_noise` must agree with: at every position,
+        the logits of the whole grid so far (one full network pass per position)."""
+        height, width = self.grid_shape
+        noise = tf.convert_to_tensor(noise, tf.float32)
+        n = tf.shape(noise)[0]
+
+        def step(position, codes):
             row, col = position // width, position % width
             logits = self._logits(codes)[:, row, col, :] / temperature
-            step_seed = tf.random.experimental.stateless_fold_in(seed, position)
-            drawn = tf.random.stateless_categorical(logits, 1, seed=step_seed, dtype=tf.int32)[:, 0]
+            drawn = tf.argmax(logits + noise[:, position], axis=-1, output_type=tf.int32)
             index = tf.stack([tf.range(n), tf.fill([n], row), tf.fill([n], col)], axis=1)
-            codes = tf.tensor_scatter_nd_update(codes, index, drawn)
+            return position + 1, tf.tensor_scatter_nd_update(codes, index, drawn)
+
+        _, codes = tf.while_loop(lambda p, _: p < height * width, step,
+                                 (tf.constant(0), tf.zeros([n, height, width], tf.int32)))
         return codes
 
     # ----------------------------------------------------------------- Keras training

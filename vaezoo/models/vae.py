@@ -126,8 +126,10 @@ class VAE(LatentVariableModel):
         log_px = tf.reshape(log_px, (num_samples, -1))
         return log_px + self.prior_distribution(condition).log_prob(z) - posterior.log_prob(z)
 
-    def _sample(self, n, condition, seed, temperature=1.0):
-        eps = tf.random.stateless_normal((n, self.latent_dim), seed=seed)
+    def _sample_noise(self, n, seed):
+        return tf.random.stateless_normal((n, self.latent_dim), seed=seed)
+
+    def _sample_from_noise(self, eps, condition, temperature=1.0):
         prior = self.prior_distribution(condition)
         return self.likelihood.image(self._decode(prior.mean() + temperature * prior.stddev() * eps, condition))
 
@@ -146,8 +148,11 @@ class VAE(LatentVariableModel):
         """
         x = self._images(x)
         condition = self.check_condition(condition, x.shape[0])
+        return self._core("kl_per_dim", self._kl_per_dim_core, x, condition, self._seed_pair(seed))
+
+    def _kl_per_dim_core(self, x, condition, seed):
         posterior = self._encode(x, condition)
-        return self._kl_per_dim(posterior, posterior.sample(seed=self._seed_pair(seed)), condition)
+        return self._kl_per_dim(posterior, posterior.sample(seed=seed), condition)
 
     def get_config(self):
         return {

@@ -273,13 +273,15 @@ class VQVAE(LatentVariableModel):
         log_w = -(terms["nll"] + terms["kl"])
         return tf.tile(log_w[None, :], [num_samples, 1])
 
-    def _sample(self, n, condition, seed, temperature=1.0):
-        if self.prior is None:
-            codes = tf.random.stateless_uniform(
+    def _sample_noise(self, n, seed):
+        if self.prior is None:  # the codes themselves, uniform
+            return tf.random.stateless_uniform(
                 (n, *self.grid_shape), seed=seed, minval=0, maxval=self.num_embeddings, dtype=tf.int32
             )
-        else:
-            codes = self.prior.sample(n, seed=seed, temperature=temperature)
+        return self.prior.gumbel_noise(n, seed)
+
+    def _sample_from_noise(self, noise, condition, temperature=1.0):
+        codes = noise if self.prior is None else self.prior.sample_from_noise(noise, temperature)
         return self.likelihood.image(self._decode(self.quantizer.embed(codes)))
 
     def _check_latents(self, z):
@@ -304,11 +306,17 @@ class VQVAE(LatentVariableModel):
     def encode_to_codes(self, x):
         """Code grids of images (uint8 in [0, 255] or float in [0, 1]): int32 `(batch, h, w)`."""
         x = self._images(x)
+        return self._core("encode_to_codes", self._encode_to_codes, x)
+
+    def _encode_to_codes(self, x):
         return self.quantizer.nearest_codes(self.encoder(x))
 
     def decode_codes(self, codes):
         """Images float32 in [0, 1] decoded from int code grids `(batch, h, w)` in [0, K)."""
         codes = check_codes(codes, self.num_embeddings, self.grid_shape)
+        return self._core("decode_codes", self._decode_codes, codes)
+
+    def _decode_codes(self, codes):
         return self.likelihood.image(self._decode(self.quantizer.embed(codes)))
 
     @property

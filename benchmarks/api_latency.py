@@ -1,0 +1,189 @@
+"""Latency of the Python API beside the model's own exports, for every zoo model (issue 20).
+
+For each shipped zoo model and each public method, at batch 1 and batch 64, in one process:
+
+- `API`: the Python method as a user calls it (`model.reconstruct(x)`, ...): input checks in
+  Python, then the model's compiled core (`LatentVariableModel._core`);
+- `API eager`: the same method with `model.compiled_methods = False` (how every method ran
+  before the compiled cores: the "before" column, measured in the same run);
+- `SavedModel`: the matching signature of `export_saved_model`'s SavedModel, loaded with
+  plain `tf.saved_model.load` (no vaezoo code runs);
+- `TFLite`: the float32 `.tflite` file of `export_tflite` on LiteRT (`TFLiteModel`, 2 threads)
+  where it has the signature (`encode` / `decode` of unconditional models).
+
+Inputs are the same for every peer: uint8 images (TFLite: the same images as float32, which
+`TFLiteModel` converts), latents `z` (the encoder's means), code grids, seeds
+`0 .. batch - 1`. Each cell is the median wall time of one call over several repeats after
+two warm-up calls (tracing, graph optimisation), in ms per call; ratios are between cells of
+the same row. `elbo` is paired with the `score` signature (the export's ELBO, deterministic);
+`iwae` (k=16) has no exported peer. For `vq-vae-cifar`, `sample (full-grid loop)` is the
+PixelCNN sampler the package used before (one network pass on the whole grid per position,
+compiled), the other sampler's "before".
+
+    python benchmarks/api_latency.py                      # every zoo model (~10 min on 2 busy cores)
+    python benchmarks/api_latency.py --models vae-mnist --repeats 5
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import append_results, hardware_description, markdown_table  # noqa: E402
+
+BATCHES = (1, 64)
+IWAE_K = 16
+
+
+def timed(fn, repeats, warmup=2, budget=20.0):
+    """Median seconds of `fn()` over `repeats` calls after `warmup` calls (fewer if slow)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < repeats and (len(times) < 3 or time.perf_counter() - start < budget):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _np(value):
+    import numpy as np
+    import tensorflow as tf
+
+    return tf.nest.map_structure(lambda t: np.asarray(t) if isinstance(t, tf.Tensor) else t, value)
+
+
+def model_cases(model, saved, tflite, batch):
+    """[(method, api_fn, saved_model_fn or None, tflite_fn or None)] for one batch size."""
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (batch, *model.image_shape), dtype=np.uint8)
+    floats = images.astype(np.float32) / 255.0
+    seeds = np.arange(batch, dtype=np.int32)
+    kw, sig_kw = {}, {}
+    if model.conditional:
+        labels = (np.arange(batch) % model.num_classes).astype(np.int32)
+        kw, sig_kw = {"condition": labels}, {"condition": tf.constant(labels)}
+    sig = saved.signatures
+    x = tf.constant(images)
+    cases = []
+
+    def add(method, api, sm=None, lite=None):
+        cases.append((method, api, sm, lite))
+
+    add("encode", lambda: model.encode(images, **kw),
+        lambda: sig["encode"](images=x, **sig_kw),
+        None if tflite is None or model.latent_kind == "code_grid" else lambda: tflite.encode(floats))
+    if model.latent_kind == "code_grid":
+        codes = np.asarray(model.encode_to_codes(images))
+        latents = np.asarray(model.encode(images).mean())
+        add("decode", lambda: model.decode(latents))
+        add("encode_to_codes", lambda: model.encode_to_codes(images), lambda: sig["encode"](images=x),
+            None if tflite is None else lambda: tflite.encode(floats))
+        add("decode_codes", lambda: model.decode_codes(codes), lambda: sig["decode"](codes=tf.constant(codes)),
+            None if tflite is None else lambda: tflite.decode(codes))
+    else:
+        z = np.asarray(model.encode(images, **kw).mean(), np.float32)
+        add("decode", lambda: model.decode(z, **kw), lambda: sig["decode"](z=tf.constant(z), **sig_kw),
+            None if tflite is None else lambda: tflite.decode(z))
+    add("reconstruct", lambda: model.reconstruct(images, **kw), lambda: sig["reconstruct"](images=x, **sig_kw))
+    add("elbo", lambda: model.elbo(images, **kw), lambda: sig["score"](images=x, **sig_kw))
+    add("score_terms", lambda: model.score_terms(images, **kw), lambda: sig["score"](images=x, **sig_kw))
+    add("iwae", lambda: model.iwae(images, k=IWAE_K, **kw))
+    add("sample", lambda: model.sample(batch, seed=0, **kw),
+        lambda: sig["sample"](seed=tf.constant(seeds), **sig_kw))
+    add("sample_per_seed", lambda: model.sample_per_seed(seeds, **kw),
+        lambda: sig["sample"](seed=tf.constant(seeds), **sig_kw))
+    if model.latent_kind == "code_grid" and model.prior is not None:
+        prior = model.prior
+        full_grid = tf.function(lambda noise: model.decode_codes(prior._sample_from_noise_full_grid(noise)))
+        noise = prior.gumbel_noise(batch, tf.constant([0, 0]))
+        add("sample (full-grid loop)", lambda: full_grid(noise))
+    return cases
+
+
+def measure_model(name, repeats, work):
+    import numpy as np
+    import tensorflow as tf
+
+    import vaezoo
+    from vaezoo.export.saved_model import export_saved_model
+    from vaezoo.export.tflite import TFLiteModel, export_tflite
+
+    model = vaezoo.load(name)
+    path = export_saved_model(model, os.path.join(work, "saved"), model_name=name, version=1)
+    saved = tf.saved_model.load(path)
+    tflite = None
+    if not model.conditional:
+        files = export_tflite(model, os.path.join(work, name + "-tflite"), variants=("float32",))
+        tflite = TFLiteModel(files["float32"], num_threads=2)
+    rows = []
+    for batch in BATCHES:
+        for method, api, sm, lite in model_cases(model, saved, tflite, batch):
+            row = {"model": name, "method": method, "batch": batch}
+            model.compiled_methods = True
+            row["API ms"] = 1e3 * timed(api, repeats)
+            if sm is not None:
+                row["SavedModel ms"] = 1e3 * timed(sm, repeats)
+                row["API / SavedModel"] = row["API ms"] / row["SavedModel ms"]
+            if lite is not None:
+                row["TFLite f32 ms"] = 1e3 * timed(lite, repeats)
+            full_grid = method.startswith("sample") and model.latent_kind == "code_grid"
+            if method != "sample (full-grid loop)" and not (full_grid and batch > 1):
+                model.compiled_methods = False  # the methods as they ran before the compiled cores
+                row["API eager ms"] = 1e3 * timed(api, max(3, repeats // 2), warmup=1)
+                row["eager / API"] = row["API eager ms"] / row["API ms"]
+                model.compiled_methods = True
+            rows.append(row)
+            print("  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+                  flush=True)
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=None, help="zoo names (default: every zoo model)")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--no-record", action="store_true", help="print the table only")
+    args = parser.parse_args()
+    import vaezoo
+
+    names = args.models or list(vaezoo.list_models())
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="vaezoo-latency-") as work:
+        for name in names:
+            rows += measure_model(name, args.repeats, work)
+    summary = []
+    for name in names:
+        cell = {(r["method"], r["batch"]): r for r in rows if r["model"] == name}
+        if ("reconstruct", 64) in cell and ("sample", 64) in cell:
+            ratio = cell[("sample", 64)]["API ms"] / cell[("reconstruct", 64)]["API ms"]
+            line = f"- {name}: sample / reconstruct at batch 64 (API, per image): {ratio:.1f}x"
+            if ("sample (full-grid loop)", 64) in cell:
+                old = cell[("sample (full-grid loop)", 64)]["API ms"] / cell[("reconstruct", 64)]["API ms"]
+                line += f" (full-grid loop: {old:.1f}x)"
+            summary.append(line)
+    columns = ["model", "method", "batch", "API ms", "SavedModel ms", "API / SavedModel", "TFLite f32 ms",
+               "API eager ms", "eager / API"]
+    table = markdown_table(rows, columns) + "\n\n" + "\n".join(summary)
+    print(table)
+    if not args.no_record:
+        append_results(
+            "Python API latency beside the SavedModel and TFLite exports (compiled cores)", table,
+            protocol=f"shipped zoo weights; uint8 images from a fixed generator (batch 1 and 64); median of up "
+                     f"to {args.repeats} calls after 2 warm-up calls, ms per call; SavedModel loaded with "
+                     f"tf.saved_model.load in the same process; TFLite float32 on LiteRT with 2 threads; "
+                     f"'API eager' is the same method with compiled_methods=False (the code path before the "
+                     f"compiled cores); elbo is paired with the score signature; iwae k={IWAE_K}",
+            hardware=hardware_description())
+
+
+if __name__ == "__main__":
+    main()
