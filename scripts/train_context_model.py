@@ -29,23 +29,6 @@ def encode_codes(model, spec, split, batch_size=500):
     return np.concatenate(out).astype(np.int32)
 
 
-def exact_bits_per_code(network, codes, batch_size=1000):
-    """Mean -log2(mass / 2^24) of every code, coded group by group: the file's rate."""
-    from vaezoo import integer_entropy as ie
-
-    groups = ie.group_map(*codes.shape[1:])
-    total = 0.0
-    for start in range(0, len(codes), batch_size):
-        chunk = codes[start : start + batch_size]
-        for g in range(ie.NUM_GROUPS):
-            where = groups == g
-            logits = network.logits(ie.context_input(chunk, groups, g, network.num_embeddings))[:, where]
-            m = ie.masses(logits.reshape(-1, logits.shape[-1]), network.table)
-            picked = m[np.arange(len(m)), chunk[:, where].reshape(-1)]
-            total += float(np.sum(ie.PRECISION - np.log2(picked)))
-    return total / codes.size
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="vq-vae-cifar")
@@ -105,7 +88,9 @@ def main():
     network = model.freeze()
     with atomic_path(os.path.join(args.workdir, "context_model.npz")) as tmp, open(tmp, "wb") as f:
         np.savez(f, **network.to_arrays())
-    exact = exact_bits_per_code(network, test)
+    from vaezoo.integer_entropy import code_bits
+
+    exact = float(np.sum(code_bits(network, test))) / test.size
     pixelcnn = float(np.mean(np.concatenate([np.asarray(vq.prior.bits_per_code(test[i : i + 1000]))
                                               for i in range(0, len(test), 1000)])))
     report = {"model": args.model, "test_codes": int(test.shape[0]), "exact_bits_per_code": exact,

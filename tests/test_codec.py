@@ -54,20 +54,7 @@ def _photo(height, width, seed=0):
 
 def exact_bits(model, grids):
     """-log2 of every code's mass under the frozen context network, coded block by block."""
-    network = model.context_network()
-    total = 0.0
-    for grid in grids:
-        for rows, cols in vqz.blocks(grid.shape):
-            block = grid[rows, cols][None]
-            groups = integer_entropy.group_map(*block.shape[1:])
-            for g in range(integer_entropy.NUM_GROUPS):
-                where = groups == g
-                if not where.any():
-                    continue
-                logits = network.logits(integer_entropy.context_input(block, groups, g, 32))[0][where]
-                m = integer_entropy.masses(logits, network.table)
-                total += float(np.sum(24 - np.log2(m[np.arange(len(m)), block[0][where]])))
-    return total
+    return float(np.sum(integer_entropy.code_bits(model.context_network(), grids, block=vqz.BLOCK)))
 
 
 def test_images_of_any_size_round_trip_their_codes(trained):

@@ -276,6 +276,34 @@ def test_evaluate_vqvae_codebook_and_prior():
     assert r["iwae"] == pytest.approx(r["elbo"], rel=1e-6)  # point-mass posterior
 
 
+def test_codec_bits_per_code_is_log2_k_for_a_flat_context_model_and_tracks_its_logits():
+    rng = np.random.default_rng(0)
+    x = rng.random((6, 8, 8, 1)).astype(np.float32)
+    model = vaezoo.VQVAE(input_shape=(8, 8, 1), num_embeddings=8, embedding_dim=4, hidden_channels=8,
+                         residual_channels=4, num_residual_blocks=0, num_downsamples=1, prior=None,
+                         context_model={"channels": 4, "layers": 1}, seed=0)
+    model.build_from_images()
+    model.context_model.head_kernel.assign(np.zeros((4, 8), np.float32))  # every logit 0: uniform masses
+    model.context_model.head_bias.assign(np.zeros(8, np.float32))
+    r = evaluation.evaluate(model, x, metrics="all", k=2)
+    assert r["codec_bits_per_code"] == pytest.approx(3.0, abs=1e-12)  # log2 8, exactly: 2^24 / 8 each
+    # a head that favours the codes the model actually uses codes them in fewer bits
+    codes = np.asarray(model.encode_to_codes(x))
+    favoured = np.bincount(codes.reshape(-1), minlength=8).argmax()
+    bias = np.zeros(8, np.float32)
+    bias[favoured] = 4.0
+    model.context_model.head_bias.assign(bias)
+    share = np.mean(codes == favoured)
+    p = np.exp(4.0) / (np.exp(4.0) + 7)  # softmax of the biased logits (1/8-nat units are exact here)
+    expected = -(share * np.log2(p) + (1 - share) * np.log2((1 - p) / 7))
+    assert evaluation.codec_bits_per_code(model, codes) == pytest.approx(expected, abs=2e-3)
+    plain = vaezoo.VQVAE(input_shape=(8, 8, 1), num_embeddings=8, embedding_dim=4, hidden_channels=8,
+                         residual_channels=4, num_residual_blocks=0, num_downsamples=1, prior=None)
+    assert "codec_bits_per_code" not in evaluation.evaluate(plain, x, metrics="all", k=2)
+    with pytest.raises(ValueError, match="context_model=None"):
+        evaluation.evaluate(plain, x, metrics=["codec_bits_per_code"])
+
+
 def test_evaluate_hierarchical_vae_per_layer():
     rng = np.random.default_rng(0)
     x = (rng.random((12, 8, 8, 1)) > 0.5).astype(np.float32)

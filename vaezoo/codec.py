@@ -76,8 +76,8 @@ class KerasCodecModel(CodecModel):
 class LiteRTCodecModel(CodecModel):
     """The device path: an export folder (`vaezoo export MODEL --format tflite`) on LiteRT alone.
 
-    Reads `manifest.json`, the variant's `.tflite` (its `encode_grid` / `decode_grid`
-    signatures run the encoder and decoder at any size) and the exact context model
+    Reads `manifest.json`, the variant's `.tflite` (its `encode` / `decode` signatures run
+    the encoder and decoder at any size whose sides are multiples of the stride) and the exact context model
     (`context.tflite` + `context.npz`); every file is checked against the sha256 the
     manifest records. Imports numpy, `ai_edge_litert` and constriction, never TensorFlow.
 
@@ -124,8 +124,8 @@ class LiteRTCodecModel(CodecModel):
         self.stride, self.channels = int(codec["stride"]), int(codec["channels"])
         self.num_embeddings = int(codec["num_embeddings"])
         interpreter = Interpreter(model_content=self._checked(entry), num_threads=num_threads)
-        self._encode = interpreter.get_signature_runner("encode_grid")
-        self._decode = interpreter.get_signature_runner("decode_grid")
+        self._encode = interpreter.get_signature_runner("encode")
+        self._decode = interpreter.get_signature_runner("decode")
         self.context = None
         if codec.get("context_model"):
             files = codec["context_model"]

@@ -12,6 +12,9 @@ TensorFlow/Keras is there:
   inside its own import, so the hook waits until neither is half-initialised), then removes
   itself.
 
+When Keras is first imported by a vaezoo module itself (`import vaezoo.distributions` before
+any Keras import), the families register with `vaezoo.models` instead, not at that moment.
+
 Without `import vaezoo`, Keras cannot know the classes; its error then quotes the model's
 `build_config`, which says to `import vaezoo` (see `LatentVariableModel.get_build_config`).
 
@@ -54,7 +57,12 @@ class _RegisterAfter:
             module.__loader__ = module.__spec__.loader = self.loader
         if not any(_initialising(name) for name in _WATCHED if name != module.__name__):
             self.finder.remove()
-            register_families()
+            # A vaezoo module that imports Keras for itself (distributions, networks, ...) is
+            # half-initialised here; importing the families now would import it again, in a
+            # cycle. The families register when `vaezoo.models` is imported, which is what
+            # loads them for `load`, `build` and every family class anyway.
+            if not any(_initialising(name) for name in list(sys.modules) if name.startswith("vaezoo.")):
+                register_families()
 
 
 class _KerasImportHook:

@@ -11,7 +11,7 @@ its protocol in its docstring, in the module of its concern:
 |---|---|---|
 | `likelihood` | `elbo`, `iwae` | `elbo_per_example`, `iwae_per_example` |
 | `reconstruction` | `mse`, `nmse`, `psnr` | `mse`, `normalized_mse`, `psnr`, `per_image_mse` |
-| `codebook` | `perplexity`, `codebook_usage`, `prior_bits_per_code` | `codebook_stats`, `prior_bits_per_code` |
+| `codebook` | `perplexity`, `codebook_usage`, `prior_bits_per_code`, `codec_bits_per_code` | `codebook_stats`, `prior_bits_per_code`, `codec_bits_per_code` |
 | `latents` | `active_units`, `kl_per_dim`, `kl_per_layer` | `active_units`, `posterior_means`, `kl_per_dim`, `kl_per_layer` |
 | `anomaly` | `auroc`, `auprc` | `auroc`, `average_precision`, `anomaly_scores` |
 | `samples` | `conditional_accuracy` | `conditional_accuracy` |
@@ -28,7 +28,7 @@ Example:
 """
 
 from vaezoo.evaluation.anomaly import SCORES, anomaly_scores, auprc, auroc, average_precision
-from vaezoo.evaluation.codebook import codebook_stats, encode_codes, prior_bits_per_code
+from vaezoo.evaluation.codebook import codebook_stats, codec_bits_per_code, encode_codes, prior_bits_per_code
 from vaezoo.evaluation.latents import active_units, kl_per_dim, kl_per_layer, posterior_means
 from vaezoo.evaluation.likelihood import elbo_per_example, iwae_per_example
 from vaezoo.evaluation.reconstruction import (
@@ -57,6 +57,6 @@ __all__ = [
     "METRICS", "DEFAULT_METRICS", "DISENTANGLEMENT_METRICS", "SCORES", "Metric", "evaluate", "plan", "seeded",
     "as_arrays", "check_metric_names", "format_table", "elbo_per_example", "iwae_per_example", "reconstructions",
     "reconstruction_errors", "per_image_mse", "mse", "normalized_mse", "psnr", "encode_codes",
-    "codebook_stats", "prior_bits_per_code", "active_units", "posterior_means", "kl_per_dim", "kl_per_layer",
+    "codebook_stats", "prior_bits_per_code", "codec_bits_per_code", "active_units", "posterior_means", "kl_per_dim", "kl_per_layer",
     "auroc", "average_precision", "auprc", "anomaly_scores", "conditional_accuracy",
 ]

@@ -50,6 +50,23 @@ def prior_bits_per_code(model, codes, batch_size=128):
     return float(np.mean(np.concatenate(values)))
 
 
+def codec_bits_per_code(model, codes):
+    """Bits per code of the `.vqz` entropy model (the VQVAE's exact context model) on code grids.
+
+    Protocol: -log2(mass / 2^24) of every code under the frozen integer context network
+    (`vaezoo.integer_entropy.code_bits`), coded group by group in 16 x 16 blocks as `.vqz`
+    version 2 does, averaged over every code of every grid: a file's payload before the range
+    coder's few bytes of flushing per block. log2 K is the uniform model's value.
+    """
+    from vaezoo import integer_entropy, vqz
+
+    reason = CODEC_BITS_PER_CODE.applies(model, None)
+    if reason:
+        raise ValueError(reason + ".")
+    codes = np.asarray(codes)
+    return float(np.sum(integer_entropy.code_bits(model.context_network(), codes, block=vqz.BLOCK)) / codes.size)
+
+
 def codes(run):
     """Code grids of the run's images (computed once)."""
     return run.cached("codes", lambda: encode_codes(run.model, run.images, run.options.batch_size))
@@ -65,6 +82,8 @@ def _needs_codebook(name):
             return f"{name} is a VQ-VAE metric (codebook); {type(model).__name__} has no codebook"
         if name == "prior_bits_per_code" and model.prior is None:
             return "prior_bits_per_code needs a VQVAE with a PixelCNN prior; this one has prior=None"
+        if name == "codec_bits_per_code" and model.context_model is None:
+            return "codec_bits_per_code needs a VQVAE with a context model; this one has context_model=None"
         return None
 
     return applies
@@ -85,4 +104,9 @@ PRIOR_BITS_PER_CODE = Metric(
     lambda run: {"prior_bits_per_code": prior_bits_per_code(run.model, codes(run), run.options.batch_size)},
     keys=("prior_bits_per_code",), applies=_needs_codebook("prior_bits_per_code"),
 )
-RECORDS = (PERPLEXITY, CODEBOOK_USAGE, PRIOR_BITS_PER_CODE)
+CODEC_BITS_PER_CODE = Metric(
+    "codec_bits_per_code", "VQ: bits per code of the exact .vqz context model (-log2 of its integer masses)",
+    lambda run: {"codec_bits_per_code": codec_bits_per_code(run.model, codes(run))},
+    keys=("codec_bits_per_code",), applies=_needs_codebook("codec_bits_per_code"),
+)
+RECORDS = (PERPLEXITY, CODEBOOK_USAGE, PRIOR_BITS_PER_CODE, CODEC_BITS_PER_CODE)

@@ -105,14 +105,11 @@ def signature_functions(model):
             images = model.likelihood.image(model.decode(latents))
             return {"images": tf.cast(images, tf.float32)}
 
-        decode_spec = tf.TensorSpec((None, *grid), tf.int32, name="codes")
+        # any size whose sides are multiples of the stride: the codec encodes whole photos
         channels = model.image_shape[-1]
         return {
-            "encode": (encode, [image_spec]),
-            "decode": (decode, [decode_spec]),
-            # the same functions at any size whose sides are multiples of the stride (the codec's)
-            "encode_grid": (encode, [tf.TensorSpec((None, None, None, channels), tf.float32, name="images")]),
-            "decode_grid": (decode, [tf.TensorSpec((None, None, None), tf.int32, name="codes")]),
+            "encode": (encode, [tf.TensorSpec((None, None, None, channels), tf.float32, name="images")]),
+            "decode": (decode, [tf.TensorSpec((None, None, None), tf.int32, name="codes")]),
         }
     else:
 
@@ -163,11 +160,6 @@ def _calibration_samples(model, images, num_calibration, seed=0):
             yield "encode", {"images": x[i : i + 1]}
         for i in range(len(x)):
             yield "decode", {decode_name: latents[i : i + 1]}
-        if codes:  # the codec's any-size signatures see the same images and codes
-            for i in range(len(x)):
-                yield "encode_grid", {"images": x[i : i + 1]}
-            for i in range(len(x)):
-                yield "decode_grid", {"codes": latents[i : i + 1]}
 
     return generator, len(x)
 
@@ -326,14 +318,11 @@ def export_tflite(
     if kind == "vq":
         channels = model.image_shape[-1]
         signatures = {
-            "encode": {"inputs": {"images": ["float32", [None, *model.image_shape]]},
-                       "outputs": {"codes": ["int32", [None, *model.grid_shape]]}},
-            "decode": {"inputs": {"codes": ["int32", [None, *model.grid_shape]]},
-                       "outputs": {"images": ["float32", [None, *model.image_shape]]}},
-            "encode_grid": {"inputs": {"images": ["float32", [None, None, None, channels]]},
-                            "outputs": {"codes": ["int32", [None, None, None]]}},
-            "decode_grid": {"inputs": {"codes": ["int32", [None, None, None]]},
-                            "outputs": {"images": ["float32", [None, None, None, channels]]}},
+            # any height and width that are multiples of the stride (the training size among them)
+            "encode": {"inputs": {"images": ["float32", [None, None, None, channels]]},
+                       "outputs": {"codes": ["int32", [None, None, None]]}},
+            "decode": {"inputs": {"codes": ["int32", [None, None, None]]},
+                       "outputs": {"images": ["float32", [None, None, None, channels]]}},
         }
     else:
         signatures = {
@@ -425,16 +414,23 @@ class TFLiteModel:
         self._decode = self.interpreter.get_signature_runner("decode")
         enc_in = self._encode.get_input_details()["images"]
         dec_in = self._decode.get_input_details()
+        self.manifest = _read_manifest(path)
         self.image_shape = tuple(int(d) for d in enc_in["shape_signature"][1:])
         if "codes" in dec_in:
             self.kind = "vq"
-            self.grid_shape = tuple(int(d) for d in dec_in["codes"]["shape_signature"][1:])
+            # VQ signatures take any size; the model's own size comes from the manifest
+            config = self.manifest.get("model_config") or {}
+            if "input_shape" not in config:
+                raise ValueError(f"{path}: a VQ-VAE export needs the manifest.json written beside it "
+                                 "(its model_config gives the image size).")
+            self.image_shape = tuple(int(d) for d in config["input_shape"])
+            stride = 2 ** int(config.get("num_downsamples", 2))
+            self.grid_shape = (self.image_shape[0] // stride, self.image_shape[1] // stride)
             self.latent_dim = None
         else:
             self.kind = "gaussian"
             self.grid_shape = None
             self.latent_dim = int(dec_in["z"]["shape_signature"][-1])
-        self.manifest = _read_manifest(path)
         self.num_embeddings = (self.manifest.get("model_config") or {}).get("num_embeddings") if self.kind == "vq" else None
 
     @property
