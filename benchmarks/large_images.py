@@ -1,9 +1,9 @@
 """Large images through the .vqz codec: peak memory of a 12-megapixel photo, whole vs tiled,
 on the Keras and LiteRT paths; the 512x512 decode time; rate and PSNR beside WebP.
 
-Every memory case runs in a fresh subprocess (`--case NAME`) that loads the model, compresses
-a 4000x3000 photo (scikit-image's `rocket()`, 427x640, upsampled bicubically by Pillow to
-3000x4000: real photo content at 12 MP) and decompresses it, and reports its peak resident
+Every memory case runs in a fresh subprocess (`--case NAME`) that loads the model and either
+compresses a 4000x3000 photo (scikit-image's `rocket()`, 427x640, upsampled bicubically by Pillow to
+3000x4000: real photo content at 12 MP) into a file or decompresses that file, and reports its peak resident
 memory (`resource.getrusage(RUSAGE_SELF).ru_maxrss`, which includes Python, TensorFlow or
 LiteRT and the model). "whole" runs the networks over the whole image in one pass (what the
 codec did before tiling); "tiled" uses the codec's default budget
@@ -70,8 +70,9 @@ def codec_model(path, bundle, budget):
     return codec.KerasCodecModel(vaezoo.load(MODEL), max_tile_pixels=budget)
 
 
-def run_case(path, mode, bundle):
-    """One subprocess: 12 MP compress + decompress, peak RSS; the 512x512 decode time."""
+def run_case(path, mode, step, bundle, vqz_path):
+    """One subprocess, one step on the 12 MP photo (compress: writes `vqz_path`; decompress:
+    reads it), and its peak RSS; the tiled decompress also times a 512x512 decompress."""
     from vaezoo import codec
 
     budget = (1 << 40) if mode == "whole" else None
@@ -79,21 +80,19 @@ def run_case(path, mode, bundle):
     photo = big_photo()
     loaded = peak_rss_mb()
     t = time.perf_counter()
-    data = codec.compress(model, [photo])
-    encode_s = time.perf_counter() - t
-    after_encode = peak_rss_mb()
-    t = time.perf_counter()
-    restored = codec.decompress(model, data)[0]
-    decode_s = time.perf_counter() - t
-    assert restored.shape == photo.shape
-    result = {"path": path, "mode": mode, "model loaded MB": loaded, "peak after compress MB": after_encode,
-              "peak after decompress MB": peak_rss_mb(), "compress s": encode_s, "decompress s": decode_s,
-              "12 MP PSNR dB": psnr(to_uint8(restored), photo), "12 MP bytes": len(data)}
-    if mode == "tiled":  # the 512x512 decode time (one pass: within the budget)
+    if step == "compress":
+        size = codec.write_vqz(vqz_path, model, [photo])
+        result = {"12 MP bytes": size}
+    else:
+        restored = codec.read_vqz(vqz_path, model)[0]
+        assert restored.shape == photo.shape
+        result = {"12 MP PSNR dB": psnr(to_uint8(restored), photo)}
+    result.update({"seconds": time.perf_counter() - t, "runtime, model and photo MB": loaded,
+                   "peak RSS MB": peak_rss_mb()})
+    if mode == "tiled" and step == "decompress":  # the 512x512 decode time (one pass: within the budget)
         import skimage.data
 
-        astronaut = skimage.data.astronaut()
-        data = codec.compress(model, [astronaut])
+        data = codec.compress(model, [skimage.data.astronaut()])
         times = []
         for _ in range(6):
             t = time.perf_counter()
@@ -161,6 +160,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--bundle", help=argparse.SUPPRESS)
+    parser.add_argument("--vqz", help=argparse.SUPPRESS)
     parser.add_argument("--skip-whole", action="store_true", help="skip the whole-image passes (6+ GB each)")
     parser.add_argument("--no-append", action="store_true", help="print the tables only")
     args = parser.parse_args()
@@ -169,8 +169,8 @@ def main():
     if args.case == "rate":
         return run_rate()
     if args.case:
-        path, mode = args.case.split("-")
-        return run_case(path, mode, args.bundle)
+        path, mode, step = args.case.split("-")
+        return run_case(path, mode, step, args.bundle, args.vqz)
 
     from vaezoo import tiling
 
@@ -180,13 +180,14 @@ def main():
         rows = []
         for path in ("keras", "litert"):
             for mode in ("tiled",) if args.skip_whole else ("tiled", "whole"):
-                print(f"{path} {mode} ...", flush=True)
-                row = subprocess_result("--case", f"{path}-{mode}", "--bundle", bundle)
-                rows.append({"path": path, "mode": mode, **row})
-                print(row, flush=True)
-    columns = ["path", "mode", "model loaded MB", "peak after compress MB", "peak after decompress MB",
-               "compress s", "decompress s", "12 MP bytes", "12 MP PSNR dB", "512x512 decompress s (median of 5)",
-               "error"]
+                vqz_path = os.path.join(folder, f"{path}-{mode}.vqz")
+                for step in ("compress", "decompress"):
+                    print(f"{path} {mode} {step} ...", flush=True)
+                    row = subprocess_result("--case", f"{path}-{mode}-{step}", "--bundle", bundle, "--vqz", vqz_path)
+                    rows.append({"path": path, "mode": mode, "step": step, **row})
+                    print(row, flush=True)
+    columns = ["path", "mode", "step", "peak RSS MB", "runtime, model and photo MB", "seconds", "12 MP bytes",
+               "12 MP PSNR dB", "512x512 decompress s (median of 5)", "error"]
     columns = [c for c in columns if any(c in r for r in rows)]
     memory = markdown_table(rows, columns)
     print(memory)
@@ -200,8 +201,9 @@ def main():
         append_results(
             "Large images: 12 MP peak memory, whole vs tiled (Keras, LiteRT)", memory,
             f"`{MODEL}`; one 4000x3000 photo (scikit-image rocket() upsampled bicubically by Pillow) compressed "
-            f"and decompressed in a fresh process per row; peak resident memory by getrusage (includes the "
-            f"runtime and model); tiled = the codec's default budget of {tiling.MAX_TILE_PIXELS} pixels per "
+            f"to a file, then decompressed from it, each step in a fresh process (one row each); peak resident "
+            f"memory by getrusage (includes the runtime, model and photo: the column beside it is that baseline, "
+            f"measured before the step); tiled = the codec's default budget of {tiling.MAX_TILE_PIXELS} pixels per "
             "network pass, whole = one pass over the whole image; LiteRT: float32 export, 2 threads, no "
             "TensorFlow imported; 512x512 = scikit-image astronaut(), decompress median of 5 after a warm-up.",
             hardware)
