@@ -6,8 +6,9 @@ a grid of codes, and the grid is entropy-coded with the model's exact context mo
 (`vaezoo.vqz`, format version 2; `docs/vqz_format.md`). Decoding reverses this and crops to
 the original size. An image larger than the codec model's `max_tile_pixels` runs through the
 networks in tiles, each extended by the networks' receptive field, which gives the
-whole-image codes and pixels (up to float rounding) within bounded memory (`vaezoo.tiling`). Without a context model, codes are stored with ceil(log2 K)
-bits each. Version-1 files (the PixelCNN-coded format) still decode (`vaezoo.vqz_v1`).
+whole-image codes and pixels (up to float rounding) within bounded memory (`vaezoo.tiling`).
+Without a context model, codes are stored with ceil(log2 K) bits each. Version-1 files (the
+PixelCNN-coded format) still decode (`vaezoo.vqz_v1`).
 
 `model` is a `VQVAE` (the desktop path: Keras networks, the context model's integers in
 numpy) or a `LiteRTCodecModel` (the device path: the exported `.tflite` files, no
