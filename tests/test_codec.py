@@ -377,3 +377,151 @@ def test_the_cli_runs_on_litert_alone(trained, bundle, tmp_path):
                                                               "import vaezoo.models")],
                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert blocked.returncode != 0 and "not on this device" in blocked.stderr  # the blocker works
+
+
+# --------------------------------------------------------------------- large images: tiles
+from vaezoo import tiling  # noqa: E402
+
+
+def _measured_halo(model):
+    """The receptive fields of the model's Keras encoder and decoder, measured: change one
+    input position and see which outputs change (in codes, along rows; the nets are square)."""
+    s = model.stride
+    rng = np.random.default_rng(0)
+    size = 24 * s  # 24 codes: wide enough for the fields measured here
+    x = rng.random((1, size, size, model.image_shape[-1])).astype(np.float32)
+    base = np.asarray(model.encoder(x))
+    encoder = 0
+    for p in range(10 * s, 11 * s):  # every phase of a pixel within its code
+        y = x.copy()
+        y[0, p, size // 2] += 1.0
+        rows = np.nonzero(np.abs(np.asarray(model.encoder(y)) - base).max(axis=(0, 2, 3)) > 0)[0]
+        encoder = max(encoder, int(np.abs(rows - p // s).max()))
+    z = rng.normal(size=(1, 24, 24, model.embedding_dim)).astype(np.float32)
+    base = np.asarray(model.decoder(z))
+    z[0, 12, 12] += 1.0
+    rows = np.nonzero(np.abs(np.asarray(model.decoder(z)) - base).max(axis=(0, 2, 3)) > 0)[0]
+    decoder = int(np.abs(rows // s - 12).max())
+    return {"encoder": encoder, "decoder": decoder}
+
+
+@pytest.mark.parametrize("shape", [None, (1, 0), (3, 2)])
+def test_the_receptive_field_from_the_config_is_the_measured_one(trained, shape):
+    import vaezoo
+
+    if shape is None:
+        model = trained["model"]
+    else:
+        model = vaezoo.VQVAE(**{**CONFIG, "num_downsamples": shape[0], "num_residual_blocks": shape[1],
+                                "prior": None, "context_model": None}, seed=1)
+        model.build_from_images()
+    halo = tiling.receptive_field(model.get_config())
+    assert halo == _measured_halo(model)
+    # the computed field for the zoo's architecture, by hand: 4x4/2 convs, 3x3, 2 x (3x3, 1x1)
+    assert tiling.receptive_field({"num_downsamples": 2, "num_residual_blocks": 2}) == {"encoder": 4, "decoder": 4}
+
+
+def _tiled_and_whole(path, budget):
+    """The same codec model twice: tiles of at most `budget` pixels, and whole images."""
+    import copy
+
+    tiled, whole = copy.copy(path), copy.copy(path)
+    tiled.max_tile_pixels, whole.max_tile_pixels = budget, 1 << 40
+    return tiled, whole
+
+
+@pytest.mark.parametrize("path", ["keras", "litert"])
+def test_tiles_give_the_whole_image_codes_and_pixels(trained, bundle, path):
+    model = trained["model"]
+    base = codec.codec_model(model) if path == "keras" else codec.LiteRTCodecModel(bundle)
+    budget = 48 * 48  # 12 codes a side with the halo of 3: interiors of 6 codes
+    tiled, whole = _tiled_and_whole(base, budget)
+    photos = [_photo(75, 101, 7), _photo(40, 200, 8), _photo(16, 16, 9)]  # several tiles, a ragged edge, one tile
+    sizes, want = codec.encode_images(whole, photos)
+    _, got = codec.encode_images(tiled, photos)
+    assert len(list(tiling.tiles(want[0].shape, base.halo["encoder"], base.stride, budget))) == 4 * 5
+    for w, g in zip(want, got):
+        np.testing.assert_array_equal(g, w)
+    assert codec.compress(tiled, photos) == codec.compress(whole, photos)
+    want_pixels = codec.decode_images(whole, sizes, want)
+    got_pixels = codec.decode_images(tiled, sizes, want)
+    for w, g, p in zip(want_pixels, got_pixels, photos):
+        assert g.shape == p.shape
+        np.testing.assert_allclose(g, w, rtol=0, atol=1e-4)
+    # negative control: one code less of halo than the receptive field changes codes and pixels
+    padded = codec._pad(photos[0] / np.float32(255), base.stride)
+    short = tiling.encode_tiled(base.encode, padded, base.stride, base.halo["encoder"] - 1, budget)
+    assert (short != want[0]).sum() > 0
+    short = tiling.decode_tiled(base.decode, want[0], base.stride, base.halo["decoder"] - 1, budget, sizes[0])
+    assert np.abs(short - want_pixels[0]).max() > 1e-3
+
+
+def test_a_batch_of_whole_images_stays_within_the_budget(trained):
+    seen = []
+    base = codec.codec_model(trained["model"])
+    tiled, _ = _tiled_and_whole(base, 4 * 16 * 16)  # four 16x16 images a pass
+    tiled.encode = lambda images: (seen.append(images.shape), base.encode(images))[1]
+    sizes, grids = codec.encode_images(tiled, trained["images"][:10])
+    assert seen == [(4, 16, 16, 3), (4, 16, 16, 3), (2, 16, 16, 3)]
+    np.testing.assert_array_equal(np.stack(grids), np.asarray(trained["model"].encode_to_codes(trained["images"][:10])))
+
+
+SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee")
+
+
+@pytest.fixture(scope="module")
+def zoo_photos():
+    """The zoo's vq-vae-cifar and three real photographs larger than 256x256 (scikit-image's)."""
+    import skimage.data
+
+    import vaezoo
+
+    return vaezoo.load("vq-vae-cifar"), [getattr(skimage.data, name)() for name in SKIMAGE_PHOTOS]
+
+
+def _psnr(mse):
+    return 10 * np.log10(1.0 / mse)
+
+
+def _near(lines, length, width=2):
+    """A mask of the positions within `width` of any of `lines` (pixel boundaries) along one axis."""
+    index = np.arange(length)
+    return np.any([(index >= b - width) & (index < b + width) for b in lines if 0 < b < length], axis=0)
+
+
+def test_real_photos_round_trip_through_a_file_in_tiles_without_seams(zoo_photos, tmp_path):
+    model, photos = zoo_photos
+    assert all(min(p.shape[:2]) > 256 for p in photos)
+    budget = 128 * 128  # interiors of 24 codes (96 pixels): a dozen tiles per photo
+    tiled, whole = _tiled_and_whole(codec.codec_model(model), budget)
+    path = tmp_path / "photos.vqz"
+    codec.write_vqz(path, tiled, photos)
+    sizes, grids = codec.decompress_codes(tiled, path.read_bytes())
+    assert sizes == [p.shape[:2] for p in photos]
+    for got, want in zip(grids, codec.encode_images(whole, photos)[1]):
+        np.testing.assert_array_equal(got, want)  # exact codes through the file, tiled == whole
+    restored = codec.read_vqz(path, tiled)
+    assert [r.shape for r in restored] == [p.shape for p in photos]
+    for r, w in zip(restored, codec.decode_images(whole, sizes, grids)):
+        np.testing.assert_allclose(r, w, rtol=0, atol=1e-4)
+    # no seams: pixels next to 16-code block borders and to tile borders are as good as the rest
+    # (the issue's criterion; a weak one: tiles with NO halo still pass it, 27.29 dB interior vs
+    # 26.91 next to tile borders, so the equality with the whole-image pass above is what
+    # catches a short halo)
+    s, side = model.stride, tiling.interior_side(tiled.halo["decoder"], model.stride, budget)
+    errors = {"block": [], "tile": [], "interior": []}
+    for photo, image in zip(photos, restored):
+        h, w = photo.shape[:2]
+        q = np.clip(np.round(image * 255), 0, 255) / 255.0
+        se = ((q - photo / 255.0) ** 2).mean(axis=-1)
+        grid = vqz.grid_shape((h, w), s)
+        block = _near(range(0, h, 16 * s), h)[:, None] | _near(range(0, w, 16 * s), w)[None, :]
+        tile = (_near([a * s for a, _ in tiling.split(grid[0], side)], h)[:, None]
+                | _near([a * s for a, _ in tiling.split(grid[1], side)], w)[None, :])
+        errors["block"].append(se[block & ~tile])
+        errors["tile"].append(se[tile])
+        errors["interior"].append(se[~block & ~tile])
+    psnr = {k: _psnr(np.concatenate(v).mean()) for k, v in errors.items()}
+    assert psnr["interior"] > 25, psnr  # vq-vae-cifar on these photos: 27.3 dB
+    assert abs(psnr["block"] - psnr["interior"]) < 0.5, psnr
+    assert abs(psnr["tile"] - psnr["interior"]) < 0.5, psnr

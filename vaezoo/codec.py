@@ -1,11 +1,14 @@
 """`.vqz` image files from a VQ-VAE: compress and decompress images of any size.
 
 An image (any height and width of at least 8 pixels, the model's channel count) is padded
-to the model's stride by repeating its edge pixels, encoded whole by the convolutional
-encoder into a grid of codes, and the grid is entropy-coded with the model's exact context
-model (`vaezoo.vqz`, format version 2; `docs/vqz_format.md`). Decoding reverses this and
-crops to the original size. Without a context model, codes are stored with ceil(log2 K)
-bits each. Version-1 files (the PixelCNN-coded format) still decode (`vaezoo.vqz_v1`).
+to the model's stride by repeating its edge pixels, encoded by the convolutional encoder into
+a grid of codes, and the grid is entropy-coded with the model's exact context model
+(`vaezoo.vqz`, format version 2; `docs/vqz_format.md`). Decoding reverses this and crops to
+the original size. An image larger than the codec model's `max_tile_pixels` runs through the
+networks in tiles, each extended by the networks' receptive field, which gives the
+whole-image codes and pixels (up to float rounding) within bounded memory (`vaezoo.tiling`).
+Without a context model, codes are stored with ceil(log2 K) bits each. Version-1 files (the
+PixelCNN-coded format) still decode (`vaezoo.vqz_v1`).
 
 `model` is a `VQVAE` (the desktop path: Keras networks, the context model's integers in
 numpy) or a `LiteRTCodecModel` (the device path: the exported `.tflite` files, no
@@ -27,7 +30,7 @@ import os
 
 import numpy as np
 
-from vaezoo import validation, vqz, vqz_v1
+from vaezoo import tiling, validation, vqz, vqz_v1
 from vaezoo.io import atomic_path
 from vaezoo.vqz import Limits, VQZFormatError, VQZModelMismatchError
 
@@ -39,8 +42,12 @@ MODES = ("auto", "context", "fixed")
 # --------------------------------------------------------------------- the two paths
 class CodecModel:
     """What the codec needs of a model: `stride`, `channels`, `num_embeddings`,
-    `weights_sha256`, `context` (an integer context network or None), and `encode(images)` /
-    `decode(grids)` on batches of equal size."""
+    `weights_sha256`, `context` (an integer context network or None), `encode(images)` /
+    `decode(grids)` on batches of equal size, and for tiling `halo` (`{"encoder": e,
+    "decoder": d}`, the networks' receptive fields in codes) and `max_tile_pixels` (the most
+    pixels one network pass may see; larger images run in tiles)."""
+
+    max_tile_pixels = tiling.MAX_TILE_PIXELS
 
 
 class KerasCodecModel(CodecModel):
@@ -48,9 +55,11 @@ class KerasCodecModel(CodecModel):
 
     Args:
         model: a `VQVAE` (with `context_model` for entropy coding).
+        max_tile_pixels: the most pixels one pass of the encoder or decoder sees (a tile with
+            its halo, or a batch of whole images); `None`: `vaezoo.tiling.MAX_TILE_PIXELS`.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, max_tile_pixels=None):
         from vaezoo.models.base import check_model
         from vaezoo.workdir import weights_fingerprint
 
@@ -63,6 +72,8 @@ class KerasCodecModel(CodecModel):
         self.num_embeddings = model.num_embeddings
         self.weights_sha256 = weights_fingerprint(model)
         self.context = model.context_network()
+        self.halo = tiling.receptive_field(model.get_config())
+        self.max_tile_pixels = int(max_tile_pixels or tiling.MAX_TILE_PIXELS)
 
     def encode(self, images):
         """Code grids int32 `(n, h, w)` of float images `(n, H, W, C)`, sides multiples of the stride."""
@@ -88,6 +99,7 @@ class LiteRTCodecModel(CodecModel):
         resolver: LiteRT kernels of the context model: `"default"` (XNNPACK), `"builtin"`,
             `"reference"` (all give the same integers).
         num_threads: interpreter threads (`None`: LiteRT's default).
+        max_tile_pixels: as for `KerasCodecModel`.
 
     Example:
         >>> device = LiteRTCodecModel("exports/tflite/vq-vae-cifar")
@@ -96,7 +108,7 @@ class LiteRTCodecModel(CodecModel):
         True
     """
 
-    def __init__(self, directory, variant="float32", resolver="default", num_threads=None):
+    def __init__(self, directory, variant="float32", resolver="default", num_threads=None, max_tile_pixels=None):
         import json
 
         from ai_edge_litert.interpreter import Interpreter
@@ -123,6 +135,8 @@ class LiteRTCodecModel(CodecModel):
         self.weights_sha256 = manifest["weights_sha256"]
         self.stride, self.channels = int(codec["stride"]), int(codec["channels"])
         self.num_embeddings = int(codec["num_embeddings"])
+        self.halo = tiling.receptive_field(manifest.get("model_config") or {})
+        self.max_tile_pixels = int(max_tile_pixels or tiling.MAX_TILE_PIXELS)
         interpreter = Interpreter(model_content=self._checked(entry), num_threads=num_threads)
         self._encode = interpreter.get_signature_runner("encode")
         self._decode = interpreter.get_signature_runner("decode")
@@ -193,35 +207,64 @@ def _pad(image, stride):
     return np.pad(image, ((0, -h % stride), (0, -w % stride), (0, 0)), mode="edge")
 
 
-def _by_size(items):
-    """Indices of `items` grouped by their shape (so equal sizes run as one batch)."""
+def _by_size(shapes):
+    """Indices grouped by their shape (so equal sizes run as one batch)."""
     groups = {}
-    for i, item in enumerate(items):
-        groups.setdefault(tuple(np.shape(item)), []).append(i)
+    for i, shape in enumerate(shapes):
+        groups.setdefault(tuple(shape), []).append(i)
     return groups
 
 
-def encode_images(codec, images, batch_size=64):
-    """`(sizes, grids)` of images (any sizes): their original `(h, w)` and code grids."""
+def _batch(grid_shape, stride, batch_size, max_tile_pixels):
+    """How many images of one grid shape one pass takes; 0 when one image needs tiles."""
+    if not tiling.fits(grid_shape, stride, max_tile_pixels):
+        return 0
+    return max(1, min(batch_size, max_tile_pixels // (grid_shape[0] * grid_shape[1] * stride * stride)))
+
+
+def encode_images(codec, images, batch_size=64, max_tile_pixels=None):
+    """`(sizes, grids)` of images (any sizes): their original `(h, w)` and code grids.
+
+    Images whose padded size is over `max_tile_pixels` (default: the codec model's) are
+    encoded in tiles with a halo of the encoder's receptive field: the same codes as whole.
+    """
     codec = codec_model(codec)
+    budget = int(max_tile_pixels or codec.max_tile_pixels)
     images = _image_list(images, codec.channels)
-    padded = [_pad(image, codec.stride) for image in images]
+    sizes = [image.shape[:2] for image in images]
     grids = [None] * len(images)
-    for indices in _by_size(padded).values():
-        for start in range(0, len(indices), batch_size):
-            chunk = indices[start : start + batch_size]
-            for i, grid in zip(chunk, codec.encode(np.stack([padded[i] for i in chunk]))):
+    for grid_shape, indices in _by_size(vqz.grid_shape(s, codec.stride) for s in sizes).items():
+        batch = _batch(grid_shape, codec.stride, batch_size, budget)
+        if not batch:
+            for i in indices:
+                grids[i] = tiling.encode_tiled(codec.encode, _pad(images[i], codec.stride), codec.stride,
+                                               codec.halo["encoder"], budget)
+            continue
+        for start in range(0, len(indices), batch):
+            chunk = indices[start : start + batch]
+            for i, grid in zip(chunk, codec.encode(np.stack([_pad(images[i], codec.stride) for i in chunk]))):
                 grids[i] = grid
-    return [image.shape[:2] for image in images], grids
+    return sizes, grids
 
 
-def decode_images(codec, sizes, grids, batch_size=64):
-    """Images float32 in [0, 1] of the given sizes from their code grids."""
+def decode_images(codec, sizes, grids, batch_size=64, max_tile_pixels=None):
+    """Images float32 in [0, 1] of the given sizes from their code grids.
+
+    Grids whose image is over `max_tile_pixels` (default: the codec model's) are decoded in
+    tiles with a halo of the decoder's receptive field: the same pixels as whole.
+    """
     codec = codec_model(codec)
+    budget = int(max_tile_pixels or codec.max_tile_pixels)
     out = [None] * len(grids)
-    for indices in _by_size(grids).values():
-        for start in range(0, len(indices), batch_size):
-            chunk = indices[start : start + batch_size]
+    for shape, indices in _by_size(np.shape(g) for g in grids).items():
+        batch = _batch(shape, codec.stride, batch_size, budget)
+        if not batch:
+            for i in indices:
+                out[i] = tiling.decode_tiled(codec.decode, np.asarray(grids[i]), codec.stride,
+                                             codec.halo["decoder"], budget, size=tuple(sizes[i]))
+            continue
+        for start in range(0, len(indices), batch):
+            chunk = indices[start : start + batch]
             for i, image in zip(chunk, codec.decode(np.stack([grids[i] for i in chunk]))):
                 h, w = sizes[i]
                 out[i] = image[:h, :w]
