@@ -110,7 +110,6 @@ def model_cases(model, saved, tflite, batch):
 
 
 def measure_model(name, repeats, work):
-    import numpy as np
     import tensorflow as tf
 
     import vaezoo

@@ -87,7 +87,6 @@ def signature_functions(model):
     image_spec = tf.TensorSpec((None, *model.image_shape), tf.float32, name="images")
 
     if latent_kind == "code_grid":
-        grid = tuple(model.grid_shape)
         dim = model.embedding_dim
 
         def encode(images):
