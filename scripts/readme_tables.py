@@ -199,6 +199,57 @@ def latency_table(results_text=None):
 TABLES["latency-table"] = latency_table
 
 
+COMPRESSION_TITLE = "Compression: .vqz v2 (exact context model, LiteRT) vs PixelCNN v1, WebP and AVIF"
+
+
+def compression_table(results_text=None):
+    """The last recorded run of benchmarks/compression.py: its tables, date, code and hardware."""
+    if results_text is None:
+        with open(RESULTS, encoding="utf-8") as f:
+            results_text = f.read()
+    sections = [s for s in results_text.split("\n## ")[1:] if s.startswith(COMPRESSION_TITLE)]
+    if not sections:
+        return "(no recorded run of benchmarks/compression.py)"
+    lines = sections[-1].splitlines()
+    facts = {line[2:].split(":", 1)[0]: line[2:].split(":", 1)[1].strip() for line in lines if line.startswith("- ")}
+    tables = "\n".join(line for line in lines if line.startswith("|") or not line.strip())
+    caption = (f"*`{facts.get('command', '').strip('`')}` on {facts.get('date')} ({facts.get('code')}), "
+               f"{facts.get('hardware')}; {facts.get('run')}. Protocol in benchmarks/RESULTS.md.*")
+    return tables.strip() + "\n\n" + caption
+
+
+TABLES["compression-table"] = compression_table
+
+
+LARGE_IMAGES_TITLE = "Large images: 12 MP peak memory, whole vs tiled (Keras, LiteRT)"
+
+
+def photo_table(results_text=None):
+    """The LiteRT-only rows of the last recorded benchmarks/large_images.py run (a 12 MP photo)."""
+    if results_text is None:
+        with open(RESULTS, encoding="utf-8") as f:
+            results_text = f.read()
+    sections = [s for s in results_text.split("\n## ")[1:] if s.startswith(LARGE_IMAGES_TITLE)]
+    if not sections:
+        return "(no recorded run of benchmarks/large_images.py)"
+    lines = sections[-1].splitlines()
+    facts = {line[2:].split(":", 1)[0]: line[2:].split(":", 1)[1].strip() for line in lines if line.startswith("- ")}
+    table = [line for line in lines if line.startswith("|")]
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    rows = [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in table[2:]]
+    chosen = [r for r in rows if r["path"] == "litert" and r["mode"] == "tiled"]
+    out = ["| step (LiteRT only, tiled) | seconds | peak RSS MB | bytes | PSNR dB |", "|---|---|---|---|---|"]
+    out += [f"| {r['step']} | {r['seconds']} | {r['peak RSS MB']} | {r['12 MP bytes'] or '-'} | "
+            f"{r['12 MP PSNR dB'] or '-'} |" for r in chosen]
+    caption = (f"*`{facts.get('command', '').strip('`')}` on {facts.get('date')} ({facts.get('code')}), "
+               f"{facts.get('hardware')}: one 4000x3000 photo (scikit-image rocket(), upsampled), "
+               "compressed and decompressed in fresh processes that never import TensorFlow.*")
+    return "\n".join(out) + "\n\n" + caption
+
+
+TABLES["photo-table"] = photo_table
+
+
 def _pattern(name):
     return f"<!-- {name}:start -->\n?(.*?)\n?<!-- {name}:end -->"
 
