@@ -525,3 +525,28 @@ def test_real_photos_round_trip_through_a_file_in_tiles_without_seams(zoo_photos
     assert psnr["interior"] > 25, psnr  # vq-vae-cifar on these photos: 27.3 dB
     assert abs(psnr["block"] - psnr["interior"]) < 0.5, psnr
     assert abs(psnr["tile"] - psnr["interior"]) < 0.5, psnr
+
+
+@pytest.mark.slow
+def test_zoo_model_files_are_identical_on_every_runtime_for_2000_cifar_images(shared_data_dir, tmp_path):
+    """The issue's check at scale: vq-vae-cifar's codes of 2,000 CIFAR-10 (JPEG q75 copy) test
+    images give the same bytes on the desktop path and on LiteRT with every kernel set and
+    thread count, and each path decodes the desktop file to exactly those codes."""
+    import vaezoo
+    from vaezoo.data import load_image_tar
+    from vaezoo.export.tflite import export_tflite
+
+    model = vaezoo.load("vq-vae-cifar")
+    images, _ = load_image_tar(os.path.join(shared_data_dir, "cifar10_jpeg.tar.gz"), "test")
+    images = images[np.sort(np.random.default_rng(0).choice(len(images), 2000, replace=False))]
+    sizes, grids = codec.encode_images(model, images)
+    desktop = codec.compress_codes(model, grids, sizes)
+    export_tflite(model, str(tmp_path), variants=("float32",))
+    for resolver in integer_entropy.RESOLVERS:
+        count = 300 if resolver == "reference" else 2000  # the reference kernels are ~60x slower
+        reference_bytes = desktop if count == 2000 else codec.compress_codes(model, grids[:count], sizes[:count])
+        for threads in (1, 2):
+            device = codec.LiteRTCodecModel(str(tmp_path), resolver=resolver, num_threads=threads)
+            assert codec.compress_codes(device, grids[:count], sizes[:count]) == reference_bytes, (resolver, threads)
+            _, decoded = codec.decompress_codes(device, reference_bytes)
+            assert all(np.array_equal(a, b) for a, b in zip(decoded, grids[:count])), (resolver, threads)

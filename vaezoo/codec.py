@@ -10,10 +10,10 @@ whole-image codes and pixels (up to float rounding) within bounded memory (`vaez
 Without a context model, codes are stored with ceil(log2 K) bits each. Version-1 files (the
 PixelCNN-coded format) still decode (`vaezoo.vqz_v1`).
 
-`model` is a `VQVAE` (the desktop path: Keras networks, the context model's integers in
-numpy) or a `LiteRTCodecModel` (the device path: the exported `.tflite` files, no
-TensorFlow); both compute the same probabilities, so both write the same bytes for the same
-codes, and either reads the other's files.
+`model` is a `VQVAE` (the desktop path: Keras networks, the context model converted to a
+float32 `.tflite` once and run on LiteRT) or a `LiteRTCodecModel` (the device path: an export
+folder's `.tflite` files, no TensorFlow); both compute the same integers (as does numpy's
+reference), so both write the same bytes for the same codes, and either reads the other's files.
 
 Example:
     >>> from vaezoo import codec
@@ -51,7 +51,9 @@ class CodecModel:
 
 
 class KerasCodecModel(CodecModel):
-    """The desktop path: a `VQVAE`'s Keras encoder and decoder, its context model in numpy.
+    """The desktop path: a `VQVAE`'s Keras encoder and decoder; its context model runs on
+    LiteRT from a float32 conversion made once per model (the same integers as numpy's
+    reference `IntegerContextNetwork.features` and as any device).
 
     Args:
         model: a `VQVAE` (with `context_model` for entropy coding).
@@ -71,7 +73,7 @@ class KerasCodecModel(CodecModel):
         self.channels = model.image_shape[-1]
         self.num_embeddings = model.num_embeddings
         self.weights_sha256 = weights_fingerprint(model)
-        self.context = model.context_network()
+        self.context = _litert_context(model, self.weights_sha256)
         self.halo = tiling.receptive_field(model.get_config())
         self.max_tile_pixels = int(max_tile_pixels or tiling.MAX_TILE_PIXELS)
 
@@ -82,6 +84,23 @@ class KerasCodecModel(CodecModel):
     def decode(self, grids):
         """Float32 images `(n, H, W, C)` in [0, 1] of code grids `(n, h, w)`."""
         return np.asarray(self.model.decode_grid(grids), np.float32)
+
+
+def _litert_context(model, weights_sha256):
+    """The model's context network on LiteRT (the device path's computation, so the desktop
+    writes what a device writes, at its speed), converted once per model and weights."""
+    network = model.context_network()
+    if network is None:
+        return None
+    cached = getattr(model, "_vaezoo_litert_context", None)
+    if cached is not None and cached[0] == weights_sha256:
+        return cached[1]
+    from vaezoo import integer_entropy
+    from vaezoo.export.tflite import convert_context_network
+
+    runtime = integer_entropy.LiteRTContextNetwork(convert_context_network(network), network)
+    object.__setattr__(model, "_vaezoo_litert_context", (weights_sha256, runtime))  # not a tracked Keras attribute
+    return runtime
 
 
 class LiteRTCodecModel(CodecModel):
