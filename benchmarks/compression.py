@@ -146,7 +146,7 @@ def main():
         desktop_grids = codec.encode_images(model, test)[1]
         agree = float(np.mean([np.array_equal(a, b) for a, b in zip(grids, desktop_grids)]))
         same_bytes = codec.compress_codes(model, grids, sizes) == data
-        row("vaezoo .vqz v2", "desktop (Keras networks, context model in numpy)", len(desktop) / n,
+        row("vaezoo .vqz v2", "desktop (Keras networks, context model on LiteRT)", len(desktop) / n,
             psnr_uint8(test, desktop_images), t_encode_desktop, t_decode_desktop,
             f"images whose codes equal LiteRT's: {agree:.1%}; same codes -> same bytes: {same_bytes}")
 
