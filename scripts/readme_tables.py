@@ -202,16 +202,25 @@ TABLES["latency-table"] = latency_table
 COMPRESSION_TITLE = "Compression: .vqz v2 (exact context model, LiteRT) vs PixelCNN v1, WebP and AVIF"
 
 
-def compression_table(results_text=None):
-    """The last recorded run of benchmarks/compression.py: its tables, date, code and hardware."""
+def last_section(title, results_text=None):
+    """`(lines, facts)` of the last RESULTS.md section titled `title` (facts: its `- key: value`
+    lines), or `(None, None)` when there is none."""
     if results_text is None:
         with open(RESULTS, encoding="utf-8") as f:
             results_text = f.read()
-    sections = [s for s in results_text.split("\n## ")[1:] if s.startswith(COMPRESSION_TITLE)]
+    sections = [s for s in results_text.split("\n## ")[1:] if s.startswith(title)]
     if not sections:
-        return "(no recorded run of benchmarks/compression.py)"
+        return None, None
     lines = sections[-1].splitlines()
     facts = {line[2:].split(":", 1)[0]: line[2:].split(":", 1)[1].strip() for line in lines if line.startswith("- ")}
+    return lines, facts
+
+
+def compression_table(results_text=None):
+    """The last recorded run of benchmarks/compression.py: its tables, date, code and hardware."""
+    lines, facts = last_section(COMPRESSION_TITLE, results_text)
+    if lines is None:
+        return "(no recorded run of benchmarks/compression.py)"
     tables = "\n".join(line for line in lines if line.startswith("|") or not line.strip())
     caption = (f"*`{facts.get('command', '').strip('`')}` on {facts.get('date')} ({facts.get('code')}), "
                f"{facts.get('hardware')}; {facts.get('run')}. Protocol in benchmarks/RESULTS.md.*")
@@ -226,14 +235,9 @@ LARGE_IMAGES_TITLE = "Large images: 12 MP peak memory, whole vs tiled (Keras, Li
 
 def photo_table(results_text=None):
     """The LiteRT-only rows of the last recorded benchmarks/large_images.py run (a 12 MP photo)."""
-    if results_text is None:
-        with open(RESULTS, encoding="utf-8") as f:
-            results_text = f.read()
-    sections = [s for s in results_text.split("\n## ")[1:] if s.startswith(LARGE_IMAGES_TITLE)]
-    if not sections:
+    lines, facts = last_section(LARGE_IMAGES_TITLE, results_text)
+    if lines is None:
         return "(no recorded run of benchmarks/large_images.py)"
-    lines = sections[-1].splitlines()
-    facts = {line[2:].split(":", 1)[0]: line[2:].split(":", 1)[1].strip() for line in lines if line.startswith("- ")}
     table = [line for line in lines if line.startswith("|")]
     header = [c.strip() for c in table[0].strip("|").split("|")]
     rows = [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in table[2:]]

@@ -5,9 +5,19 @@ new one, never a partial file.
 """
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
+
+
+def sha256_of(path):
+    """sha256 (hex) of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager

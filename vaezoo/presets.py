@@ -38,7 +38,7 @@ import tempfile
 import typing
 
 from vaezoo.cards import FAMILIES, validate_card
-from vaezoo.io import write_json
+from vaezoo.io import sha256_of, write_json
 from vaezoo.validation import ConfigError
 
 FORMAT = "vaezoo-preset"
@@ -70,14 +70,6 @@ class Preset(typing.NamedTuple):
     weights: str  #: path of the verified weights file
     card: dict  #: the card (validated)
     metadata: dict  #: metadata.json
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def weights_fingerprint(model):
@@ -159,7 +151,7 @@ def read_preset(path, source=None):
         raise PresetError(f"{source}: {METADATA} must list the sha256 of {', '.join(_HASHED)} under 'files' "
                           "(and weights_sha256 equal to that of the weights).")
     for name in _HASHED:  # every check runs before anything is parsed or built
-        actual = _sha256(os.path.join(path, name))
+        actual = sha256_of(os.path.join(path, name))
         if actual != files[name]:
             raise PresetHashError(f"{source}: sha256 of {name} is {actual}, but {METADATA} says {files[name]}: "
                                   "the file is corrupted or was changed; refusing to load it.")
@@ -307,7 +299,7 @@ def save_preset(model, directory, name=None, overwrite=False):
         config["weights"] = WEIGHTS
         write_json(config, os.path.join(staging, CONFIG))
         weights_path = os.path.join(staging, WEIGHTS)
-        weights_sha = _sha256(weights_path)
+        weights_sha = sha256_of(weights_path)
         card = preset_card(model, weights_sha, os.path.getsize(weights_path), name)
         import yaml
 
@@ -320,7 +312,7 @@ def save_preset(model, directory, name=None, overwrite=False):
                     "weights_sha256": weights_sha}
         with open(os.path.join(staging, README), "w", encoding="utf-8") as f:
             f.write(model_card_markdown(card, metadata))
-        metadata["files"] = {f: _sha256(os.path.join(staging, f)) for f in _HASHED}
+        metadata["files"] = {f: sha256_of(os.path.join(staging, f)) for f in _HASHED}
         write_json(metadata, os.path.join(staging, METADATA))
         for f in FILES:
             os.chmod(os.path.join(staging, f), 0o644)

@@ -24,7 +24,6 @@ Example:
 
 import difflib
 import fnmatch
-import hashlib
 import importlib.resources
 import os
 import shutil
@@ -33,7 +32,7 @@ import typing
 from vaezoo.cards import (  # noqa: F401  (the card schema, also read as registry.X)
     CARD_KEYS, DATA_ONLY_KEYS, FAMILIES, METRIC_KEYS, NAME_PATTERN, OPTIONAL_METRIC_KEYS, REQUIRED_KEYS, WEIGHTS_KEYS,
     card_to_training_config, check_name, read_card, validate_card)
-from vaezoo.io import atomic_path
+from vaezoo.io import atomic_path, sha256_of
 from vaezoo.validation import ConfigError
 
 
@@ -103,14 +102,6 @@ def build(name, **overrides):
     model = model_from_config({"class": card["family"], "config": {**card["config"], **overrides}})
     object.__setattr__(model, "card", card)  # a plain dict, not tracked by Keras
     return model
-
-
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _verified(path, expected, where):

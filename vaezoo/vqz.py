@@ -163,11 +163,19 @@ def _block_batches(grids, block=BLOCK):
     return batches, index
 
 
-def _group_masses(context, inputs, where):
-    """Masses `(blocks, positions of the group, K)` of one group for a batch of block inputs."""
-    logits = context.head(context.features(inputs)[:, where])
-    k = logits.shape[-1]
-    return ie.masses(logits.reshape(-1, k), context.table).reshape(len(inputs), -1, k)
+def _group_probabilities(context, codes):
+    """For each group in coding order: `(positions, probabilities)` of a batch of blocks, the
+    probabilities `(blocks, positions of the group, K)` = masses / 2^24 computed from `codes`
+    as they are when the group's turn comes (the decoder fills in each group before the next)."""
+    groups = ie.group_map(*codes.shape[1:])
+    for group in range(ie.NUM_GROUPS):
+        where = groups == group
+        if where.any():
+            inputs = ie.context_input(codes, groups, group, context.num_embeddings)
+            logits = context.head(context.features(inputs)[:, where])
+            k = logits.shape[-1]
+            m = ie.masses(logits.reshape(-1, k), context.table).reshape(len(codes), -1, k)
+            yield where, m / 2.0**ie.PRECISION
 
 
 def encode_grids(grids, context, block=BLOCK):
@@ -182,18 +190,12 @@ def encode_grids(grids, context, block=BLOCK):
     family = _categorical()
     batches, count = _block_batches(grids, block)
     encoders = [constriction.stream.queue.RangeEncoder() for _ in range(count)]
-    k = context.num_embeddings
-    for shape, members in batches:
+    for _, members in batches:
         codes = np.stack([grids[g][rows, cols] for g, _, rows, cols in members]).astype(np.int32)
-        groups = ie.group_map(*shape)
-        for group in range(ie.NUM_GROUPS):
-            where = groups == group
-            if not where.any():
-                continue
-            m = _group_masses(context, ie.context_input(codes, groups, group, k), where)
+        for where, probabilities in _group_probabilities(context, codes):
             symbols = codes[:, where]
             for j, (_, index, _, _) in enumerate(members):
-                encoders[index].encode(symbols[j], family, m[j] / 2.0**ie.PRECISION)
+                encoders[index].encode(symbols[j], family, probabilities[j])
     return [encoder.get_compressed().astype("<u4").tobytes() for encoder in encoders]
 
 
@@ -211,18 +213,12 @@ def decode_grids(streams, shapes, context, block=BLOCK):
         if len(stream) % 4:
             raise VQZFormatError(f"corrupted .vqz: a block stream is whole 32-bit words, got {len(stream)} bytes.")
         decoders.append(constriction.stream.queue.RangeDecoder(np.frombuffer(stream, "<u4").astype(np.uint32)))
-    k = context.num_embeddings
     for shape, members in batches:
         codes = np.zeros((len(members), *shape), np.int32)
-        groups = ie.group_map(*shape)
-        for group in range(ie.NUM_GROUPS):
-            where = groups == group
-            if not where.any():
-                continue
-            m = _group_masses(context, ie.context_input(codes, groups, group, k), where)
+        for where, probabilities in _group_probabilities(context, codes):
             for j, (_, index, _, _) in enumerate(members):
                 try:
-                    codes[j, where] = decoders[index].decode(family, m[j] / 2.0**ie.PRECISION)
+                    codes[j, where] = decoders[index].decode(family, probabilities[j])
                 except Exception as error:  # constriction raises on streams it cannot decode
                     raise VQZFormatError(f"corrupted .vqz: the range decoder failed ({error}).") from None
         for j, (g, _, rows, cols) in enumerate(members):
