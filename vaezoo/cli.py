@@ -205,6 +205,16 @@ def _export(args):
     return 0
 
 
+def _add_codec_model_options(parser, required, model_help):
+    """--model MODEL or --tflite DIR (with --variant): which codec model a command runs."""
+    where = parser.add_mutually_exclusive_group(required=required)
+    where.add_argument("--model", help=model_help)
+    where.add_argument("--tflite", metavar="DIR", help="a `vaezoo export --format tflite` folder: run on LiteRT "
+                                                       "alone (no TensorFlow), as a device does")
+    parser.add_argument("--variant", default="float32", help="with --tflite: the encoder/decoder file (float32, "
+                                                             "float16, dynamic_int8, full_int8; default float32)")
+
+
 def _codec_model(args, data=None):
     """The codec model of a compress/decompress command: `--tflite DIR` (LiteRT, no
     TensorFlow), `--model MODEL`, or for decompress the zoo model the file's header names."""
@@ -464,12 +474,7 @@ def build_parser():
                                       "exact context model into one .vqz file (format version 2, "
                                       "docs/vqz_format.md). Nothing is resized.")
     comp.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
-    where = comp.add_mutually_exclusive_group(required=True)
-    where.add_argument("--model", help=vq_model_help)
-    where.add_argument("--tflite", metavar="DIR", help="a `vaezoo export --format tflite` folder: run on LiteRT "
-                                                       "alone (no TensorFlow), as a device does")
-    comp.add_argument("--variant", default="float32", help="with --tflite: the encoder/decoder file (float32, "
-                                                           "float16, dynamic_int8, full_int8; default float32)")
+    _add_codec_model_options(comp, required=True, model_help=vq_model_help)
     comp.add_argument("-o", "--output", required=True, help="the .vqz file to write")
     comp.add_argument("--mode", choices=("auto", "context", "fixed"), default="auto",
                       help="context: range coding with the exact context model; fixed: ceil(log2 K) bits per "
@@ -481,11 +486,8 @@ def build_parser():
                                         "written with (checked by its weights sha256) and write one PNG per "
                                         "image at its original size.")
     decomp.add_argument("file", help="the .vqz file")
-    where = decomp.add_mutually_exclusive_group()
-    where.add_argument("--model", help=vq_model_help + "; default: the zoo model the file's header names")
-    where.add_argument("--tflite", metavar="DIR", help="a `vaezoo export --format tflite` folder: run on LiteRT "
-                                                       "alone (no TensorFlow)")
-    decomp.add_argument("--variant", default="float32", help="with --tflite: the decoder file (default float32)")
+    _add_codec_model_options(decomp, required=False,
+                             model_help=vq_model_help + "; default: the zoo model the file's header names")
     decomp.add_argument("-o", "--output", required=True, help="output folder for the PNGs")
     decomp.add_argument("--prefix", default="image", help="PNG names: PREFIX_0000.png, ... (default: image)")
     decomp.set_defaults(func=_decompress)

@@ -25,28 +25,26 @@ PRIOR_DEFAULTS = {"filters": 64, "layers": 6, "kernel_size": 3}
 DEFAULT_LIKELIHOOD = {"type": "gaussian", "scale": 0.15}
 
 
-def resolve_context_model_spec(spec):
-    """Fill a context-model spec with defaults; `None` stays `None` (no exact entropy model)."""
+def _resolve_stage_spec(spec, defaults, name, none_means):
+    """Fill a second-stage spec with `defaults`; `None` stays `None` (`none_means`)."""
     if spec is None:
         return None
     if not isinstance(spec, dict):
         raise validation.ConfigError(
-            f"context_model must be None or a dict with keys {sorted(CONTEXT_MODEL_DEFAULTS)}, got {spec!r}."
+            f"{name} must be None ({none_means}) or a dict with keys {sorted(defaults)}, got {spec!r}."
         )
-    validation.check_keys(spec, set(CONTEXT_MODEL_DEFAULTS), "context_model spec")
-    return {**CONTEXT_MODEL_DEFAULTS, **spec}
+    validation.check_keys(spec, set(defaults), f"{name} spec")
+    return {**defaults, **spec}
+
+
+def resolve_context_model_spec(spec):
+    """Fill a context-model spec with defaults; `None` stays `None` (no exact entropy model)."""
+    return _resolve_stage_spec(spec, CONTEXT_MODEL_DEFAULTS, "context_model", "no context model")
 
 
 def resolve_prior_spec(spec):
     """Fill a PixelCNN prior spec with defaults; `None` stays `None` (uniform prior)."""
-    if spec is None:
-        return None
-    if not isinstance(spec, dict):
-        raise validation.ConfigError(
-            f"prior must be None (uniform) or a dict with keys {sorted(PRIOR_DEFAULTS)}, got {spec!r}."
-        )
-    validation.check_keys(spec, set(PRIOR_DEFAULTS), "prior spec")
-    return {**PRIOR_DEFAULTS, **spec}
+    return _resolve_stage_spec(spec, PRIOR_DEFAULTS, "prior", "uniform")
 
 
 @keras.saving.register_keras_serializable(package="vaezoo")
