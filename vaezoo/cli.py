@@ -249,7 +249,7 @@ def _decompress(args):
     model = _codec_model(args, args.file)
     images = codec.read_vqz(args.file, model)  # every check runs before any PNG is written
     paths = codec.save_images(images, args.output, prefix=args.prefix)
-    print(f"{args.file}: {len(paths)} image(s) -> {args.output}/")
+    print(f"{args.file}: {len(paths)} image(s) -> {os.path.join(args.output, '')}")
     return 0
 
 

@@ -89,12 +89,12 @@ class KerasCodecModel(CodecModel):
 def _litert_context(model, weights_sha256):
     """The model's context network on LiteRT (the device path's computation, so the desktop
     writes what a device writes, at its speed), converted once per model and weights."""
-    network = model.context_network()
-    if network is None:
+    if model.context_model is None:
         return None
     cached = getattr(model, "_vaezoo_litert_context", None)
     if cached is not None and cached[0] == weights_sha256:
         return cached[1]
+    network = model.context_network()
     from vaezoo import integer_entropy
     from vaezoo.export.tflite import convert_context_network
 
