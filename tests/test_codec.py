@@ -77,6 +77,36 @@ def test_images_of_any_size_round_trip_their_codes(trained):
     np.testing.assert_allclose(restored[2], padded[:13, :29], rtol=0, atol=1e-6)
 
 
+def test_streams_pack_small_blocks_of_one_shape_and_count_without_listing():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        shapes = [tuple(rng.integers(1, 60, 2)) for _ in range(rng.integers(1, 40))]
+        streams = vqz.streams_of(shapes)
+        assert vqz.stream_count(shapes) == len(streams)
+        members = [m for _, ms in streams for m in ms]
+        assert len(members) == sum(len(vqz.blocks(s)) for s in shapes)  # every block exactly once
+        for shape, ms in streams:
+            assert 1 <= len(ms) and (len(ms) == 1 or len(ms) * shape[0] * shape[1] <= vqz.STREAM_CODES)
+            assert all((r.stop - r.start, c.stop - c.start) == shape for _, r, c in ms)
+    thumbnails = vqz.streams_of([(8, 8)] * 40)  # 16 thumbnails (1,024 codes) per stream
+    assert [len(ms) for _, ms in thumbnails] == [16, 16, 8]
+    assert [g for g, _, _ in thumbnails[1][1]] == list(range(16, 32))
+    photo = vqz.streams_of([(40, 20)])  # blocks 16x16 x2, 16x4 x2, 8x16, 8x4: shapes in first-seen order
+    assert [(shape, len(ms)) for shape, ms in photo] == [((16, 16), 2), ((16, 4), 2), ((8, 16), 1), ((8, 4), 1)]
+
+
+def test_thumbnails_sharing_a_stream_cost_less_than_a_stream_each(trained):
+    model, images = trained["model"], trained["images"]
+    sizes, grids = codec.encode_images(model, images)
+    shared = vqz.encode_grids(grids, model.context_network())
+    alone = [vqz.encode_grids([grid], model.context_network())[0] for grid in grids]
+    assert len(shared) == -(-len(grids) // (vqz.STREAM_CODES // grids[0].size))
+    # a stream's flush and its length varint are paid once per stream, not once per image
+    assert sum(map(len, shared)) + len(shared) < sum(map(len, alone)) + len(alone) - len(grids)
+    got = vqz.decode_grids(shared, [g.shape for g in grids], model.context_network())
+    np.testing.assert_array_equal(np.stack(got), np.stack(grids))
+
+
 def test_one_size_gives_an_array_and_the_training_size_matches_encode_to_codes(trained):
     model, images = trained["model"], trained["images"]
     data = codec.compress(model, images)
@@ -92,9 +122,9 @@ def test_size_is_the_exact_models_cross_entropy(trained):
     data = codec.compress(model, images)
     header = codec.read_header(data)
     ideal = exact_bits(model, codec.encode_images(model, images)[1])
-    blocks = len(header.block_lengths)
+    streams = len(header.stream_lengths)
     # a range coder costs the model's bits plus at most a few words of flushing per stream
-    assert ideal <= header.payload_length * 8 <= ideal + 64 * blocks, (header.payload_length * 8, ideal)
+    assert ideal <= header.payload_length * 8 <= ideal + 64 * streams, (header.payload_length * 8, ideal)
     assert header.payload_length * 8 < images.shape[0] * 16 * 5  # beats 5 bits per code
     one = codec.compress(model, images[:1])
     assert len(one) - codec.read_header(one).payload_length <= 16  # the container costs at most 16 bytes

@@ -71,6 +71,37 @@ def test_masses_sum_to_the_coder_precision_and_follow_the_logits():
         ie.masses(np.zeros(5), table)
 
 
+def integer_masses(logits, table):
+    """The masses' definition in int64 arithmetic only (a second implementation)."""
+    logits = np.asarray(logits, np.int64)
+    raw = np.asarray(table, np.int64)[np.minimum(logits.max(1, keepdims=True) - logits, len(table) - 1)]
+    scaled = (raw * (2**ie.PRECISION - logits.shape[1])) // raw.sum(1, keepdims=True) + 1
+    scaled[np.arange(len(scaled)), np.argmax(logits, 1)] += 2**ie.PRECISION - scaled.sum(1)
+    return scaled
+
+
+@pytest.mark.parametrize("k", [2, 64, 512, 2048])
+def test_masses_equal_the_int64_definition(k):
+    rng = np.random.default_rng(k)
+    table = ie.exp_table()
+    spread = rng.choice([4, 40, 400, 4000], size=(3000, 1))
+    logits = rng.integers(-1, 2, (3000, k)) * rng.integers(0, spread, (3000, k))
+    logits[:10] = 0  # flat rows: the largest totals (K x 2^20)
+    logits[10:20, 0] = ie.LOGIT_LIMIT
+    np.testing.assert_array_equal(ie.masses(logits, table), integer_masses(logits, table))
+    # quotients just below an integer (raw * free = n * total - 1), where a float division
+    # rounded up would show: raw = -free^-1 mod total, for totals up to the 2^29 bound
+    free = 2**ie.PRECISION - k
+    totals = [t for t in rng.integers(2**20, 2**29 + 1, 400).tolist() + [2**29 - 1] if math.gcd(t, free) == 1]
+    raws = [(-pow(free, -1, t)) % t for t in totals]
+    pairs = [(r, t) for r, t in zip(raws, totals) if r <= t]  # a mass never exceeds the total
+    raw, total = (np.array(v, np.float64)[:, None] for v in zip(*pairs))
+    expected = (raw.astype(np.int64) * free) // total.astype(np.int64)
+    assert np.all((raw.astype(np.int64) * free) % total.astype(np.int64) == total.astype(np.int64) - 1)
+    assert len(pairs) > 20
+    np.testing.assert_array_equal(ie._floor_ratio(raw, free, total), expected)
+
+
 def test_reference_forward_matches_a_float64_tensorflow_network():
     network = extreme_network(layers=2)
     codes = np.random.default_rng(1).integers(0, 33, (16, 9, 7))

@@ -12,14 +12,16 @@ contract are specified in `docs/vqz_format.md`; in short (all integers little-en
                                        bits 2-5 log2 of the model's stride (pixels per code)
     image count n                      varint
     image sizes                        varint height, varint width (once, or n times)
-    block lengths                      varint bytes of every block stream but the last (context mode)
-    payload                            the block streams (context mode) or fixed-length codes
+    stream lengths                     varint bytes of every range-coder stream but the last (context mode)
+    payload                            the streams (context mode) or fixed-length codes
     crc32                              4 bytes: CRC32 of the header bytes followed by every code (int32 LE)
 
 Each image is encoded at its size padded up to the model's stride; its code grid is split
-into blocks of at most `BLOCK` x `BLOCK` codes, each coded alone (a range coder stream per
-block, so blocks decode independently) group by group (`integer_entropy.NUM_GROUPS`) with
-the probabilities `integer_entropy.masses` computes from the context network's integer logits.
+into blocks of at most `BLOCK` x `BLOCK` codes, each coded alone group by group
+(`integer_entropy.NUM_GROUPS`) with the probabilities `integer_entropy.masses` computes from
+the context network's integer logits. Blocks of one shape share a range-coder stream up to
+`STREAM_CODES` codes (`streams_of`), so streams decode independently (in parallel) while a
+file of thumbnails does not pay a stream's flush bytes per image.
 """
 
 import dataclasses
@@ -34,7 +36,7 @@ from vaezoo import integer_entropy as ie
 MAGIC = b"VQZ\x02"
 MAGIC_V1 = b"\x89VQZ\r\n\x1a\n"
 VERSION = 2
-#: block side in codes: blocks are entropy-coded independently.
+#: block side in codes: blocks are entropy-coded independently of each other.
 BLOCK = 16
 FLAG_CONTEXT = 1
 FLAG_SAME_SIZE = 2
@@ -77,7 +79,7 @@ class Header:
     stride: int
     context_coded: bool
     sizes: tuple
-    block_lengths: tuple
+    stream_lengths: tuple
     header_length: int
     payload_length: int
 
@@ -144,23 +146,57 @@ def _categorical():
     return constriction.stream.model.Categorical(perfect=False)
 
 
-#: blocks per network pass: bounds the memory of a pass (256 blocks of 16 x 16 codes x 64
-#: channels is 32 MB of float64 features), whatever a file claims.
-BLOCKS_PER_PASS = 256
+#: codes per range-coder stream: blocks of one shape share a stream up to this many codes, so
+#: a file of small images does not pay a stream's flush and length for every image.
+STREAM_CODES = 1024
+#: codes per network pass: bounds the memory of a pass whatever a file claims (16,384 codes
+#: x K = 512 symbols is 64 MB per array of masses; a pass holds a few such arrays).
+CODES_PER_PASS = 16384
 
 
-def _block_batches(grids, block=BLOCK):
-    """Blocks of all grids in batches of one shape and at most `BLOCKS_PER_PASS` blocks:
-    a list of `(shape, [(grid index, block index, rows, cols), ...])`, and the block count."""
-    by_shape, index = {}, 0
-    for g, grid in enumerate(grids):
-        for rows, cols in blocks(grid.shape, block):
-            shape = (rows.stop - rows.start, cols.stop - cols.start)
-            by_shape.setdefault(shape, []).append((g, index, rows, cols))
-            index += 1
-    batches = [(shape, members[i : i + BLOCKS_PER_PASS]) for shape, members in by_shape.items()
-               for i in range(0, len(members), BLOCKS_PER_PASS)]
-    return batches, index
+def streams_of(shapes, block=BLOCK):
+    """The range-coder streams of code grids of the given `(h, w)` shapes, in file order: a list
+    of `(block shape, [(grid index, rows, cols), ...])`.
+
+    Blocks are grouped by shape (shapes in order of first appearance, blocks in image then
+    raster order), and each shape's blocks are cut into streams of `STREAM_CODES // (h * w)`
+    blocks (at least one)."""
+    by_shape = {}
+    for g, shape in enumerate(shapes):
+        for rows, cols in blocks(shape, block):
+            by_shape.setdefault((rows.stop - rows.start, cols.stop - cols.start), []).append((g, rows, cols))
+    streams = []
+    for shape, members in by_shape.items():
+        per_stream = max(1, STREAM_CODES // (shape[0] * shape[1]))
+        streams += [(shape, members[i : i + per_stream]) for i in range(0, len(members), per_stream)]
+    return streams
+
+
+def stream_count(shapes, block=BLOCK):
+    """How many streams `streams_of(shapes)` has, without listing its blocks."""
+    counts = {}
+    for shape in shapes:
+        full_rows, last_row = divmod(shape[0], block)
+        full_cols, last_col = divmod(shape[1], block)
+        for rows, n_rows in ((block, full_rows), (last_row, 1 if last_row else 0)):
+            for cols, n_cols in ((block, full_cols), (last_col, 1 if last_col else 0)):
+                if n_rows and n_cols:
+                    counts[(rows, cols)] = counts.get((rows, cols), 0) + n_rows * n_cols
+    return sum(-(-n // max(1, STREAM_CODES // (h * w))) for (h, w), n in counts.items())
+
+
+def _passes(streams):
+    """Runs of consecutive streams of one block shape holding at most `CODES_PER_PASS` codes
+    (at least one stream): `(shape, [stream index, ...])`, one network pass each."""
+    out = []
+    for index, (shape, members) in enumerate(streams):
+        codes = len(members) * shape[0] * shape[1]
+        if out and out[-1][0] == shape and out[-1][2] + codes <= CODES_PER_PASS:
+            out[-1][1].append(index)
+            out[-1][2] += codes
+        else:
+            out.append([shape, [index], codes])
+    return [(shape, indices) for shape, indices, _ in out]
 
 
 def _group_probabilities(context, codes):
@@ -178,8 +214,18 @@ def _group_probabilities(context, codes):
             yield where, m / 2.0**ie.PRECISION
 
 
+def _spans(streams, indices):
+    """`(stream index, first block, end block)` of each stream within a pass's stacked blocks."""
+    out, start = [], 0
+    for index in indices:
+        out.append((index, start, start + len(streams[index][1])))
+        start = out[-1][2]
+    return out
+
+
 def encode_grids(grids, context, block=BLOCK):
-    """Entropy-code code grids block by block, group by group: one bytes stream per block.
+    """Entropy-code code grids: one bytes stream per `streams_of` stream. A stream holds its
+    blocks group by group, and within a group block by block, positions in raster order.
 
     Args:
         grids: list of int code grids `(h, w)` in [0, K).
@@ -188,40 +234,45 @@ def encode_grids(grids, context, block=BLOCK):
     import constriction
 
     family = _categorical()
-    batches, count = _block_batches(grids, block)
-    encoders = [constriction.stream.queue.RangeEncoder() for _ in range(count)]
-    for _, members in batches:
-        codes = np.stack([grids[g][rows, cols] for g, _, rows, cols in members]).astype(np.int32)
+    streams = streams_of([grid.shape for grid in grids], block)
+    encoders = [constriction.stream.queue.RangeEncoder() for _ in streams]
+    for _, indices in _passes(streams):
+        members = [member for index in indices for member in streams[index][1]]
+        codes = np.stack([grids[g][rows, cols] for g, rows, cols in members]).astype(np.int32)
         for where, probabilities in _group_probabilities(context, codes):
             symbols = codes[:, where]
-            for j, (_, index, _, _) in enumerate(members):
-                encoders[index].encode(symbols[j], family, probabilities[j])
+            for index, first, end in _spans(streams, indices):
+                encoders[index].encode(symbols[first:end].reshape(-1), family,
+                                       probabilities[first:end].reshape(-1, probabilities.shape[-1]))
     return [encoder.get_compressed().astype("<u4").tobytes() for encoder in encoders]
 
 
-def decode_grids(streams, shapes, context, block=BLOCK):
+def decode_grids(payloads, shapes, context, block=BLOCK):
     """The inverse of `encode_grids`: code grids of the given `(h, w)` shapes from the streams."""
     import constriction
 
     family = _categorical()
     grids = [np.zeros(shape, np.int32) for shape in shapes]
-    batches, count = _block_batches(grids, block)
-    if count != len(streams):
-        raise VQZFormatError(f"corrupted .vqz: {len(streams)} block streams for {count} blocks.")
+    streams = streams_of(shapes, block)
+    if len(streams) != len(payloads):
+        raise VQZFormatError(f"corrupted .vqz: {len(payloads)} streams for {len(streams)}.")
     decoders = []
-    for stream in streams:
-        if len(stream) % 4:
-            raise VQZFormatError(f"corrupted .vqz: a block stream is whole 32-bit words, got {len(stream)} bytes.")
-        decoders.append(constriction.stream.queue.RangeDecoder(np.frombuffer(stream, "<u4").astype(np.uint32)))
-    for shape, members in batches:
+    for payload in payloads:
+        if len(payload) % 4:
+            raise VQZFormatError(f"corrupted .vqz: a stream is whole 32-bit words, got {len(payload)} bytes.")
+        decoders.append(constriction.stream.queue.RangeDecoder(np.frombuffer(payload, "<u4").astype(np.uint32)))
+    for shape, indices in _passes(streams):
+        members = [member for index in indices for member in streams[index][1]]
         codes = np.zeros((len(members), *shape), np.int32)
         for where, probabilities in _group_probabilities(context, codes):
-            for j, (_, index, _, _) in enumerate(members):
+            count = int(where.sum())
+            for index, first, end in _spans(streams, indices):
                 try:
-                    codes[j, where] = decoders[index].decode(family, probabilities[j])
+                    decoded = decoders[index].decode(family, probabilities[first:end].reshape(-1, probabilities.shape[-1]))
                 except Exception as error:  # constriction raises on streams it cannot decode
                     raise VQZFormatError(f"corrupted .vqz: the range decoder failed ({error}).") from None
-        for j, (g, _, rows, cols) in enumerate(members):
+                codes[first:end, where] = np.asarray(decoded).reshape(end - first, count)
+        for j, (g, rows, cols) in enumerate(members):
             grids[g][rows, cols] = codes[j]
     return grids
 
@@ -333,19 +384,19 @@ def parse(data, limits=Limits()):
                              "(Limits.max_total_pixels).")
     lengths = []
     if flags & FLAG_CONTEXT:
-        count = sum(len(blocks(grid_shape(s, stride))) for s in sizes)
+        count = stream_count([grid_shape(s, stride) for s in sizes])
         for _ in range(count - 1):
-            length, offset = _read_varint(data, offset, "block lengths")
+            length, offset = _read_varint(data, offset, "stream lengths")
             lengths.append(length)
     payload = len(data) - offset - 4
     if payload < sum(lengths):
-        raise VQZFormatError(f"truncated .vqz: the block lengths add up to {sum(lengths)} bytes, the payload has "
+        raise VQZFormatError(f"truncated .vqz: the stream lengths add up to {sum(lengths)} bytes, the payload has "
                              f"{max(payload, 0)}.")
     if flags & FLAG_CONTEXT:
         lengths.append(payload - sum(lengths))
     return Header(version=VERSION, model_id=bytes(data[4:8]).hex(), stride=stride,
                   context_coded=bool(flags & FLAG_CONTEXT),
-                  sizes=tuple(sizes), block_lengths=tuple(lengths), header_length=offset, payload_length=payload)
+                  sizes=tuple(sizes), stream_lengths=tuple(lengths), header_length=offset, payload_length=payload)
 
 
 def unpack(data, header, num_embeddings, context=None):
@@ -357,7 +408,7 @@ def unpack(data, header, num_embeddings, context=None):
         if context is None:
             raise VQZFormatError(".vqz is context-coded, but the model has no context model (context_model=None).")
         streams, start = [], 0
-        for length in header.block_lengths:
+        for length in header.stream_lengths:
             streams.append(payload[start : start + length])
             start += length
         grids = decode_grids(streams, shapes, context)
@@ -370,5 +421,6 @@ def unpack(data, header, num_embeddings, context=None):
     return grids
 
 
-__all__ = ["MAGIC", "VERSION", "BLOCK", "Limits", "Header", "VQZFormatError", "VQZModelMismatchError", "pack",
-           "parse", "unpack", "encode_grids", "decode_grids", "grid_shape", "blocks", "model_id", "bits_per_code"]
+__all__ = ["MAGIC", "VERSION", "BLOCK", "STREAM_CODES", "Limits", "Header", "VQZFormatError", "VQZModelMismatchError", "pack",
+           "parse", "unpack", "encode_grids", "decode_grids", "grid_shape", "blocks", "streams_of",
+           "stream_count", "model_id", "bits_per_code"]
