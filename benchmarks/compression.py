@@ -79,6 +79,42 @@ def matched_quality(images, fmt, target_psnr, qualities, **options):
     return min(scores)[1]
 
 
+def context_options(model, grids, sizes, pixelcnn, extra):
+    """The rate / speed trade-off of context models on the same codes: the model's own and each
+    `LABEL=NPZ` of `extra`, each on LiteRT (float32, exact): bits per code, against the PixelCNN,
+    and the entropy coding's encode / decode ms per image (network passes, masses and range coder)."""
+    from vaezoo import integer_entropy, vqz
+    from vaezoo.export.tflite import convert_context_network
+
+    candidates = [(f"shipped ({_describe(model.context_network())})", model.context_network())]
+    for option in extra:
+        label, _, path = option.partition("=")
+        network = integer_entropy.IntegerContextNetwork.from_arrays(dict(np.load(path)))
+        candidates.append((f"{label} ({_describe(network)})", network))
+    rows = []
+    for label, network in candidates:
+        runtime = integer_entropy.LiteRTContextNetwork(convert_context_network(network), network)
+        bits = float(np.sum(integer_entropy.code_bits(runtime, grids))) / sum(g.size for g in grids)
+        vqz.decode_grids(vqz.encode_grids(grids[:8], runtime), [g.shape for g in grids[:8]], runtime)  # warm-up
+        start = time.perf_counter()
+        streams = vqz.encode_grids(grids, runtime)
+        encode = time.perf_counter() - start
+        start = time.perf_counter()
+        vqz.decode_grids(streams, [g.shape for g in grids], runtime)
+        decode = time.perf_counter() - start
+        rows.append({"context model": label, "bits/code": f"{bits:.3f}", "/ PixelCNN": f"{bits / pixelcnn:.3f}",
+                     "entropy encode ms/image": f"{1e3 * encode / len(grids):.2f}",
+                     "entropy decode ms/image": f"{1e3 * decode / len(grids):.2f}"})
+    return markdown_table(rows, list(rows[0]))
+
+
+def _describe(network):
+    from vaezoo import integer_entropy
+
+    return (f"{len(network.kernels)} conv layers x {network.embedding.shape[1]} channels, "
+            f"{integer_entropy.NUM_GROUPS} groups")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="vq-vae-cifar", help="a VQ-VAE with a context model")
@@ -88,6 +124,9 @@ def main():
     parser.add_argument("--v1-images", type=int, default=100,
                         help="images (spread over the sample) also coded with the version-1 PixelCNN")
     parser.add_argument("--threads", type=int, default=None, help="LiteRT threads (default: LiteRT's)")
+    parser.add_argument("--context-option", action="append", default=[], metavar="LABEL=NPZ",
+                        help="another frozen context model (scripts/train_context_model.py's context_model.npz) "
+                             "to compare on the same codes: rate and entropy-coding time (repeatable)")
     parser.add_argument("--no-append", action="store_true", help="print only; do not touch RESULTS.md")
     args = parser.parse_args()
 
@@ -175,6 +214,7 @@ def main():
         row(f"{fmt.title()} (Pillow)", f"quality {quality}, {label}, one file per image", nbytes,
             psnr_uint8(test, pillow_images), t_enc, t_dec, "PSNR-matched on the first 200 images")
 
+    options = context_options(model, grids, sizes, pixelcnn, args.context_option)
     webp = next(r for r in rows if r["codec"].startswith("Webp"))
     table = markdown_table(rows, list(rows[0]))
     rate = markdown_table([{
@@ -186,6 +226,7 @@ def main():
          "v2 payload / v1 payload (bytes, same images)", "v2 decode / WebP decode (time)"])
     print(table)
     print(rate)
+    print(options)
     if not args.no_append:
         protocol = (f"{DATA_LABEL}, test split, a fixed random sample of {n} images (seed 1); model `{name}` "
                     f"(weights sha256 {weights_fingerprint(model)[:12]}). PSNR: mean per-image PSNR of the decoded "
@@ -194,7 +235,7 @@ def main():
                     "include the encoder/decoder networks. Rate: ideal bits per code of the exact context model "
                     "(-log2 of its integer masses) and of the PixelCNN (-log2 p) on the same codes.")
         append_results("Compression: .vqz v2 (exact context model, LiteRT) vs PixelCNN v1, WebP and AVIF",
-                       table + "\n" + rate, protocol, hardware_description())
+                       table + "\n" + rate + "\n" + options, protocol, hardware_description())
 
 
 if __name__ == "__main__":
