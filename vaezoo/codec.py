@@ -53,7 +53,7 @@ class CodecModel:
 class KerasCodecModel(CodecModel):
     """The desktop path: a `VQVAE`'s Keras encoder and decoder; its context model runs on
     LiteRT from a float32 conversion made once per model (the same integers as numpy's
-    reference `IntegerContextNetwork.features` and as any device).
+    reference `IntegerContextNetwork.logits` and as any device).
 
     Args:
         model: a `VQVAE` (with `context_model` for entropy coding).

@@ -208,10 +208,11 @@ def _group_probabilities(context, codes):
         where = groups == group
         if where.any():
             inputs = ie.context_input(codes, groups, group, context.num_embeddings)
-            logits = context.head(context.features(inputs)[:, where])
+            logits = context.logits_at(inputs, np.flatnonzero(where))
             k = logits.shape[-1]
-            m = ie.masses(logits.reshape(-1, k), context.table).reshape(len(codes), -1, k)
-            yield where, m / 2.0**ie.PRECISION
+            probabilities = ie.masses_float64(logits.reshape(-1, k), context.table)
+            probabilities *= 2.0**-ie.PRECISION  # exact: dyadic
+            yield where, probabilities.reshape(len(codes), -1, k)
 
 
 def _spans(streams, indices):
