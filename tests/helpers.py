@@ -296,3 +296,22 @@ def png_declaring(path, width, height, channels=3):
         f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(row, 9))
                 + chunk(b"IEND", b""))
     return str(path)
+
+
+#: version-1 `.vqz` header fields a test may rewrite: their offset after the model name, and format
+_V1_FIELDS = {"height": (32, "<H"), "width": (34, "<H"), "num_images": (46, "<I"), "payload_length": (57, "<Q")}
+
+
+def vqz_v1_with(data, **fields):
+    """Version-1 `.vqz` bytes with header fields rewritten (e.g. `num_images=2**32 - 1`) and the
+    trailing CRC32 recomputed, so the rewritten claim, not the checksum, is what a reader meets."""
+    import struct
+    import zlib
+
+    data = bytearray(data)
+    start = struct.calcsize("<8sHH") + struct.unpack_from("<8sHH", data, 0)[2]
+    for name, value in fields.items():
+        offset, code = _V1_FIELDS[name]
+        struct.pack_into(code, data, start + offset, value)
+    data[-4:] = (zlib.crc32(bytes(data[:-4])) & 0xFFFFFFFF).to_bytes(4, "little")
+    return bytes(data)

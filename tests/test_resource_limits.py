@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import vaezoo
-from helpers import png_declaring
+from helpers import png_declaring, vqz_v1_with
 from vaezoo import cli, codec, data, vqz, vqz_v1
 from vaezoo.export.saved_model import DEFAULT_MAX_ROWS, MANIFEST, export_saved_model
 
@@ -230,20 +230,12 @@ def test_a_100_byte_vqz_claiming_a_huge_image_fails_fast_without_allocating():
 
 
 def test_version_1_files_are_checked_against_the_same_limits():
-    import struct
-    import zlib
-
     model = codec.KerasCodecModel(_vq())
     valid = vqz_v1.compress_codes(model.model, np.zeros((2, 4, 4), np.int32), mode="fixed", model_name="m")
     assert len(codec.decompress_codes(model, valid)[1]) == 2
-    # rewrite the image count to 2^32 - 1 (and the file's CRC, so only the claim is wrong)
-    header = vqz_v1.read_header(valid)
-    at = struct.calcsize("<8sHH") + len("m") + struct.calcsize("<32s3H2HI")  # sha, shapes, K; then N
-    forged = bytearray(valid)
-    forged[at : at + 4] = (2**32 - 1).to_bytes(4, "little")
-    forged[-4:] = (zlib.crc32(bytes(forged[:-4])) & 0xFFFFFFFF).to_bytes(4, "little")
-    assert header.num_images == 2
-    error, peak = _peak_bytes(lambda: codec.decompress_codes(model, bytes(forged)))
+    forged = vqz_v1_with(valid, num_images=2**32 - 1)  # and the file's CRC, so only the claim is wrong
+    assert vqz_v1.read_header(vqz_v1_with(valid, num_images=3)).num_images == 3  # the field rewritten
+    error, peak = _peak_bytes(lambda: codec.decompress_codes(model, forged))
     assert isinstance(error, codec.VQZFormatError), error
     assert "claims 4294967295 images; this reader accepts 1 to 100000 (Limits.max_images)" in str(error)
     assert peak < 1_000_000
