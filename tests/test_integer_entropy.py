@@ -137,6 +137,22 @@ def test_litert_kernel_sets_and_thread_counts_give_the_same_integers():
                                   network.logits(odd).reshape(3, 13 * 21, -1)[:, positions])
 
 
+def test_a_context_file_without_the_positions_input_is_refused(tmp_path):
+    """A bundle exported before the head moved into LiteRT: a clear re-export message."""
+    network = extreme_network(layers=1)
+
+    @tf.function(input_signature=[tf.TensorSpec((None, None, None), tf.int32, name="codes")])
+    def context(codes):
+        return {"features": tf.expand_dims(tf.cast(codes, tf.float32), -1)}
+
+    module = tf.Module()
+    module.context = context
+    tf.saved_model.save(module, str(tmp_path), signatures={"context": context.get_concrete_function()})
+    old = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path), signature_keys=["context"]).convert()
+    with pytest.raises(ie.EntropyModelError, match="export the model again"):
+        ie.LiteRTContextNetwork(old, network)
+
+
 def test_the_2_to_the_24_bound_is_what_makes_float32_exact():
     """Negative control: the same float32 convolution is exact on integers within the bound
     and inexact past it, which is why the contract bounds every dot product."""
