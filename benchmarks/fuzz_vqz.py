@@ -1,7 +1,8 @@
 """Fuzz the `.vqz` parser: mutate valid files (bit flips, byte changes, truncation, extension,
-splices, random headers, size and count claims) of both format versions and check every input
-is either decoded or refused with a clean `VQZFormatError` (a ValueError) — never another
-exception, a crash or a hang — and that the reader's peak memory stays bounded.
+splices, random headers, size, count and length claims) of both format versions and check every
+input is either decoded or refused with a clean `VQZFormatError` (a ValueError) — never another
+exception, a crash or a hang — and that the reader's peak memory stays bounded: the largest
+peak of one read (tracemalloc: Python and numpy allocations) and the process's peak RSS.
 
 Records the number of inputs tried and the failures in benchmarks/RESULTS.md.
 
@@ -11,19 +12,49 @@ Records the number of inputs tried and the failures in benchmarks/RESULTS.md.
 import argparse
 import os
 import random
+import struct
 import sys
 import time
+import tracemalloc
 import traceback
+import zlib
 
 sys.path.insert(0, os.path.dirname(__file__))
 from common import append_results, hardware_description, markdown_table  # noqa: E402
 
 
+def _varint(value):
+    out = bytearray()
+    while True:
+        out.append((value & 0x7F) | (0x80 if value >> 7 else 0))
+        value >>= 7
+        if not value:
+            return bytes(out)
+
+
+#: version 1: where the header's fields start after the name, and their layout (image shape,
+#: grid, K, image count, mode, batch, codes crc, payload length)
+_V1_PREFIX = struct.Struct("<8sHH")
+_V1_CLAIMS = {"height": (32, "H"), "width": (34, "H"), "images": (46, "I"), "payload": (57, "Q")}
+
+
+def _v1_claim(data, rng):
+    """A version-1 file whose image count, size or payload length claims a large value, with
+    its trailing CRC32 rewritten so the claim (not the checksum) is what the reader meets."""
+    name_length = _V1_PREFIX.unpack_from(data, 0)[2]
+    field, (offset, code) = rng.choice(sorted(_V1_CLAIMS.items()))
+    at = _V1_PREFIX.size + name_length + offset
+    bits = struct.calcsize(code) * 8
+    struct.pack_into("<" + code, data, at, rng.choice([2**k for k in range(7, bits + 1)]) - 1)
+    data[-4:] = (zlib.crc32(bytes(data[:-4])) & 0xFFFFFFFF).to_bytes(4, "little")
+    return data
+
+
 def mutations(seed_files, rng):
-    """An endless stream of mutated byte strings."""
+    """An endless stream of `(kind, mutated bytes)`; kinds 5 and 6 are size, count and length claims."""
     while True:
         data = bytearray(rng.choice(seed_files))
-        kind = rng.randrange(7)
+        kind = rng.randrange(8)
         if kind == 0 and data:  # flip bits
             for _ in range(rng.randint(1, 8)):
                 i = rng.randrange(len(data))
@@ -39,19 +70,15 @@ def mutations(seed_files, rng):
             other = rng.choice(seed_files)
             cut = rng.randrange(len(data))
             data = data[:cut] + other[rng.randrange(len(other)):]
-        elif kind == 5 and data[:4] == b"VQZ\x02":  # claim a large count or size (version 2 varints)
+        elif kind in (5, 6) and data[:4] == b"VQZ\x02":  # a large count, size or stream length (varints)
             claim = rng.choice([2**k for k in range(7, 36)]) - rng.randrange(2)
-            varint = bytearray()
-            while True:
-                varint.append((claim & 0x7F) | (0x80 if claim >> 7 else 0))
-                claim >>= 7
-                if not claim:
-                    break
-            at = rng.choice([9, 10, 11, 12])
-            data = data[:at] + varint + data[at + 1 :]
+            at = rng.choice([9, 10, 11, 12]) if kind == 5 else rng.randrange(13, min(len(data), 40))
+            data = data[:at] + _varint(claim) + data[at + 1 :]
+        elif kind in (5, 6):  # version 1: a large image count, size or payload length
+            data = _v1_claim(data, rng)
         else:  # random bytes behind a valid magic
             data = data[:4] + bytes(rng.randrange(256) for _ in range(rng.randint(0, 200)))
-        yield bytes(data)
+        yield kind, bytes(data)
 
 
 def main():
@@ -79,36 +106,57 @@ def main():
     seed_files += [vqz_v1.compress_codes(model, c, mode=m, model_name="fuzz") for c in codes for m in ("prior", "fixed")]
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rng = random.Random(args.seed)
-    counts = {"inputs": 0, "decoded": 0, "refused cleanly": 0, "other exceptions": 0}
+    counts = {"inputs": 0, "claims": 0, "decoded": 0, "refused cleanly": 0, "over a limit": 0,
+              "other exceptions": 0}
     failures = []
+    largest = (0, None)  # the largest traced peak of one read of a claim, and its input
+    codec_model = codec.codec_model(model)  # built once, outside the traced reads
     deadline = time.time() + args.seconds
-    for data in mutations(seed_files, rng):
+    for kind, data in mutations(seed_files, rng):
         if time.time() > deadline:
             break
         counts["inputs"] += 1
+        claim = kind in (5, 6)
+        counts["claims"] += claim
+        if claim:  # traced alone: tracing every input would slow the fuzzing tenfold
+            tracemalloc.start()
         try:
-            codec.decompress_codes(model, data)
+            codec.decompress_codes(codec_model, data)
             counts["decoded"] += 1
-        except codec.VQZFormatError:
+        except codec.VQZFormatError as error:
             counts["refused cleanly"] += 1
+            counts["over a limit"] += "this reader accepts" in str(error)
         except Exception:  # anything else is a parser bug
             counts["other exceptions"] += 1
             if len(failures) < 5:
                 failures.append((data[:64].hex(), traceback.format_exc(limit=3)))
+        if claim:
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            if peak > largest[0]:
+                largest = (peak, data)
     for sample, trace in failures:
         print("FAILURE on input starting", sample, "\n", trace)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    rows = [{"inputs tried": counts["inputs"], "decoded": counts["decoded"],
-             "refused with VQZFormatError": counts["refused cleanly"], "other exceptions": counts["other exceptions"],
+    print(f"largest traced peak of one read of a claim: {largest[0] / 1e6:.2f} MB, on an input of {len(largest[1] or b'')} "
+          f"bytes starting {(largest[1] or b'')[:16].hex()}")
+    rows = [{"inputs tried": counts["inputs"], "of which claims": counts["claims"], "decoded": counts["decoded"],
+             "refused with VQZFormatError": counts["refused cleanly"], "of which over a Limits bound":
+             counts["over a limit"], "other exceptions": counts["other exceptions"],
+             "largest peak of one read of a claim (MB)": f"{largest[0] / 1e6:.2f}",
              "peak RSS (MB)": f"{peak:.0f}", "growth while fuzzing (MB)": f"{peak - rss_before:.0f}"}]
     table = markdown_table(rows, list(rows[0]))
     print(table)
     append_results(".vqz parser fuzzing", table,
                    protocol=f"{args.seconds:.0f} s of mutations (bit flips, byte overwrites, truncation, extension, "
-                            f"splices, random bodies, count and size claims up to 2^35) of {len(seed_files)} valid "
-                            "files (version 2: context and fixed coding, several image sizes; version 1: prior and "
-                            f"fixed), seed {args.seed}; peak RSS of the whole process (ru_maxrss), and its growth "
-                            "after the model was built",
+                            "splices, random bodies; a quarter are claims: version-2 image counts, sizes and stream "
+                            "lengths up to 2^35, version-1 image counts, sizes and payload lengths up to the "
+                            f"field's maximum with the file's CRC32 rewritten) of {len(seed_files)} valid files "
+                            "(version 2: context and fixed coding, several image sizes; version 1: prior and "
+                            f"fixed), seed {args.seed}, default `vaezoo.vqz.Limits`; the largest peak of one read of a "
+                            "claim (tracemalloc, started for that read alone: Python and numpy allocations of "
+                            "`codec.decompress_codes`), the peak RSS "
+                            "of the whole process (ru_maxrss) and its growth after the model was built",
                    hardware=hardware_description())
     return 1 if counts["other exceptions"] else 0
 

@@ -1,9 +1,10 @@
-"""Write docs/signatures.md: every SavedModel signature's inputs and outputs, per family.
+"""Write docs/signatures.md: every SavedModel signature's inputs, outputs and row limit, per family.
 
 The table is read from real exports, not typed by hand: the script exports one tiny
-untrained model per family with `vaezoo.export.saved_model.export_saved_model`, loads each
-with `tf.saved_model.load` and lists each signature's named inputs and outputs with their
-dtypes and shapes. The tiny models use distinct sizes (H=12, W=8, C=3, latent_dim=5,
+untrained model per family with `vaezoo.export.saved_model.export_saved_model` (default
+options), loads each with `tf.saved_model.load` and lists each signature's named inputs and
+outputs with their dtypes and shapes, and its row limit from the export's
+`assets.extra/vaezoo_export.json`. The tiny models use distinct sizes (H=12, W=8, C=3, latent_dim=5,
 condition_dim=7, VQ grid 6x4) so every dimension maps back to its symbol.
 
     python docs/make_signature_table.py            # rewrites docs/signatures.md (~1 minute on CPU)
@@ -74,12 +75,16 @@ def _tensor(side, name, spec):
 
 
 def signature_rows(path):
-    """[(signature, inputs text, outputs text)] of the SavedModel at `path`."""
+    """[(signature, inputs text, outputs text, rows per call)] of the SavedModel at `path`."""
+    import json
+
     import tensorflow as tf
 
-    from vaezoo.export.saved_model import FLOAT_SIGNATURES, SIGNATURES
+    from vaezoo.export.saved_model import FLOAT_SIGNATURES, MANIFEST, SIGNATURES
 
     signatures = tf.saved_model.load(path).signatures
+    with open(os.path.join(path, MANIFEST), encoding="utf-8") as f:
+        limits = json.load(f)["limits"]
     rows = []
     for name in SIGNATURES + FLOAT_SIGNATURES:
         fn = signatures[name]
@@ -87,7 +92,8 @@ def signature_rows(path):
         order = ["images", "z", "codes", "seed", "condition"]
         ins = [_tensor("in", k, inputs[k]) for k in sorted(inputs, key=lambda k: order.index(k) if k in order else 9)]
         outs = [_tensor("out", k, v) for k, v in sorted(fn.structured_outputs.items())]
-        rows.append((name, "<br>".join(ins), "<br>".join(outs)))
+        bounded = limits["max_rows"] is not None and name in limits["applies_to"]
+        rows.append((name, "<br>".join(ins), "<br>".join(outs), f"≤ {limits['max_rows']}" if bounded else "any"))
     return rows
 
 
@@ -129,11 +135,17 @@ def render():
         "- Bad input is refused inside the graph with INVALID_ARGUMENT and a message naming what was",
         "  expected: a wrong image shape, float pixels outside [0, 1], labels outside [0, num_classes),",
         "  codes outside [0, num_embeddings), NaN/Inf latents.",
+        "- Every signature refuses more rows per call than the export's `max_rows` (the last column:",
+        "  the default, `vaezoo export --max-rows N` sets another, recorded in",
+        "  `assets.extra/vaezoo_export.json` under `limits`) with INVALID_ARGUMENT naming the limit,",
+        "  before any work is done. What else bounds a request on a server: [exports/README.md]"
+        "(../exports/README.md#bounding-what-a-request-can-cost).",
         "",
     ]
     for families, rows in sections:
-        lines += [f"## {', '.join(families)}", "", "| signature | inputs | outputs |", "|---|---|---|"]
-        lines += [f"| `{name}` | {ins} | {outs} |" for name, ins, outs in rows]
+        lines += [f"## {', '.join(families)}", "", "| signature | inputs | outputs | rows per call |",
+                  "|---|---|---|---|"]
+        lines += [f"| `{name}` | {ins} | {outs} | {limit} |" for name, ins, outs, limit in rows]
         lines.append("")
     return "\n".join(lines)
 

@@ -76,6 +76,36 @@ def _write_bytes(folder, name, data):
     return path
 
 
+def _v2_claim(body):
+    """A 100-byte version-2 file of `_vq()`'s model whose header after the model id is `body`."""
+    return (_vqz_bytes()[:8] + body).ljust(96, b"\0") + bytes(4)
+
+
+def _sparse_vqz(folder):
+    path = os.path.join(folder, "sparse.vqz")
+    with open(path, "wb") as f:
+        f.write(b"VQZ\x02")
+        f.truncate(2**31)  # 2 GB on paper, a few KB on disk
+    from vaezoo import codec
+
+    return codec.read_vqz(path, _vq())
+
+
+def _png_bomb(folder):
+    from helpers import png_declaring
+    from vaezoo import data
+
+    return data.load_image_files([png_declaring(os.path.join(folder, "bomb.png"), 50_000, 50_000)], (28, 28), 3)
+
+
+def _v1_count_claim(folder):
+    from helpers import vqz_v1_with
+    from vaezoo import vqz_v1
+
+    valid = vqz_v1.compress_codes(_vq(), np.zeros((1, 4, 4), np.int32), mode="fixed", model_name="m")
+    return _read_vqz(folder, vqz_v1_with(valid, num_images=2**32 - 1))
+
+
 def _export_twice(folder):
     from vaezoo.export.saved_model import export_saved_model
 
@@ -206,6 +236,20 @@ CASES = [
     ("vqz-size-claim", "a 20-byte .vqz claiming a 100,000 x 100,000 image",
      lambda d: _read_vqz(d, _vqz_bytes()[:9] + b"\x01\xa0\x8d\x06\xa0\x8d\x06" + bytes(4)),
      ValueError, r"claims a 100000x100000 image; this reader accepts"),
+    ("vqz-count-claim-v1", "a version-1 .vqz (checksum intact) claiming 2^32 - 1 images", _v1_count_claim,
+     ValueError, r"claims 4294967295 images; this reader accepts 1 to 100000 \(Limits.max_images\)"),
+    ("vqz-stream-claim", "a 100-byte context-coded .vqz claiming a 10,000 x 10,000 image",
+     lambda d: _read_vqz(d, _v2_claim(b"\x0b\x01\x90\x4e\x90\x4e")),
+     ValueError, r"make 6105 streams, whose lengths alone need 6104 bytes"),
+    ("vqz-sparse-file", "a sparse .vqz file of 2 GB", _sparse_vqz,
+     ValueError, r"this reader accepts up to 1073741824 bytes \(Limits.max_file_bytes\)"),
+    ("image-size-claim", "a 225-byte PNG declaring 50,000 x 50,000 pixels", _png_bomb,
+     ValueError, r"bomb\.png: the image declares .*vaezoo reads.*100000000 pixels"),
+    ("sample-count", "a million samples in one call", lambda d: _vae().sample(1_000_000),
+     ValueError, r"n=1000000 is over the limit of 4096 images per call \(model.max_samples_per_call\)"),
+    ("export-rows-below-batching", "an export row limit below the batching max_batch_size",
+     lambda d: __import__("vaezoo.export.saved_model").export.saved_model.export_saved_model(
+         _vae(), d, model_name="m", max_rows=32), ValueError, r"max_rows=32 is below the server-side batching"),
     ("vqz-other-model", "a .vqz written with other weights", lambda d: _read_vqz(
         d, _vqz_bytes(), __import__("vaezoo").VQVAE(input_shape=(16, 16, 3), num_embeddings=8, embedding_dim=4,
                                                    hidden_channels=8, residual_channels=4, num_residual_blocks=1,

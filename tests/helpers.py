@@ -277,3 +277,41 @@ def check_traversal_png(path, model, image, dims, values, scale=2, condition=Non
     for i in range(len(dims)):
         tiles = grid_tiles(small, 1, len(values), (h, w), top=(i + 1) * (h + 4), left=label_width)[0]
         np.testing.assert_allclose(tiles, expected[i], rtol=0, atol=1, err_msg=f"row of dim {dims[i]}")
+
+
+def png_declaring(path, width, height, channels=3):
+    """Write a valid PNG of a few hundred bytes whose header (IHDR) declares `width` x `height`
+    8-bit pixels (grey or RGB), with one small compressed row of data: what a decompression
+    bomb looks like to a reader that trusts the header. Returns `path`."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    colour_type = {1: 0, 3: 2}[channels]
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    row = b"\x00" + bytes(width * channels)  # filter byte + the first row; the rest is missing
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(row, 9))
+                + chunk(b"IEND", b""))
+    return str(path)
+
+
+#: version-1 `.vqz` header fields a test may rewrite: their offset after the model name, and format
+_V1_FIELDS = {"height": (32, "<H"), "width": (34, "<H"), "num_images": (46, "<I"), "payload_length": (57, "<Q")}
+
+
+def vqz_v1_with(data, **fields):
+    """Version-1 `.vqz` bytes with header fields rewritten (e.g. `num_images=2**32 - 1`) and the
+    trailing CRC32 recomputed, so the rewritten claim, not the checksum, is what a reader meets."""
+    import struct
+    import zlib
+
+    data = bytearray(data)
+    start = struct.calcsize("<8sHH") + struct.unpack_from("<8sHH", data, 0)[2]
+    for name, value in fields.items():
+        offset, code = _V1_FIELDS[name]
+        struct.pack_into(code, data, start + offset, value)
+    data[-4:] = (zlib.crc32(bytes(data[:-4])) & 0xFFFFFFFF).to_bytes(4, "little")
+    return bytes(data)

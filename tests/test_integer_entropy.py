@@ -123,14 +123,34 @@ def test_litert_kernel_sets_and_thread_counts_give_the_same_integers():
     flatbuffer = convert_context_network(network)
     rng = np.random.default_rng(2)
     codes = rng.integers(0, 33, (2000, 8, 8)).astype(np.int32)
-    reference = network.features(codes)
+    reference = network.logits(codes)
     for resolver in ie.RESOLVERS:
         for threads in (1, 2):
             batch = codes if resolver != "reference" else codes[:200]  # the reference kernels are slow
             runtime = ie.LiteRTContextNetwork(flatbuffer, network, resolver=resolver, num_threads=threads)
-            np.testing.assert_array_equal(runtime.features(batch), reference[: len(batch)], err_msg=resolver)
-    odd = rng.integers(0, 33, (3, 13, 21)).astype(np.int32)  # any grid size
-    np.testing.assert_array_equal(ie.LiteRTContextNetwork(flatbuffer, network).logits(odd), network.logits(odd))
+            np.testing.assert_array_equal(runtime.logits(batch), reference[: len(batch)], err_msg=resolver)
+    odd = rng.integers(0, 33, (3, 13, 21)).astype(np.int32)  # any grid size, any positions
+    positions = rng.choice(13 * 21, 50, replace=False)
+    runtime = ie.LiteRTContextNetwork(flatbuffer, network)
+    np.testing.assert_array_equal(runtime.logits_at(odd, positions), network.logits_at(odd, positions))
+    np.testing.assert_array_equal(network.logits_at(odd, positions),
+                                  network.logits(odd).reshape(3, 13 * 21, -1)[:, positions])
+
+
+def test_a_context_file_without_the_positions_input_is_refused(tmp_path):
+    """A bundle exported before the head moved into LiteRT: a clear re-export message."""
+    network = extreme_network(layers=1)
+
+    @tf.function(input_signature=[tf.TensorSpec((None, None, None), tf.int32, name="codes")])
+    def context(codes):
+        return {"features": tf.expand_dims(tf.cast(codes, tf.float32), -1)}
+
+    module = tf.Module()
+    module.context = context
+    tf.saved_model.save(module, str(tmp_path), signatures={"context": context.get_concrete_function()})
+    old = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path), signature_keys=["context"]).convert()
+    with pytest.raises(ie.EntropyModelError, match="export the model again"):
+        ie.LiteRTContextNetwork(old, network)
 
 
 def test_the_2_to_the_24_bound_is_what_makes_float32_exact():

@@ -198,3 +198,16 @@ def test_client_arguments_are_checked(served, double):
     with pytest.raises(ValueError, match="n must be"):
         client.sample(0)
     assert double.calls == 0
+
+
+def test_a_request_over_the_exports_row_limit_reaches_the_client_as_invalid_argument(served, double):
+    from vaezoo.export.saved_model import DEFAULT_MAX_ROWS
+
+    n = DEFAULT_MAX_ROWS + 1
+    client = RestClient(double.rest_url, NAME, timeout=30, retries=0)
+    with pytest.raises(ServingError) as info:
+        client.sample(n, seed=0, condition=np.zeros(n, np.int32))
+    assert info.value.code == "INVALID_ARGUMENT" and info.value.http_status == 400
+    assert f"at most {DEFAULT_MAX_ROWS} rows per call (max_rows" in info.value.message
+    assert client.sample(DEFAULT_MAX_ROWS, seed=0, condition=np.zeros(DEFAULT_MAX_ROWS, np.int32))["images"].shape[0] \
+        == DEFAULT_MAX_ROWS

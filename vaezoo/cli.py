@@ -190,7 +190,8 @@ def _export(args):
         model, name = args.model, args.name
     try:
         result = export_model(model, args.out, format=args.format, model_name=name, version=args.version,
-                              overwrite=args.overwrite, version_policy=args.version_policy, **kwargs)
+                              overwrite=args.overwrite, version_policy=args.version_policy,
+                              max_rows=args.max_rows, **kwargs)
     except (ExportExistsError, ImportError) as error:
         print(f"vaezoo export: error: {error}", file=sys.stderr)
         return 2
@@ -335,6 +336,7 @@ def _interpolate(args):
 
 
 def build_parser():
+    from vaezoo.export.saved_model import DEFAULT_MAX_ROWS
     from vaezoo.strategy import STRATEGIES
 
     parser = argparse.ArgumentParser(
@@ -459,6 +461,10 @@ def build_parser():
     exp.add_argument("--overwrite", action="store_true", help="replace an existing version directory")
     exp.add_argument("--version-policy", choices=("latest", "specific", "all"), default="latest",
                      help="models.config version policy for this model (default: latest)")
+    exp.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, metavar="N",
+                     help=f"the most rows (images, seeds, latents) any SavedModel signature takes per call; more "
+                          f"fail with INVALID_ARGUMENT before any work (default {DEFAULT_MAX_ROWS}; at least the "
+                          "batching max_batch_size)")
     exp.add_argument("--calibration", metavar="SOURCE",
                      help="calibration images for the full_int8 TFLite variant: a folder of images, an .npz "
                           "(x_train or its first array) or 'data' (the model's own training data); without it "

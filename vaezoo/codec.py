@@ -53,7 +53,7 @@ class CodecModel:
 class KerasCodecModel(CodecModel):
     """The desktop path: a `VQVAE`'s Keras encoder and decoder; its context model runs on
     LiteRT from a float32 conversion made once per model (the same integers as numpy's
-    reference `IntegerContextNetwork.features` and as any device).
+    reference `IntegerContextNetwork.logits` and as any device).
 
     Args:
         model: a `VQVAE` (with `context_model` for entropy coding).
@@ -340,8 +340,8 @@ def _version(data):
 
 def read_header(data, limits=Limits()):
     """The checked header of `.vqz` bytes or a file: `vqz.Header` (version 2) or `vqz_v1.VQZHeader`."""
-    data = _read(data)
-    return vqz_v1.read_header(data) if _version(data) == 1 else vqz.parse(data, limits)
+    data = _read(data, limits)
+    return vqz_v1.read_header(data, limits) if _version(data) == 1 else vqz.parse(data, limits)
 
 
 def decompress_codes(model, data, limits=Limits()):
@@ -352,12 +352,12 @@ def decompress_codes(model, data, limits=Limits()):
             `VQZModelMismatchError`: written with another model.
     """
     codec = codec_model(model)
-    data = _read(data)
+    data = _read(data, limits)
     if _version(data) == 1:
         if not isinstance(codec, KerasCodecModel):
             raise VQZFormatError("this is a version-1 .vqz file (PixelCNN-coded): it decodes only with the "
                                  "Keras VQVAE it was written with, not a LiteRT codec model.")
-        codes = vqz_v1.decompress_codes(codec.model, data)
+        codes = vqz_v1.decompress_codes(codec.model, data, limits)
         h, w = codec.model.image_shape[:2]
         return [(h, w)] * len(codes), list(codes)
     header = vqz.parse(data, limits)
@@ -399,7 +399,7 @@ def decompress(model, data, limits=Limits()):
         VQZFormatError: see `decompress_codes`.
     """
     codec = codec_model(model)
-    data = _read(data)
+    data = _read(data, limits)
     sizes, grids = decompress_codes(codec, data, limits)
     return _stack_if_same(decode_images(codec, sizes, grids))
 
@@ -417,13 +417,15 @@ def write_vqz(path, model, images, **kwargs):
 
 def read_vqz(path, model, limits=Limits()):
     """Images float32 in [0, 1] from the `.vqz` file `path` (see `decompress`)."""
-    return decompress(model, _read(path), limits)
+    return decompress(model, _read(path, limits), limits)
 
 
-def _read(data):
+def _read(data, limits=Limits()):
+    """The bytes of `data` (bytes, or a path read after its size is checked against `limits`)."""
     if isinstance(data, (str, os.PathLike)):
         with open(data, "rb") as f:
-            return f.read()
+            limits.check_file_length(os.fstat(f.fileno()).st_size)
+            return f.read(limits.max_file_bytes + 1)
     return bytes(data)
 
 

@@ -14,8 +14,10 @@ Example:
     >>> images = next(iter(ds))       # (64, 64, 64, 1) float32 in {0, 1}
 """
 
+import contextlib
 import math
 import os
+import warnings
 
 import numpy as np
 
@@ -23,6 +25,14 @@ from vaezoo.validation import ConfigError, check_int, check_keys
 
 PREPROCESS_MODES = ("scale", "binarize_dynamic", "binarize_static", "dequantize")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+#: the most pixels (width x height) an image file may declare: checked from the file's header
+#: before anything is decoded (vaezoo's own limit, whatever Pillow's global
+#: `Image.MAX_IMAGE_PIXELS` is set to; the same as `vaezoo.vqz.Limits.max_pixels`).
+MAX_IMAGE_PIXELS = 100_000_000
+
+
+class ImageTooLargeError(ValueError):
+    """An image file declares more pixels than the reader's limit (`MAX_IMAGE_PIXELS` or `max_pixels`)."""
 
 
 # --------------------------------------------------------------------------- dSprites
@@ -115,10 +125,9 @@ def list_image_folder(path):
     """Image files under `path` (recursively) and their class labels (first-level folders).
 
     Raises a ValueError naming the offending files if the folder is empty or holds files that
-    are not images Pillow can open.
+    are not images Pillow can open, and `ImageTooLargeError` for a file that declares more than
+    `MAX_IMAGE_PIXELS` pixels.
     """
-    from PIL import Image
-
     if not os.path.isdir(path):
         raise FileNotFoundError(f"Image folder {path!r} does not exist.")
     files, bad = [], []
@@ -131,8 +140,10 @@ def list_image_folder(path):
                 bad.append(full)
                 continue
             try:
-                with Image.open(full) as image:
+                with open_image(full) as image:
                     image.verify()
+            except ImageTooLargeError:
+                raise
             except Exception:
                 bad.append(full)
                 continue
@@ -150,11 +161,56 @@ def list_image_folder(path):
     return files, np.asarray(labels, np.int64), classes
 
 
+@contextlib.contextmanager
+def open_image(file, name=None, max_pixels=None):
+    """Open an image file with Pillow, checking its declared size before anything is decoded.
+
+    The one place vaezoo opens image files. Pillow reads only the header on `Image.open`, so
+    the width and height a file declares are known before its pixels are decompressed: a PNG
+    of a few kilobytes can declare 50,000 x 50,000 pixels (7.5 GB once decoded).
+
+    Args:
+        file: a path or a binary file object.
+        name: what the error calls the file (default: the path).
+        max_pixels: the most pixels (width x height) accepted; `None`: `MAX_IMAGE_PIXELS`.
+
+    Yields:
+        the open `PIL.Image.Image` (closed on exit).
+
+    Raises:
+        ImageTooLargeError: the file declares more than `max_pixels` pixels (also when Pillow's
+            own decompression-bomb check refuses it first).
+        PIL.UnidentifiedImageError, OSError: not an image Pillow reads.
+
+    Example:
+        >>> with open_image("photo.png") as image:
+        ...     pixels = np.asarray(image.convert("RGB"))
+    """
+    from PIL import Image
+
+    name = name if name is not None else (os.fspath(file) if isinstance(file, (str, os.PathLike)) else "image")
+    limit = MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
+    with warnings.catch_warnings():  # Pillow's warning band is below vaezoo's limit: the check below decides
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(file)
+        except Image.DecompressionBombError as error:
+            raise ImageTooLargeError(f"{name}: the image declares more pixels than vaezoo reads ({limit} pixels, "
+                                     f"data.MAX_IMAGE_PIXELS); Pillow: {error}") from None
+    with image:
+        width, height = image.size
+        if width * height > limit:
+            raise ImageTooLargeError(f"{name}: the image declares {width}x{height} = {width * height} pixels; "
+                                     f"vaezoo reads images up to {limit} pixels (data.MAX_IMAGE_PIXELS); it was "
+                                     "not decoded.")
+        yield image
+
+
 #: channels of each Pillow image mode (what `load_image_files(..., resize=False)` accepts).
 _MODE_CHANNELS = {"1": 1, "L": 1, "I": 1, "I;16": 1, "F": 1, "LA": 2, "RGB": 3, "YCbCr": 3, "RGBA": 4, "CMYK": 4}
 
 
-def load_image_files(paths, image_size, channels, resize=True):
+def load_image_files(paths, image_size, channels, resize=True, max_pixels=None):
     """Decode image files to uint8 `(n, height, width, channels)` (a list with `image_size=None`).
 
     Args:
@@ -166,13 +222,16 @@ def load_image_files(paths, image_size, channels, resize=True):
             resize bilinearly to `image_size`. `False` (the codec): the files must already be
             8-bit images of `image_size` with `channels` channels (palette images are
             expanded); nothing is resized or converted between grey and colour.
+        max_pixels: the most pixels a file may declare, checked before it is decoded;
+            `None`: `MAX_IMAGE_PIXELS`.
 
     Raises:
         FileNotFoundError: a path that is not a file.
+        ImageTooLargeError: a file that declares more than `max_pixels` pixels.
         ValueError: a file that is not a readable image, or (with `resize=False`) one of
             another size, channel count or bit depth; the message names the file.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     if image_size is None and resize:
         raise ValueError("load_image_files needs an image_size to resize to (or resize=False).")
@@ -181,7 +240,7 @@ def load_image_files(paths, image_size, channels, resize=True):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"No image file at {path!r}.")
         try:
-            with Image.open(path) as image:
+            with open_image(path, max_pixels=max_pixels) as image:
                 array = _resized(image, image_size, channels) if resize else _exact(image, path, image_size, channels)
         except (UnidentifiedImageError, OSError) as error:
             raise ValueError(f"{path!r} is not a readable image ({error}).") from None
@@ -235,8 +294,6 @@ def load_image_tar(path, split, channels=3):
     import io
     import tarfile
 
-    from PIL import Image
-
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No tar archive at {path!r}.")
     items = []
@@ -252,7 +309,11 @@ def load_image_tar(path, split, channels=3):
     items.sort()
     classes = sorted({name.split("/")[1] for name, _ in items})
     mode = {1: "L", 3: "RGB"}[channels]
-    images = np.stack([np.asarray(Image.open(io.BytesIO(b)).convert(mode)) for _, b in items])
+    images = []
+    for name, content in items:
+        with open_image(io.BytesIO(content), name=f"{path}:{name}") as image:
+            images.append(np.asarray(image.convert(mode)))
+    images = np.stack(images)
     labels = np.array([classes.index(name.split("/")[1]) for name, _ in items], np.int64)
     return images.reshape(*images.shape[:3], channels), labels
 

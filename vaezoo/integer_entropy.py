@@ -114,18 +114,23 @@ def masses(logits, table):
         logits: integer logits `(n, K)` (any integer or integer-valued float dtype).
         table: the model's `EXP_TABLE` (int64, decreasing, `table[0]` the largest).
     """
+    return masses_float64(logits, table).astype(np.int64)
+
+
+def masses_float64(logits, table):
+    """`masses` held in float64 (every value an exact integer below 2^24): what the coder
+    divides by 2^24 without another integer pass over `(n, K)` values."""
     logits = np.asarray(logits)
     if logits.ndim != 2 or logits.shape[1] < 2:
         raise ValueError(f"logits must have shape (n, K >= 2), got {logits.shape}.")
-    logits = logits.astype(np.int32)  # |logit| <= LOGIT_LIMIT
-    table = np.asarray(table)
+    logits = logits.astype(np.int32, copy=False)  # |logit| <= LOGIT_LIMIT
     gap = logits.max(axis=1, keepdims=True) - logits
     np.minimum(gap, len(table) - 1, out=gap)
-    raw = table.astype(np.float64).take(gap)  # integers < 2^EXP_TABLE_BITS + 1: exact
+    raw = np.asarray(table, np.float64).take(gap)  # integers <= 2^EXP_TABLE_BITS: exact
     k = logits.shape[1]
     scaled = _floor_ratio(raw, 2**PRECISION - k, raw.sum(axis=1, keepdims=True))  # every symbol gets 1 more
-    scaled = scaled.astype(np.int64) + 1
-    remainder = 2**PRECISION - scaled.sum(axis=1)
+    scaled += 1
+    remainder = 2**PRECISION - scaled.sum(axis=1)  # exact: a sum of integers below 2^53
     scaled[np.arange(len(scaled)), np.argmax(logits, axis=1)] += remainder
     return scaled
 
@@ -166,7 +171,8 @@ def code_bits(network, grids, block=16):
                 for g in range(NUM_GROUPS):
                     where = groups == g
                     if where.any():
-                        logits = network.logits(context_input(codes, groups, g, network.num_embeddings))[0][where]
+                        inputs = context_input(codes, groups, g, network.num_embeddings)
+                        logits = network.logits_at(inputs, np.flatnonzero(where))[0]
                         m = masses(logits, network.table)
                         total += float(np.sum(PRECISION - np.log2(m[np.arange(len(m)), codes[0][where]])))
         out.append(total)
@@ -252,6 +258,12 @@ class IntegerContextNetwork:
         """Integer logits `(n, h, w, K)` (int64) for input indices `(n, h, w)` in [0, K]."""
         return self.head(self.features(inputs))
 
+    def logits_at(self, inputs, positions):
+        """Integer logits `(n, p, K)` at flat `positions` (indices into h * w) only: what the
+        coder needs for one group."""
+        features = self.features(inputs)
+        return self.head(features.reshape(len(features), -1, features.shape[-1])[:, np.asarray(positions)])
+
     def head(self, features):
         """Integer logits from last hidden activations (any leading shape), int64.
 
@@ -302,21 +314,21 @@ RESOLVERS = ("default", "builtin", "reference")
 
 
 class LiteRTContextNetwork:
-    """`IntegerContextNetwork.features` computed by LiteRT from a float32 `.tflite` file.
+    """`IntegerContextNetwork.logits_at` computed by LiteRT from a float32 `.tflite` file.
 
-    The file is what `vaezoo.export.tflite.convert_context_network` writes; the head, the
-    masses and the table come from the frozen network's arrays (`network`), numpy.
+    The file is what `vaezoo.export.tflite.convert_context_network` writes (the network and
+    its head); the masses and the table come from the frozen network's arrays (`network`).
 
     Args:
         model_content: bytes of the `.tflite` file.
-        network: the `IntegerContextNetwork` (for its head and table).
+        network: the `IntegerContextNetwork` (for K and its table).
         resolver: `"default"` (XNNPACK), `"builtin"` (optimized built-in kernels without
             delegates) or `"reference"` (LiteRT's portable reference kernels).
         num_threads: interpreter threads (`None`: LiteRT's default).
 
     Example:
-        >>> runtime = LiteRTContextNetwork(open("entropy.tflite", "rb").read(), network)
-        >>> np.array_equal(runtime.logits(inputs), network.logits(inputs))
+        >>> runtime = LiteRTContextNetwork(open("context.tflite", "rb").read(), network)
+        >>> np.array_equal(runtime.logits_at(inputs, positions), network.logits_at(inputs, positions))
         True
     """
 
@@ -333,15 +345,19 @@ class LiteRTContextNetwork:
         self.interpreter = Interpreter(model_content=bytes(model_content), num_threads=num_threads,
                                        experimental_op_resolver_type=kind)
         self._runner = self.interpreter.get_signature_runner("context")
+        if "positions" not in self._runner.get_input_details():
+            raise EntropyModelError("this context.tflite predates the head in LiteRT (no `positions` input); "
+                                    "export the model again (vaezoo export MODEL --format tflite).")
 
-    def features(self, inputs):
-        return self._runner(codes=np.ascontiguousarray(inputs, np.int32))["features"]
+    def logits_at(self, inputs, positions):
+        logits = self._runner(codes=np.ascontiguousarray(inputs, np.int32),
+                              positions=np.ascontiguousarray(positions, np.int32))["logits"]
+        return logits.astype(np.int32)  # integer-valued, |logit| <= LOGIT_LIMIT
 
     def logits(self, inputs):
-        return self.network.head(self.features(inputs))
-
-    def head(self, features):
-        return self.network.head(features)
+        inputs = np.asarray(inputs)
+        n, h, w = inputs.shape
+        return self.logits_at(inputs, np.arange(h * w)).reshape(n, h, w, -1)
 
 
 def _cached_float32(network, name):
@@ -366,4 +382,4 @@ def _conv3x3(a, kernel):
 
 __all__ = ["NUM_GROUPS", "PRECISION", "LOGIT_FRACTION_BITS", "RESOLVERS", "EntropyModelError",
            "IntegerContextNetwork", "LiteRTContextNetwork",
-           "group_map", "context_input", "exp_table", "masses", "code_bits"]
+           "group_map", "context_input", "exp_table", "masses", "masses_float64", "code_bits"]

@@ -62,12 +62,36 @@ class Limits:
         max_side: pixels per image side.
         max_pixels: pixels per image (height x width).
         max_total_pixels: pixels over all images of a file.
+        max_file_bytes: bytes of a file (checked before a file is read into memory: a sparse
+            file can claim terabytes on a few kilobytes of disk).
     """
 
     max_images: int = 100_000
     max_side: int = 65_535
     max_pixels: int = 100_000_000
     max_total_pixels: int = 1_000_000_000
+    max_file_bytes: int = 1 << 30
+
+    def check_file_length(self, length):
+        """`VQZFormatError` unless a file of `length` bytes is within `max_file_bytes`."""
+        if length > self.max_file_bytes:
+            raise VQZFormatError(f".vqz file of {length} bytes; this reader accepts up to {self.max_file_bytes} "
+                                 "bytes (Limits.max_file_bytes).")
+
+    def check_count(self, count):
+        if not 1 <= count <= self.max_images:
+            raise VQZFormatError(f".vqz claims {count} images; this reader accepts 1 to {self.max_images} "
+                                 "(Limits.max_images).")
+
+    def check_size(self, height, width):
+        if not (1 <= height <= self.max_side and 1 <= width <= self.max_side) or height * width > self.max_pixels:
+            raise VQZFormatError(f".vqz claims a {width}x{height} image; this reader accepts sides up to "
+                                 f"{self.max_side} and {self.max_pixels} pixels (Limits).")
+
+    def check_total(self, pixels):
+        if pixels > self.max_total_pixels:
+            raise VQZFormatError(f".vqz claims {pixels} pixels in all; this reader accepts {self.max_total_pixels} "
+                                 "(Limits.max_total_pixels).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,10 +232,11 @@ def _group_probabilities(context, codes):
         where = groups == group
         if where.any():
             inputs = ie.context_input(codes, groups, group, context.num_embeddings)
-            logits = context.head(context.features(inputs)[:, where])
+            logits = context.logits_at(inputs, np.flatnonzero(where))
             k = logits.shape[-1]
-            m = ie.masses(logits.reshape(-1, k), context.table).reshape(len(codes), -1, k)
-            yield where, m / 2.0**ie.PRECISION
+            probabilities = ie.masses_float64(logits.reshape(-1, k), context.table)
+            probabilities *= 2.0**-ie.PRECISION  # exact: dyadic
+            yield where, probabilities.reshape(len(codes), -1, k)
 
 
 def _spans(streams, indices):
@@ -350,12 +375,17 @@ def pack(weights_sha256, stride, sizes, grids, num_embeddings, context=None):
 def parse(data, limits=Limits()):
     """Parse and bound-check a version-2 header: `Header` (nothing is decoded or allocated).
 
+    Every claim is checked against `limits` and against the file's own length before the
+    reader sizes anything by it: the image count and sizes (`Limits`), and the stream count
+    (each stream's length takes at least one byte of the header).
+
     Raises:
         VQZFormatError: not version 2, truncated, a size or count over `limits`, lengths that
             do not add up to the file's length.
     """
     if data[:4] != MAGIC:
         raise VQZFormatError(f"not a version-2 .vqz file (starts with {bytes(data[:4])!r}).")
+    limits.check_file_length(len(data))
     if len(data) < 4 + 4 + 1 + 1 + 4:
         raise VQZFormatError(f"truncated .vqz: {len(data)} bytes is shorter than the smallest header.")
     flags = data[8]
@@ -363,28 +393,24 @@ def parse(data, limits=Limits()):
         raise VQZFormatError(f"corrupted .vqz: unknown flags {flags:#04x}.")
     stride = 2 ** ((flags & _STRIDE_MASK) >> _STRIDE_SHIFT)
     n, offset = _read_varint(data, 9, "image count")
-    if not 1 <= n <= limits.max_images:
-        raise VQZFormatError(f".vqz claims {n} images; this reader accepts 1 to {limits.max_images} "
-                             "(Limits.max_images).")
-    pairs = 1 if flags & FLAG_SAME_SIZE else n
-    if flags & FLAG_SAME_SIZE == 0 and len(data) < offset + 2 * n:
+    limits.check_count(n)
+    same = bool(flags & FLAG_SAME_SIZE)
+    if not same and len(data) < offset + 2 * n:
         raise VQZFormatError(f"truncated .vqz: {n} image sizes do not fit in {len(data)} bytes.")
-    sizes, total = [], 0
-    for _ in range(pairs):
+    sizes = []
+    for _ in range(1 if same else n):
         h, offset = _read_varint(data, offset, "image height")
         w, offset = _read_varint(data, offset, "image width")
-        if not (1 <= h <= limits.max_side and 1 <= w <= limits.max_side) or h * w > limits.max_pixels:
-            raise VQZFormatError(f".vqz claims a {w}x{h} image; this reader accepts sides up to {limits.max_side} "
-                                 f"and {limits.max_pixels} pixels (Limits).")
+        limits.check_size(h, w)
         sizes.append((h, w))
-    sizes = sizes * n if flags & FLAG_SAME_SIZE else sizes
-    total = sum(h * w for h, w in sizes)
-    if total > limits.max_total_pixels:
-        raise VQZFormatError(f".vqz claims {total} pixels in all; this reader accepts {limits.max_total_pixels} "
-                             "(Limits.max_total_pixels).")
+    sizes = sizes * n if same else sizes
+    limits.check_total(sum(h * w for h, w in sizes))
     lengths = []
     if flags & FLAG_CONTEXT:
         count = stream_count([grid_shape(s, stride) for s in sizes])
+        if count - 1 > len(data) - offset - 4:
+            raise VQZFormatError(f"truncated .vqz: its images make {count} streams, whose lengths alone need "
+                                 f"{count - 1} bytes; {max(len(data) - offset - 4, 0)} are left.")
         for _ in range(count - 1):
             length, offset = _read_varint(data, offset, "stream lengths")
             lengths.append(length)

@@ -20,7 +20,7 @@ import numpy as np
 
 from vaezoo import validation
 from vaezoo.vqz import MAGIC_V1 as MAGIC
-from vaezoo.vqz import VQZFormatError, VQZModelMismatchError, decode_fixed, encode_fixed
+from vaezoo.vqz import Limits, VQZFormatError, VQZModelMismatchError, decode_fixed, encode_fixed
 
 FORMAT_VERSION = 1
 
@@ -220,17 +220,20 @@ def compress_codes(model, codes, mode="auto", model_name=None, prior_batch=DEFAU
     return body + _TRAILER.pack(zlib.crc32(body) & 0xFFFFFFFF)
 
 
-def read_header(data):
+def read_header(data, limits=Limits()):
     """Parse and check a `.vqz` container (magic, version, lengths, checksum): `VQZHeader`.
 
     Args:
         data: the file's bytes.
+        limits: the `vaezoo.vqz.Limits` the claimed image count and size must be within
+            (checked before anything is sized by them).
 
     Raises:
-        VQZFormatError: not a .vqz file, unsupported version, truncated, trailing bytes or
-            a checksum mismatch (corruption).
+        VQZFormatError: not a .vqz file, unsupported version, truncated, trailing bytes, a
+            claim over `limits` or a checksum mismatch (corruption).
     """
     data = bytes(data)
+    limits.check_file_length(len(data))
     if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
         raise VQZFormatError(
             f"not a .vqz file: expected the magic bytes {MAGIC!r} at the start, got {data[:len(MAGIC)]!r}."
@@ -254,6 +257,9 @@ def read_header(data):
     (sha, h, w, c, gh, gw, k, n, mode, batch, codes_crc, payload_length) = _FIELDS.unpack_from(
         data, _PREFIX.size + name_length
     )
+    limits.check_count(n)
+    limits.check_size(h, w)
+    limits.check_total(n * h * w)
     total = header_length + payload_length + _TRAILER.size
     if len(data) < total:
         raise VQZFormatError(f"truncated .vqz: the header announces {total} bytes, the file has {len(data)}.")
@@ -275,17 +281,18 @@ def read_header(data):
     )
 
 
-def decompress_codes(model, data):
+def decompress_codes(model, data, limits=Limits()):
     """The code grids int32 `(n, h, w)` stored in `.vqz` bytes (no decoder network runs).
 
     Raises:
-        VQZFormatError: bad container (see `read_header`); `VQZModelMismatchError` when the
+        VQZFormatError: bad container or a claim over `limits` (see `read_header`);
+            `VQZModelMismatchError` when the
             model's weights sha256 differs from the file's; a codes checksum mismatch after
             prior decoding (the prior computed different probabilities than at compression).
     """
     model = _check_vq_model(model)
     data = bytes(data)
-    header = read_header(data)
+    header = read_header(data, limits)
     sha = weights_sha256(model)
     if header.weights_sha256 != sha:
         raise VQZModelMismatchError(

@@ -23,6 +23,7 @@ def export_model(
     overwrite=False,
     version_policy="latest",
     float_signatures=True,
+    max_rows="default",
     **tflite_kwargs,
 ):
     """Export a model for serving: SavedModel in TF Serving's layout, TFLite files, or both.
@@ -40,6 +41,8 @@ def export_model(
         version_policy: `"latest"`, `"specific"` or `"all"` (see
             `vaezoo.export.saved_model.write_model_config`).
         float_signatures: also export the float32-image signatures (`*_float`).
+        max_rows: the most rows any SavedModel signature takes per call (`"default"`:
+            `vaezoo.export.saved_model.DEFAULT_MAX_ROWS`; see `export_saved_model`).
         **tflite_kwargs: passed to `vaezoo.export.tflite.export_tflite` (e.g. `variants`,
             `representative_images`). Without representative images and without
             `variants`, every variant but `full_int8` (which needs calibration images) is
@@ -72,6 +75,7 @@ def export_model(
         result["saved_model"] = sm.export_saved_model(
             model, out, model_name=name, version=version, overwrite=overwrite,
             version_policy=version_policy, float_signatures=float_signatures,
+            max_rows=sm.DEFAULT_MAX_ROWS if max_rows == "default" else max_rows,
         )
     if format in ("tflite", "all"):
         try:

@@ -41,6 +41,11 @@ Design notes:
   network runs once on the whole batch (`model.sample_per_seed`), and a VQ-VAE's
   autoregressive prior uses the same row-cached sampler as the Python API
   (`PixelCNN.sample_from_noise`).
+- Every signature refuses more than `max_rows` rows (default `DEFAULT_MAX_ROWS`, recorded in
+  `assets.extra/vaezoo_export.json` under `limits`) with INVALID_ARGUMENT naming the limit,
+  before any work: the check is the first op of the graph and everything else depends on it
+  (`tf.control_dependencies`). Without it one int32 seed on the wire asks for a whole image
+  (12 KB for 32x32x3) and a few MB of seeds for tens of GB.
 - `score` is the anomaly score: the negative ELBO per example, computed deterministically
   with the posterior MEAN in place of the posterior sample (VAE-likes: `-log p(x | E[z]) +
   KL(q(z | x) || p(z))`, KL analytic; hierarchical: posterior means at every layer and the
@@ -72,6 +77,11 @@ DEFAULT_BATCHING = {
     "max_enqueued_batches": 100,
     "num_batch_threads": 4,
 }
+#: the most rows (images, seeds, latents, code grids) a signature takes per call unless
+#: `export_saved_model(max_rows=...)` / `vaezoo export --max-rows` says otherwise: well above
+#: `DEFAULT_BATCHING["max_batch_size"]` (a batched call sees the merged batch), and about
+#: 0.15 GB (vae-mnist) to 0.4 GB (vq-vae-cifar) of working memory for `sample` on CPU.
+DEFAULT_MAX_ROWS = 1024
 #: provenance file written inside every version (TF Serving ignores `assets.extra`).
 MANIFEST = os.path.join("assets.extra", "vaezoo_export.json")
 
@@ -208,8 +218,32 @@ def _sample_rows(model, seed, condition=None):
     return model.sample_per_seed(seed, condition=condition)
 
 
+def _bounded_rows(fn, max_rows):
+    """`fn` behind a graph check that every input has at most `max_rows` rows (axis 0): an
+    InvalidArgument error naming the limit, raised before any of `fn`'s ops run (they all
+    depend on the checked inputs)."""
+    import tensorflow as tf
+
+    if max_rows is None:
+        return fn
+
+    def bounded(*args):
+        checks = [
+            tf.debugging.assert_less_equal(
+                tf.shape(arg, out_type=tf.int64)[0], tf.constant(max_rows, tf.int64),
+                message=f"this export takes at most {max_rows} rows per call (max_rows, set by `vaezoo export "
+                        f"--max-rows`); send fewer rows per request, e.g. {max_rows} seeds for sample")
+            for arg in args
+        ]
+        with tf.control_dependencies(checks):
+            args = [tf.identity(arg) for arg in args]
+        return fn(*args)
+
+    return bounded
+
+
 # --------------------------------------------------------------------- endpoints
-def signature_functions(model, float_signatures=True):
+def signature_functions(model, float_signatures=True, max_rows=DEFAULT_MAX_ROWS):
     """The export's endpoints: dict name -> `(fn, input_signature)`.
 
     Each `fn` takes the named tensors of its signature (positionally, in the order of
@@ -220,9 +254,12 @@ def signature_functions(model, float_signatures=True):
         model: a vaezoo model (VAE, BetaVAE, CVAE, VQVAE, HierarchicalVAE).
         float_signatures: also add `encode_float`, `reconstruct_float`, `score_float`,
             which take float32 images in [0, 1] instead of uint8.
+        max_rows: the most rows (axis 0) every input of every signature takes, checked in
+            the graph before any work; `None` for no limit.
     """
     import tensorflow as tf
 
+    _check_max_rows(max_rows)
     latent_kind = _check_exportable(model)
     model.build_from_images()
     image_shape = tuple(model.image_shape)
@@ -288,15 +325,23 @@ def signature_functions(model, float_signatures=True):
         endpoints["encode_float"] = (encode, [float_images] + condition_spec)
         endpoints["reconstruct_float"] = (reconstruct, [float_images] + condition_spec)
         endpoints["score_float"] = (score, [float_images] + condition_spec)
-    return endpoints
+    return {name: (_bounded_rows(fn, max_rows), spec) for name, (fn, spec) in endpoints.items()}
 
 
-def build_export_archive(model, float_signatures=True):
+def _check_max_rows(max_rows):
+    from vaezoo import validation
+
+    if max_rows is not None:
+        validation.check_int("max_rows", max_rows, 1)
+    return max_rows
+
+
+def build_export_archive(model, float_signatures=True, max_rows=DEFAULT_MAX_ROWS):
     """A `keras.export.ExportArchive` with every endpoint of `signature_functions` added."""
     import keras
 
     archive = keras.export.ExportArchive()
-    for name, (fn, input_signature) in signature_functions(model, float_signatures).items():
+    for name, (fn, input_signature) in signature_functions(model, float_signatures, max_rows).items():
         archive.add_endpoint(name=name, fn=fn, input_signature=input_signature)
     return archive
 
@@ -316,7 +361,7 @@ def _version_dirs(model_dir):
     return sorted(int(d) for d in os.listdir(model_dir) if d.isdigit() and os.path.isdir(os.path.join(model_dir, d)))
 
 
-def _write_manifest(model, path, name, version, signatures):
+def _write_manifest(model, path, name, version, signatures, max_rows):
     import keras
     import tensorflow as tf
 
@@ -328,6 +373,7 @@ def _write_manifest(model, path, name, version, signatures):
         "class": type(model).__name__,
         "config": model.get_config(),
         "signatures": list(signatures),
+        "limits": {"max_rows": max_rows, "applies_to": list(signatures)},
         "vaezoo": vaezoo.__version__,
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
@@ -348,6 +394,7 @@ def export_saved_model(
     float_signatures=True,
     base_path=None,
     batching_parameters=None,
+    max_rows=DEFAULT_MAX_ROWS,
 ):
     """Export `model` as a SavedModel with explicit signatures, in TF Serving's layout.
 
@@ -372,13 +419,19 @@ def export_saved_model(
         batching_parameters: dict of batching parameters to (re)write
             `batching_parameters.txt` with; `None` writes `DEFAULT_BATCHING` only if the
             file does not exist.
+        max_rows: the most rows (images, seeds, latents or code grids on axis 0) any
+            signature takes per call (with server-side batching: per merged batch, so at
+            least the batching `max_batch_size`); more fail with INVALID_ARGUMENT naming the
+            limit before any work. Recorded in `assets.extra/vaezoo_export.json`. `None`
+            for no limit (not advised on a server).
 
     Returns:
         the path of the version directory.
 
     Raises:
         ExportExistsError: the version directory is not empty and `overwrite` is False.
-        ValueError / TypeError: a bad name, version, policy or model.
+        ValueError / TypeError: a bad name, version, policy, model or `max_rows` (also one
+            below the batching `max_batch_size`, whose merged batches it would refuse).
 
     Example:
         >>> from vaezoo.export.saved_model import export_saved_model
@@ -394,7 +447,13 @@ def export_saved_model(
     if version_policy not in VERSION_POLICIES:
         raise ValueError(f"version_policy must be one of {VERSION_POLICIES}, got {version_policy!r}.")
     _check_exportable(model)
+    _check_max_rows(max_rows)
     directory = os.fspath(directory)
+    batch = _batching_max_batch_size(directory, batching_parameters)
+    if max_rows is not None and batch is not None and batch > max_rows:
+        raise ValueError(f"max_rows={max_rows} is below the server-side batching max_batch_size of {batch} "
+                         f"({os.path.join(directory, 'batching_parameters.txt')}): batched calls of up to {batch} "
+                         "rows would be refused. Raise max_rows (--max-rows) or lower max_batch_size.")
     model_dir = os.path.join(directory, name)
     final = os.path.join(model_dir, str(int(version)))
     if os.path.isdir(final) and os.listdir(final) and not overwrite:
@@ -405,7 +464,7 @@ def export_saved_model(
     if os.path.exists(final) and not os.path.isdir(final):
         raise ExportExistsError(f"{final} exists and is not a directory; remove it first.")
 
-    archive = build_export_archive(model, float_signatures)
+    archive = build_export_archive(model, float_signatures, max_rows)
     signatures = SIGNATURES + (FLOAT_SIGNATURES if float_signatures else ())
     os.makedirs(model_dir, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".tmp-{int(version)}-", dir=model_dir)
@@ -413,7 +472,7 @@ def export_saved_model(
     try:
         os.chmod(tmp, _default_mode())  # readable by a server running as another user
         archive.write_out(tmp, verbose=False)
-        _write_manifest(model, os.path.join(tmp, MANIFEST), name, int(version), signatures)
+        _write_manifest(model, os.path.join(tmp, MANIFEST), name, int(version), signatures, max_rows)
         if os.path.isdir(final):
             if os.listdir(final):
                 if not overwrite:  # another export finished first
@@ -607,6 +666,22 @@ def write_model_config(directory, model_name, version_policy="latest", base_path
             f.write(header + format_text_proto(fields) + "\n")
         os.chmod(tmp, _default_mode(0o666))
     return path
+
+
+def _batching_max_batch_size(directory, parameters):
+    """The `max_batch_size` the export folder's batching will use (the given parameters, else
+    the existing `batching_parameters.txt`, else `DEFAULT_BATCHING`), or None if it sets none."""
+    if parameters is None:
+        path = os.path.join(directory, "batching_parameters.txt")
+        if not os.path.exists(path):
+            return DEFAULT_BATCHING["max_batch_size"]
+        with open(path, encoding="utf-8") as f:
+            fields = dict((k, v) for k, v in parse_text_proto(f.read()) if k == "max_batch_size")
+        value = fields.get("max_batch_size")
+        value = dict(value).get("value") if isinstance(value, list) else value
+        return None if value is None else int(value)
+    value = parameters.get("max_batch_size")
+    return None if value is None else int(value)
 
 
 def write_batching_parameters(directory, parameters=None):

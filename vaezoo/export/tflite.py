@@ -203,12 +203,14 @@ def _convert_full_int8(converter, info):
 
 
 def convert_context_network(network):
-    """Flatbuffer bytes of a float32 TFLite file computing `network.features` exactly.
+    """Flatbuffer bytes of a float32 TFLite file computing `network.logits_at` exactly.
 
-    One signature, `context`: `codes` int32 `(n, h, w)` in [0, K] (K = unknown) ->
-    `features` float32 `(n, h, w, C)`, integer-valued. Weights stay float32 (integer values):
-    no quantization option applies, since the arithmetic is exact only in float32 with
-    integer operands (see `vaezoo.integer_entropy`). Any `h`, `w` (dynamic shape).
+    One signature, `context`: `codes` int32 `(n, h, w)` in [0, K] (K = unknown) and
+    `positions` int32 `(p,)` (flat indices into `h * w`) -> `logits` float32 `(n, p, K)`,
+    integer-valued: the network over the whole grid, then the head only where asked (the
+    positions of the group being coded). Weights stay float32 (integer values): no
+    quantization option applies, since the arithmetic is exact only in float32 with integer
+    operands (see `vaezoo.integer_entropy`). Any `h`, `w`, `p` (dynamic shapes).
     """
     import tensorflow as tf
 
@@ -217,14 +219,22 @@ def convert_context_network(network):
     embedding = tf.constant(network.embedding.astype(np.float32))
     layers = [(tf.constant(k.astype(np.float32)), tf.constant(b.astype(np.float32)), 2.0 ** -int(s))
               for k, b, s in zip(network.kernels, network.biases, network.shifts)]
+    head_kernel = tf.constant(network.head_kernel.astype(np.float32))
+    head_bias = tf.constant(network.head_bias.astype(np.float32))
+    head_scale = 2.0 ** -int(network.head_shift)
 
-    @tf.function(input_signature=[tf.TensorSpec((None, None, None), tf.int32, name="codes")])
-    def context(codes):
+    @tf.function(input_signature=[tf.TensorSpec((None, None, None), tf.int32, name="codes"),
+                                  tf.TensorSpec((None,), tf.int32, name="positions")])
+    def context(codes, positions):
         a = tf.gather(embedding, codes)
         for kernel, bias, scale in layers:
             a = tf.nn.conv2d(a, kernel, 1, "SAME") + bias
             a = tf.minimum(tf.maximum(tf.floor(a * scale), 0.0), float(ie.ACTIVATION_MAX))
-        return {"features": a}
+        n, channels = tf.shape(a)[0], a.shape[-1]
+        picked = tf.gather(tf.reshape(a, [n, -1, channels]), positions, axis=1)
+        z = tf.matmul(tf.reshape(picked, [-1, channels]), head_kernel) + head_bias
+        logits = tf.clip_by_value(tf.floor(z * head_scale), -float(ie.LOGIT_LIMIT), float(ie.LOGIT_LIMIT))
+        return {"logits": tf.reshape(logits, [n, tf.shape(positions)[0], head_kernel.shape[1]])}
 
     module = tf.Module()
     module.context = context

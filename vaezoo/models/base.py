@@ -161,6 +161,9 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
     conditional = False
     #: what the latent is: a key of `LATENT_KINDS` ("vector", "code_grid" or "hierarchy").
     latent_kind = "vector"
+    #: the most images one `sample` / `sample_per_seed` call draws (the output and the networks'
+    #: activations grow with it); set it on a model to raise it, `None` for no limit.
+    max_samples_per_call = validation.MAX_SAMPLES_PER_CALL
 
     def __init__(self, input_shape=(28, 28, 1), seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -326,8 +329,12 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
                 `None` draws from the model's generator.
             condition: for conditional families, one condition per image.
             temperature: scales the prior's standard deviation; must be > 0.
+
+        Raises:
+            ValueError: `n` over `max_samples_per_call` (before anything is drawn).
         """
         validation.check_int("n", n, 1)
+        validation.check_count_limit("n", n, self.max_samples_per_call, "model")
         validation.check_positive("temperature", temperature)
         condition = self.check_condition(condition, n)
         return self._core("sample", self._sample, tf.constant(int(n), tf.int32), condition, self._seed_pair(seed),
@@ -347,6 +354,10 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
 
         Returns:
             float32 images in [0, 1], shape `(n, *input_shape)`.
+
+        Raises:
+            ValueError: more seeds than `max_samples_per_call` (checked in Python when the
+                count is known; an export checks it in the graph, see `export_saved_model`).
         """
         validation.check_positive("temperature", temperature)
         if not isinstance(seeds, (tf.Tensor, tf.Variable)):
@@ -357,6 +368,8 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
         elif seeds.shape.rank != 1 or not seeds.dtype.is_integer:
             raise ValueError(f"seeds must be a 1-D integer tensor, got {seeds!r}.")
         seeds = tf.cast(seeds, tf.int32)
+        if seeds.shape[0] is not None:
+            validation.check_count_limit("len(seeds)", seeds.shape[0], self.max_samples_per_call, "model")
         condition = self.check_condition(condition, seeds.shape[0])
         return self._core("sample_per_seed", self._sample_per_seed_core, seeds, condition,
                           tf.constant(float(temperature), tf.float32))

@@ -114,6 +114,9 @@ class PixelCNN(TrackedLossTraining, keras.Model):
         NeurIPS 2016.
     """
 
+    #: the most grids one `sample` call draws; set it on a prior to raise it, `None` for no limit.
+    max_samples_per_call = validation.MAX_SAMPLES_PER_CALL
+
     def __init__(self, num_embeddings=512, grid_shape=(8, 8), filters=64, layers=6, kernel_size=3, seed=None, **kwargs):
         super().__init__(**kwargs)
         validation.check_int("num_embeddings", num_embeddings, 1)
@@ -201,8 +204,12 @@ class PixelCNN(TrackedLossTraining, keras.Model):
             seed: integer (or a shape-(2,) int tensor) for reproducible samples; `None`
                 draws from the model's generator.
             temperature: divides the logits; must be > 0 (1: the model's distribution).
+
+        Raises:
+            ValueError: `n` over `max_samples_per_call` (before anything is drawn).
         """
         validation.check_int("n", n, 1)
+        validation.check_count_limit("n", n, self.max_samples_per_call, "prior")
         validation.check_positive("temperature", temperature)
         if seed is None:
             seed = tf.cast(self.seed_generator.next(), tf.int32)
