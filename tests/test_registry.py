@@ -44,7 +44,8 @@ def test_shipped_weights_fit_the_package_budget():
     """Everything in vaezoo/pretrained/ together stays within 40 MB (the zoo's size budget)."""
     folder = registry.pretrained_dir()
     total = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
-    assert total <= 40_000_000, f"vaezoo/pretrained holds {total / 1e6:.1f} MB; store weights as float16 (publish --float16)"
+    assert total <= 40_000_000, (f"vaezoo/pretrained holds {total / 1e6:.1f} MB; store weights as float16 "
+                                 "(publish --float16) and compressed (--compress, scripts/compress_shipped_weights.py)")
     for name in registry.list_models(pretrained=True):
         weights = registry.info(name)["weights"]
         if weights["uri"].startswith("pretrained://"):
@@ -359,3 +360,40 @@ def test_list_and_info_do_not_import_tensorflow(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "vq-vae-cifar" in out.stdout and "name: vq-vae-cifar" in out.stdout
     assert out.stderr.strip().splitlines()[-1] == "[]", out.stderr
+
+
+def test_compressed_weights_are_lossless_smaller_and_keep_the_metrics(zoo, tmp_path, publish_setup):
+    pretrained, run = publish_setup
+    # arrays of a realistic size (HDF5 chunks cost more than gzip saves on a handful of numbers)
+    zoo["write"]("file:///nowhere", config={"input_shape": [16, 16, 1], "latent_dim": 2,
+                                            "encoder": {"type": "mlp", "hidden": [128]}})
+    reference = vaezoo.build("tiny-vae")
+    reference.build_from_images()
+    reference.set_weights([np.random.default_rng(i).normal(size=w.shape) for i, w in enumerate(reference.get_weights())])
+    reference.save_weights(str(run / "model.weights.h5"))
+    zoo_maintenance.publish(str(tmp_path / "run"), "tiny-vae")
+    record = {"value": 1.0, "split": "test", "protocol": "p", "hardware": "h", "date": "d", "command": "c"}
+    zoo_maintenance.record_metrics("tiny-vae", {"mse": record})
+    before = registry.info("tiny-vae")["weights"]
+    weights = zoo_maintenance.compress_shipped("tiny-vae")
+    shipped = pretrained / "tiny-vae.weights.h5"
+    assert weights["sha256"] != before["sha256"] and weights == registry.info("tiny-vae")["weights"]
+    assert weights["bytes"] < before["bytes"]  # shuffle + gzip: the exponent bytes of normal values compress
+    assert weights["bytes"] == shipped.stat().st_size
+    assert _array_bytes(shipped) == _array_bytes(run / "model.weights.h5")
+    import h5py
+
+    with h5py.File(shipped, "r") as f:
+        filters = []
+        f.visititems(lambda _, item: filters.append(item.compression) if isinstance(item, h5py.Dataset)
+                     and item.size >= 1024 else None)
+    assert filters and set(filters) == {"gzip"}
+    assert registry.info("tiny-vae")["metrics"] == {"mse": record}  # same values: the metrics still hold
+    for a, b in zip(reference.get_weights(), vaezoo.load("tiny-vae").get_weights()):
+        np.testing.assert_array_equal(a, b)  # bit-identical after the round trip
+
+
+def test_compressing_weights_that_are_not_shipped_is_refused(zoo):
+    zoo["write"]("file:///nowhere")
+    with pytest.raises(ValueError, match="not shipped in the package"):
+        zoo_maintenance.compress_shipped("tiny-vae")
