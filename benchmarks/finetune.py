@@ -183,6 +183,8 @@ def publish(name, cells, args):
                       "training": f"the {arm} arm of benchmarks/finetune.py at {budget} steps, seed 0 (its mean IWAE "
                                   f"over seeds {args.seeds} beat the other arm's: {means[arm]:.2f} vs "
                                   f"{means[ARMS[1 - ARMS.index(arm)]]:.2f} nats on {args.test_images} test images).",
+                      "storage": "weights stored as float16 and gzip-compressed (vaezoo publish --float16 --compress); "
+                                 "the model loads them into float32 variables.",
                       "license": "Fashion-MNIST is MIT-licensed by Zalando Research; vaezoo code and these weights "
                                  "are Apache-2.0."}}
     zoo_maintenance.write_card(card)

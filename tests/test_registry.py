@@ -389,6 +389,7 @@ def test_compressed_weights_are_lossless_smaller_and_keep_the_metrics(zoo, tmp_p
                      and item.size >= 1024 else None)
     assert filters and set(filters) == {"gzip"}
     assert registry.info("tiny-vae")["metrics"] == {"mse": record}  # same values: the metrics still hold
+    assert "gzip-compressed (lossless" in registry.info("tiny-vae")["notes"]["storage"]
     for a, b in zip(reference.get_weights(), vaezoo.load("tiny-vae").get_weights()):
         np.testing.assert_array_equal(a, b)  # bit-identical after the round trip
 

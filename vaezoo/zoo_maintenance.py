@@ -88,6 +88,11 @@ def compress_shipped(name):
         registry.build(name).load_weights(tmp)
     os.chmod(path, 0o644)
     card["weights"] = {**card["weights"], "sha256": registry.sha256_of(path), "bytes": os.path.getsize(path)}
+    if isinstance(card.get("notes"), dict):
+        said = "arrays gzip-compressed (lossless, the same values; scripts/compress_shipped_weights.py)"
+        previous = card["notes"].get("storage")
+        if said not in str(previous):
+            card["notes"]["storage"] = f"{previous.rstrip('.')}; {said}." if previous else f"weights {said}."
     write_card(card)
     return card["weights"]
 
