@@ -93,3 +93,23 @@ def test_notebook_real_path_runs_for_every_model_it_accepts(name, tmp_path, shar
     NotebookClient(notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     printed = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
     assert "SMOKE=True" not in printed and printed.count("saved and loaded back:") == len(models)
+
+
+def test_finetune_notebook_quotes_the_last_benchmark_run():
+    """The before/after figures in colab/finetune.ipynb's text (in bold) are those of the last
+    benchmarks/finetune.py run recorded in benchmarks/RESULTS.md, not typed ones that could drift."""
+    import importlib.util
+    import re
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("readme_tables", os.path.join(root, "scripts", "readme_tables.py"))
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    rows, _ = tables.finetune_rows()
+    assert rows, "benchmarks/RESULTS.md has no run of benchmarks/finetune.py"
+    before, last = next(r for r in rows if r["steps"] == "0"), rows[-1]
+    notebook = nbformat.read(os.path.join(root, "colab", "finetune.ipynb"), as_version=4)
+    text = next(c.source for c in notebook.cells if c.cell_type == "markdown" and "benchmarks/finetune.py" in c.source)
+    assert re.findall(r"\*\*(.+?)\*\*", text) == [
+        before["from vae-mnist (nats)"], f"{last['steps']} steps", last["from vae-mnist (nats)"],
+        last["from scratch (nats)"], last["verdict"]]
