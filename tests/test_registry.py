@@ -289,17 +289,21 @@ def test_every_recipe_trains_end_to_end_in_smoke_mode(name, tmp_path):
     assert np.isfinite(metrics["elbo"]) and metrics["steps"] == card["smoke"]["train"]["steps"]
 
 
-FIXTURES = {(28, 28, 1): "mnist_test_200.npz", (32, 32, 3): "cifar10_jpeg_test_200.npz"}
+FIXTURES = {"mnist": "mnist_test_200.npz", "fashion_mnist": "fashion_mnist_test_200.npz",
+            "cifar10": "cifar10_jpeg_test_200.npz"}
 
 
-def _fixture_images(image_shape):
-    """200 real test images (uint8) and labels for a model's input shape; dSprites is procedural,
-    so its 200 images are rendered from a fixed random draw of the factor grid."""
-    if tuple(image_shape) == DSprites.image_shape:
+def _fixture_images(card, image_shape):
+    """200 real test images (uint8) and labels of a card's data set; dSprites is procedural, so
+    its 200 images are rendered from a fixed random draw of the factor grid."""
+    from vaezoo import data
+
+    dataset = data.card_dataset(card)
+    if dataset == "dsprites":
         sprites = DSprites()
         indices = np.random.default_rng(0).choice(len(sprites), 200, replace=False)
         return sprites.render(indices) * np.uint8(255), sprites.factor_classes(indices)
-    path = os.path.join(os.path.dirname(__file__), "fixtures", FIXTURES[tuple(image_shape)])
+    path = os.path.join(os.path.dirname(__file__), "fixtures", FIXTURES[dataset])
     with np.load(path) as d:
         return d["x"].reshape(-1, *image_shape), d["y"]
 
@@ -311,7 +315,7 @@ def test_shipped_model_reconstructs_the_fixture_as_its_card_says(name):
     test images, same preprocessing) within 4 standard errors of the fixture's mean.
 
     The two means differ by sampling, not by float rounding: the card averages 10,000 images,
-    the fixture 200 (MNIST: the test split's first 200; CIFAR-10: a fixed pick; dSprites:
+    the fixture 200 (MNIST, Fashion-MNIST: the test split's first 200; CIFAR-10: a fixed pick; dSprites:
     another random draw of the factor grid), and binarize_dynamic draws other Bernoulli pixels
     (seeds (0, i) here). Float effects are negligible: the weights are the same shipped file,
     and batches of 7 instead of one of 200 change the mean by < 1e-8 relative. So the tolerance
@@ -327,7 +331,7 @@ def test_shipped_model_reconstructs_the_fixture_as_its_card_says(name):
     if "mse" not in (card["metrics"] or {}):
         pytest.skip(f"{name}'s card has no measured mse yet")
     model = vaezoo.load(name)
-    x, y = _fixture_images(model.image_shape)
+    x, y = _fixture_images(card, model.image_shape)
     mode = (card.get("eval_data") or card["data"]).get("preprocess", "scale")
     seeds = tf.stack([tf.zeros(len(x), tf.int32), tf.range(len(x), dtype=tf.int32)], axis=1)
     images = np.asarray(data.preprocess_images(tf.constant(x), mode, seeds))
