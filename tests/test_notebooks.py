@@ -90,7 +90,8 @@ def test_notebook_real_path_runs_for_every_model_it_accepts(name, tmp_path, shar
     assert models, f"{name} accepts no zoo model"
     notebook = _real_path_notebook(nbformat.read(os.path.join(os.path.dirname(NOTEBOOKS[0]), name), as_version=4),
                                    models, parameters, shared_data_dir)
-    NotebookClient(notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(notebook, timeout=900, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
     printed = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
     assert "SMOKE=True" not in printed and printed.count("saved and loaded back:") == len(models)
 

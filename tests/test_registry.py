@@ -283,7 +283,9 @@ def test_every_recipe_trains_end_to_end_in_smoke_mode(name, tmp_path):
     cwd = os.getcwd()
     os.chdir(repo)  # card paths are relative to the repository root
     try:
-        metrics = vaezoo.train(card, str(tmp_path / "run"), smoke=True, verbose=False)
+        start = vaezoo.load(card["init"]) if card.get("init") else None  # a fine-tuned recipe's starting point
+        metrics = vaezoo.train(card, str(tmp_path / "run"), smoke=True, verbose=False, init=start,
+                               init_name=card.get("init"))
     finally:
         os.chdir(cwd)
     assert np.isfinite(metrics["elbo"]) and metrics["steps"] == card["smoke"]["train"]["steps"]
@@ -373,7 +375,8 @@ def test_compressed_weights_are_lossless_smaller_and_keep_the_metrics(zoo, tmp_p
                                             "encoder": {"type": "mlp", "hidden": [128]}})
     reference = vaezoo.build("tiny-vae")
     reference.build_from_images()
-    reference.set_weights([np.random.default_rng(i).normal(size=w.shape) for i, w in enumerate(reference.get_weights())])
+    values = [np.random.default_rng(i).normal(size=w.shape) for i, w in enumerate(reference.get_weights())]
+    reference.set_weights(values)
     reference.save_weights(str(run / "model.weights.h5"))
     zoo_maintenance.publish(str(tmp_path / "run"), "tiny-vae")
     record = {"value": 1.0, "split": "test", "protocol": "p", "hardware": "h", "date": "d", "command": "c"}
@@ -402,3 +405,21 @@ def test_compressing_weights_that_are_not_shipped_is_refused(zoo):
     zoo["write"]("file:///nowhere")
     with pytest.raises(ValueError, match="not shipped in the package"):
         zoo_maintenance.compress_shipped("tiny-vae")
+
+
+def test_publish_compress_ships_the_same_values_gzip_compressed(zoo, tmp_path, publish_setup):
+    pretrained, run = publish_setup
+    shutil.copy(zoo["weights"], run / "model.weights.h5")
+    zoo_maintenance.publish(str(tmp_path / "run"), "tiny-vae", compress=True)
+    shipped, source = _arrays_of(pretrained / "tiny-vae.weights.h5"), _arrays_of(run / "model.weights.h5")
+    assert shipped.keys() == source.keys() and all(np.array_equal(shipped[k], source[k]) for k in source)
+    _assert_has_the_zoo_weights(vaezoo.load("tiny-vae"), zoo)
+
+
+def _arrays_of(path):
+    import h5py
+
+    found = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda key, item: found.__setitem__(key, item[()]) if isinstance(item, h5py.Dataset) else None)
+    return found
