@@ -358,7 +358,7 @@ def check_depth(depth, max_depth, name="depth", per_example=False):
     expected = f"an integer in [1, {max_depth}] (the model's quantizer depth)"
     if isinstance(depth, (tf.Tensor, tf.Variable, np.ndarray)):
         ranks = (0, 1) if per_example else (0,)
-        if not tf.as_dtype(depth.dtype).is_integer or depth.shape.rank not in ranks:
+        if not tf.as_dtype(depth.dtype).is_integer or len(depth.shape) not in ranks:
             what = "an integer scalar" + (" or one integer per example (batch,)" if per_example else "")
             raise TypeError(f"{name} must be {what} in [1, {max_depth}], got dtype {tf.as_dtype(depth.dtype).name} "
                             f"and shape {tuple(depth.shape)}.")

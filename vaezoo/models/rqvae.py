@@ -220,7 +220,12 @@ class RQVAE(VQVAE):
         """
         codes = self._check_code_stack(codes, self.grid_shape)
         depth = self._depth_argument(depth, codes.shape[-1], per_example=True)
-        return self._core("decode_codes", self._decode_codes, codes, depth)
+        return self._core("decode_codes", self._decode_codes, self._full_stack(codes), depth)
+
+    def _full_stack(self, codes):
+        """Code stacks padded with zeros to the model's depth (one compiled shape for every d;
+        the levels from the given depth on are masked out)."""
+        return tf.pad(codes, [[0, 0], [0, 0], [0, 0], [0, self.depth - codes.shape[-1]]])
 
     def _decode_codes(self, codes, depth=None):
         return self.likelihood.image(self._decode(self.quantizer.embed(codes, depth)))
@@ -248,7 +253,8 @@ class RQVAE(VQVAE):
         """Images float32 in [0, 1] `(batch, h * stride, w * stride, C)` from code stacks of ANY
         grid size, from their first `depth` levels (default: all given)."""
         codes = self._check_code_stack(codes)
-        return self._decode_codes(codes, self._depth_argument(depth, codes.shape[-1], per_example=True))
+        depth = self._depth_argument(depth, codes.shape[-1], per_example=True)
+        return self._decode_codes(self._full_stack(codes), depth)
 
     def get_config(self):
         return {**super().get_config(), "depth": self.depth, "quantizer_dropout": self.quantizer_dropout}
