@@ -207,3 +207,19 @@ def test_mirrored_step_matches_single_device(images, mirrored_strategy):
     level's EMA statistics are all-reduced)."""
     check_mirrored_step_matches_single_device(lambda: _tiny(quantizer_dropout=0.0), images[:8], mirrored_strategy,
                                               draws_noise=False)
+
+
+def test_training_checkpoint_restores_every_level(images, tmp_path):
+    """The Trainer's `tf.train.Checkpoint` holds every level's codebook and EMA statistics
+    (a resumed run must not start from fresh codebooks)."""
+    model = _tiny()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.fit(images, epochs=1, batch_size=16, verbose=0)
+    path = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
+    fresh = _tiny()
+    fresh.build_from_images()
+    tf.train.Checkpoint(model=fresh).read(path).assert_existing_objects_matched()
+    assert len(fresh.weights) == len(model.weights)
+    for restored, trained in zip(fresh.weights, model.weights):
+        np.testing.assert_array_equal(restored.numpy(), trained.numpy(), err_msg=trained.path)
+    np.testing.assert_array_equal(fresh.encode_to_codes(images), model.encode_to_codes(images))

@@ -427,13 +427,18 @@ class ResidualQuantizer(keras.layers.Layer):
         validation.check_int("depth", depth, 1)
         self.depth = int(depth)
         seed = quantizer_kwargs.pop("seed", None)
-        self.levels = [
-            VectorQuantizer(num_embeddings=num_embeddings, embedding_dim=embedding_dim,
-                            seed=None if seed is None else seed + level, name=f"level_{level}",
-                            **quantizer_kwargs)
-            for level in range(self.depth)
-        ]
+        # One attribute per level (not a list): TensorFlow checkpoints (the Trainer's) track
+        # a layer's attributes, but not the lists Keras wraps.
+        for level in range(self.depth):
+            setattr(self, f"level_{level}", VectorQuantizer(
+                num_embeddings=num_embeddings, embedding_dim=embedding_dim,
+                seed=None if seed is None else seed + level, name=f"level_{level}", **quantizer_kwargs))
         self.seed = seed
+
+    @property
+    def levels(self):
+        """The `VectorQuantizer` of each level, first to last."""
+        return [getattr(self, f"level_{level}") for level in range(self.depth)]
 
     @property
     def num_embeddings(self):
