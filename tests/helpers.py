@@ -158,6 +158,15 @@ def check_model_contract(make_model, images, tmp_path, condition=None, fit_epoch
 PALETTE = np.array([[0.9, 0.2, 0.2], [0.2, 0.8, 0.3], [0.2, 0.3, 0.9], [0.95, 0.9, 0.2]], np.float32)
 
 
+def colour_squares(rng, n, shape):
+    """`n` tiny colour images of `shape` (8x8 or more): a random-coloured 4x4 square at a random
+    place on a dark background (the VQ-VAE and RQ-VAE tests' data)."""
+    x = np.full((n, *shape), 0.1, np.float32)
+    for i, (r, c) in enumerate(rng.integers(0, shape[0] - 3, size=(n, 2))):
+        x[i, r : r + 4, c : c + 4] = rng.random(shape[-1])
+    return x
+
+
 def squares(n, size=16, seed=0):
     """Dark RGB images with two squares of palette colours at random places (VQ test data)."""
     rng = np.random.default_rng(seed)

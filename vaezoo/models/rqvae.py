@@ -3,7 +3,6 @@
 import math
 
 import keras
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -143,22 +142,11 @@ class RQVAE(VQVAE):
         dropped = tf.random.stateless_uniform((batch_size,), keep_seed) < self.quantizer_dropout
         return tf.where(dropped, drawn, self.depth)
 
-    def _loss_terms(self, x, condition=None, training=False, step=None):
-        z_e = self.encoder(x)
+    def _quantize(self, z_e, training, step):
         depths = None
         if training and self.quantizer_dropout > 0:
             depths = self.training_depths(tf.shape(z_e)[0], step)
-        quantized = self.quantizer(z_e, training=training, depths=depths)
-        nll = -self._decode(quantized["quantized"]).log_prob(self.likelihood.targets(x))
-        shape = tf.shape(nll)
-        return {
-            "loss": nll + quantized["loss"],
-            "nll": nll,
-            "kl": tf.fill(shape, self.kl_per_example),
-            "vq": quantized["loss"],
-            "perplexity": tf.fill(shape, quantized["perplexity"]),
-            "usage": tf.fill(shape, quantized["usage"]),
-        }
+        return self.quantizer(z_e, training=training, depths=depths)
 
     def _score_terms(self, x, condition=None):
         likelihood = self._decode(self._encode(x).mean())

@@ -244,8 +244,12 @@ class VQVAE(LatentVariableModel):
     def _decode(self, z, condition=None):
         return self.likelihood(self.decoder(z))
 
+    def _quantize(self, z_e, training, step):
+        """The bottleneck's output dict in `_loss_terms` (`RQVAE` adds each example's depth)."""
+        return self.quantizer(z_e, training=training)
+
     def _loss_terms(self, x, condition=None, training=False, step=None):
-        quantized = self.quantizer(self.encoder(x), training=training)
+        quantized = self._quantize(self.encoder(x), training, step)
         nll = -self._decode(quantized["quantized"]).log_prob(self.likelihood.targets(x))
         shape = tf.shape(nll)
         return {
