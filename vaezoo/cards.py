@@ -20,7 +20,7 @@ REQUIRED_KEYS = {"name", "family", "config", "data", "train", "weights", "metric
 WEIGHTS_KEYS = {"uri", "sha256", "bytes"}
 METRIC_KEYS = {"value", "split", "protocol", "hardware", "date", "command"}
 OPTIONAL_METRIC_KEYS = {"stderr"}  # standard error of the mean, for per-example averages (elbo, iwae)
-FAMILIES = ("VAE", "BetaVAE", "CVAE", "VQVAE", "HierarchicalVAE")  # the model classes a card may name
+FAMILIES = ("VAE", "BetaVAE", "CVAE", "VQVAE", "RQVAE", "HierarchicalVAE")  # the model classes a card may name
 DATA_ONLY_KEYS = {"tfds"}  # card data keys that document the canonical source, not read by the Trainer
 
 
