@@ -20,8 +20,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUTPUT = os.path.join(HERE, "signatures.md")
-H, W, C, LATENT, CONDITION_DIM = 12, 8, 3, 5, 7
-SYMBOLS = {None: "batch", H: "H", W: "W", C: "C", LATENT: "latent_dim", CONDITION_DIM: "D", 6: "h", 4: "w"}
+H, W, C, LATENT, CONDITION_DIM, DEPTH = 12, 8, 3, 5, 7, 9
+SYMBOLS = {None: "batch", H: "H", W: "W", C: "C", LATENT: "latent_dim", CONDITION_DIM: "D", 6: "h", 4: "w",
+           DEPTH: "depth"}
 MLP = {"type": "mlp", "hidden": [8]}
 
 #: what each named tensor means (by signature kind where it differs).
@@ -33,6 +34,7 @@ MEANING = {
     ("in", "seed", "int32"): "one seed per image: row i = `model.sample(1, seed=seed[i])`",
     ("in", "z", "float32"): "latent vector (hierarchical: the top layer's)",
     ("in", "codes", "int32"): "code indices in [0, num_embeddings)",
+    ("in", "depth", "int32"): "RQ-VAE: each image's quantizer depth in [1, depth]; later levels are ignored",
     ("out", "mean", "float32"): "posterior mean (hierarchical: top layer)",
     ("out", "stddev", "float32"): "posterior standard deviation",
     ("out", "codes", "int32"): "nearest-code indices",
@@ -59,6 +61,8 @@ def tiny_models():
         ("VQVAE", vaezoo.VQVAE(input_shape=shape, num_embeddings=16, embedding_dim=2, hidden_channels=4,
                                residual_channels=2, num_residual_blocks=1, num_downsamples=1,
                                prior={"filters": 4, "layers": 1}, seed=0)),
+        ("RQVAE", vaezoo.RQVAE(input_shape=shape, depth=DEPTH, num_embeddings=16, embedding_dim=2, hidden_channels=4,
+                               residual_channels=2, num_residual_blocks=1, num_downsamples=1, seed=0)),
         ("HierarchicalVAE", vaezoo.HierarchicalVAE(input_shape=shape, num_latent_layers=2, latent_dim=LATENT,
                                                    hidden_dim=8, encoder=MLP, seed=0)),
     ]
@@ -89,7 +93,7 @@ def signature_rows(path):
     for name in SIGNATURES + FLOAT_SIGNATURES:
         fn = signatures[name]
         inputs = fn.structured_input_signature[1]
-        order = ["images", "z", "codes", "seed", "condition"]
+        order = ["images", "z", "codes", "depth", "seed", "condition"]
         ins = [_tensor("in", k, inputs[k]) for k in sorted(inputs, key=lambda k: order.index(k) if k in order else 9)]
         outs = [_tensor("out", k, v) for k, v in sorted(fn.structured_outputs.items())]
         bounded = limits["max_rows"] is not None and name in limits["applies_to"]
@@ -120,11 +124,13 @@ def render():
         "`vaezoo.export.saved_model.export_saved_model`) has these signatures, all with the batch on",
         "axis 0 (so TF Serving's `--enable_batching` can merge requests). Symbols: `batch` is the",
         "batch size (-1 in `saved_model_cli`), `H, W, C` the image shape, `latent_dim` the latent size,",
-        "`D` a CVAE's `condition_dim`, `h, w` a VQ-VAE's code grid (image size / 2**num_downsamples).",
+        "`D` a CVAE's `condition_dim`, `h, w` a VQ-VAE's code grid (image size / 2**num_downsamples),",
+        "`depth` an RQ-VAE's number of quantizer depths (its codes are stacks `(h, w, depth)`; the first d",
+        "levels are the depth-d codes).",
         "Method name of every signature: `tensorflow/serving/predict`. How to serve and call them:",
         "[exports/README.md](../exports/README.md).",
         "",
-        "- `serving_default` is `reconstruct`.",
+        "- `serving_default` is `reconstruct` (RQ-VAE: `reconstruct` at the full depth, images only).",
         "- `*_float` signatures are the same computation on float32 images in [0, 1]; the uint8",
         "  ones divide by 255.",
         "- `score` is deterministic: the negative ELBO with the posterior mean in place of a posterior",

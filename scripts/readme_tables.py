@@ -254,6 +254,34 @@ def photo_table(results_text=None):
 TABLES["photo-table"] = photo_table
 
 
+FINETUNE_TITLE = "Fine-tuning vae-mnist on Fashion-MNIST vs training from scratch"
+
+
+def finetune_rows(results_text=None):
+    """`(rows, facts)` of the last run of benchmarks/finetune.py: each table row as a dict by
+    column (the fine-tuning notebook quotes them; tests/test_notebooks.py checks the quotes)."""
+    lines, facts = last_section(FINETUNE_TITLE, results_text)
+    if lines is None:
+        return None, None
+    table = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines if line.startswith("|")]
+    return [dict(zip(table[0], row)) for row in table[2:]], facts
+
+
+def finetune_table(results_text=None):
+    """The last recorded run of benchmarks/finetune.py: its table, conclusion and caption."""
+    lines, facts = last_section(FINETUNE_TITLE, results_text)
+    if lines is None:
+        return "(no recorded run of benchmarks/finetune.py)"
+    table = "\n".join(line for line in lines if line.startswith("|"))
+    result = next(line for line in lines if line.startswith("Result:"))
+    caption = (f"*`{facts.get('command', '').strip('`')}` on {facts.get('date')} ({facts.get('code')}), "
+               f"{facts.get('hardware')}. Protocol in benchmarks/RESULTS.md.*")
+    return f"{table}\n\n{result}\n\n{caption}"
+
+
+TABLES["finetune-table"] = finetune_table
+
+
 def _pattern(name):
     return f"<!-- {name}:start -->\n?(.*?)\n?<!-- {name}:end -->"
 

@@ -79,6 +79,10 @@ def check_elbo_below_iwae(model, images, condition=None, k=50):
     return elbo, iwae
 
 
+#: latent kinds whose posterior is a point mass on codes (a code grid, or a stack of them)
+CODE_KINDS = ("code_grid", "residual_code_grid")
+
+
 def check_graph_safe_methods(model, images, condition=None):
     """The contract methods other modules call, eagerly and inside a `tf.function`."""
     from vaezoo.models.base import LATENT_KINDS
@@ -105,7 +109,7 @@ def check_graph_safe_methods(model, images, condition=None):
         targets = model.likelihood.targets(tf.cast(x, tf.float32) / (255.0 if x.dtype == tf.uint8 else 1.0))
         nll = -np.asarray(model.decode(mean, **kw).log_prob(targets))
         np.testing.assert_allclose(terms["nll"], nll, rtol=1e-5, atol=1e-4)
-    elif model.latent_kind == "code_grid":  # a point-mass posterior: the ELBO itself
+    elif model.latent_kind in CODE_KINDS:  # a point-mass posterior: the ELBO itself
         # (score_terms runs compiled, loss_terms eagerly: float rounding of a sum of pixel terms)
         np.testing.assert_allclose(terms["nll"], loss_terms["nll"], rtol=1e-6, atol=1e-4)
         np.testing.assert_allclose(terms["kl"], loss_terms["kl"], rtol=1e-6)
@@ -123,11 +127,11 @@ def check_graph_safe_methods(model, images, condition=None):
         np.testing.assert_allclose(traced, eager, rtol=1e-5, atol=1e-5)
 
     stats = model.latent_statistics(images, **kw)
-    expected_keys = {"codes", "quantization_error"} if model.latent_kind == "code_grid" else {"mean", "stddev"}
+    expected_keys = {"codes", "quantization_error"} if model.latent_kind in CODE_KINDS else {"mean", "stddev"}
     assert set(stats) == expected_keys
     for key, value in graph(model.latent_statistics).items():
         np.testing.assert_allclose(value, stats[key], rtol=1e-5, atol=1e-5)
-    if model.latent_kind == "code_grid":
+    if model.latent_kind in CODE_KINDS:
         np.testing.assert_array_equal(stats["codes"], model.encode_to_codes(images))
 
     # a seed given as a tensor (an exported signature's input) draws what the integer draws
@@ -152,6 +156,15 @@ def check_model_contract(make_model, images, tmp_path, condition=None, fit_epoch
 
 
 PALETTE = np.array([[0.9, 0.2, 0.2], [0.2, 0.8, 0.3], [0.2, 0.3, 0.9], [0.95, 0.9, 0.2]], np.float32)
+
+
+def colour_squares(rng, n, shape):
+    """`n` tiny colour images of `shape` (8x8 or more): a random-coloured 4x4 square at a random
+    place on a dark background (the VQ-VAE and RQ-VAE tests' data)."""
+    x = np.full((n, *shape), 0.1, np.float32)
+    for i, (r, c) in enumerate(rng.integers(0, shape[0] - 3, size=(n, 2))):
+        x[i, r : r + 4, c : c + 4] = rng.random(shape[-1])
+    return x
 
 
 def squares(n, size=16, seed=0):

@@ -8,6 +8,7 @@ from PIL import Image
 
 from vaezoo import data
 from vaezoo.data import DSprites
+from vaezoo.validation import ConfigError
 
 
 def test_dsprites_grid_matches_higgins_et_al():
@@ -192,3 +193,54 @@ def test_streamed_tfds_source_keeps_images_with_their_labels(monkeypatch):
     xs, ys = np.concatenate(xs), np.concatenate(ys)
     np.testing.assert_array_equal(np.sort(ys), np.arange(n))
     np.testing.assert_allclose(xs[:, 0, 0, 0] * 255, ys, atol=1e-4)
+
+
+def test_card_dataset_names_each_zoo_models_public_data():
+    from vaezoo import registry
+
+    names = {name: data.card_dataset(registry.info(name)) for name in registry.list_models()}
+    assert names["vae-mnist"] == "mnist" and names["vq-vae-cifar"] == "cifar10"
+    assert names["beta-vae-dsprites"] == "dsprites"
+    with pytest.raises(ConfigError, match="names no public data set"):
+        data.card_dataset({"name": "mine", "data": {"source": "npz", "path": "x.npz"}})
+
+
+def test_named_images_read_the_local_copy_spread_over_the_split(tmp_path, monkeypatch):
+    x_test = np.repeat(np.arange(100, dtype=np.uint8), 4).reshape(100, 2, 2)  # image i holds the value i
+    np.savez(tmp_path / "fashion_mnist.npz", x_test=x_test, y_test=np.arange(100) % 10)
+    monkeypatch.setattr(data, "load_tfds", lambda *a, **k: pytest.fail("used tfds although a local copy exists"))
+    images, labels = data.named_images("fashion_mnist", "test", limit=5, data_dir=str(tmp_path))
+    assert images.shape == (5, 2, 2, 1) and images.dtype == np.uint8
+    np.testing.assert_array_equal(images[:, 0, 0, 0], [0, 24, 49, 74, 99])  # first to last, evenly spaced
+    np.testing.assert_array_equal(labels, [0, 4, 9, 4, 9])
+
+
+def test_named_images_fall_back_to_tfds_without_a_local_copy(tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    calls = []
+    images = np.arange(12, dtype=np.uint8).reshape(3, 2, 2, 1)
+
+    def stand_in(name, split, data_dir=None, download=False):  # tfds.load would download here
+        calls.append((name, split, download))
+        return tf.data.Dataset.from_tensor_slices((images, np.array([7, 8, 9])))
+
+    monkeypatch.setattr(data, "load_tfds", stand_in)
+    got, labels = data.named_images("mnist", "train", data_dir=str(tmp_path))  # the folder has no mnist.npz
+    assert calls == [("mnist", "train", True)]
+    np.testing.assert_array_equal(got, images)
+    np.testing.assert_array_equal(labels, [7, 8, 9])
+
+
+def test_named_images_render_dsprites():
+    images, shapes = data.named_images("dsprites", limit=6, seed=3)
+    assert images.shape == (6, 64, 64, 1) and set(np.unique(images)) == {0, 255}
+    assert set(shapes) <= {0, 1, 2}
+    np.testing.assert_array_equal(images, data.named_images("dsprites", limit=6, seed=3)[0])
+
+
+def test_named_images_read_the_real_copies(shared_data_dir):
+    cifar, labels = data.named_images("cifar10", "test", limit=10, data_dir=shared_data_dir)
+    assert cifar.shape == (10, 32, 32, 3) and len(set(labels)) == 10  # spread over the class-sorted archive
+    fashion, _ = data.named_images("fashion_mnist", "train", limit=3, data_dir=shared_data_dir)
+    assert fashion.shape == (3, 28, 28, 1)

@@ -33,7 +33,13 @@ def _models():
                                prior={"filters": 8, "layers": 2}, seed=4),
         "hvae": vaezoo.HierarchicalVAE(input_shape=SHAPE, num_latent_layers=2, latent_dim=2, hidden_dim=16,
                                        encoder=MLP, seed=5),
+        "rq-vae": vaezoo.RQVAE(input_shape=SHAPE, depth=3, num_embeddings=8, embedding_dim=4, hidden_channels=8,
+                               residual_channels=4, num_residual_blocks=1, num_downsamples=1, seed=6),
     }
+
+
+#: each image's depth in the RQ-VAE's `decode` / `reconstruct` requests (one row per depth)
+DEPTHS = np.array([1, 3, 2], np.int32)
 
 
 def _images(seed=0, n=N):
@@ -51,7 +57,16 @@ def _references(name, model, x):
     """What the Keras model computes, keyed `<signature>/<output>`."""
     cond = {"condition": LABELS} if model.conditional else {}
     ref = {}
-    if isinstance(model, vaezoo.VQVAE):
+    if isinstance(model, vaezoo.RQVAE):
+        codes = np.asarray(model.encode_to_codes(x))
+        ref["encode/codes"] = codes
+        ref["decode_in/codes"] = codes
+        # row i decoded from its first DEPTHS[i] levels, as decode_codes does one image at a time
+        rows = [np.asarray(model.decode_codes(codes[i : i + 1], depth=int(d))) for i, d in enumerate(DEPTHS)]
+        ref["decode/images"] = np.concatenate(rows)
+        ref["reconstruct_depth/images"] = ref["decode/images"]
+        ref["serving_default/images"] = np.asarray(model.reconstruct(x))
+    elif isinstance(model, vaezoo.VQVAE):
         codes = np.asarray(model.encode_to_codes(x))
         ref["encode/codes"] = codes
         ref["decode/images"] = np.asarray(model.decode_codes(codes))
@@ -63,8 +78,9 @@ def _references(name, model, x):
         z = np.random.default_rng(1).normal(size=(N, model.latent_dim)).astype(np.float32)
         ref["decode_in/z"] = z
         ref["decode/images"] = np.asarray(model.likelihood.image(model.decode(z, **cond)))
-    ref["reconstruct/images"] = np.asarray(model.reconstruct(x, **cond))
-    ref["reconstruct_float/images"] = np.asarray(model.reconstruct(x.astype(np.float32) / 255.0, **cond))
+    depth = {"depth": DEPTHS} if isinstance(model, vaezoo.RQVAE) else {}
+    ref["reconstruct/images"] = np.asarray(model.reconstruct(x, **cond, **depth))
+    ref["reconstruct_float/images"] = np.asarray(model.reconstruct(x.astype(np.float32) / 255.0, **cond, **depth))
     for key, value in sm.deterministic_score(model, x, **cond).items():
         ref[f"score/{key}"] = np.asarray(value)
     rows = []
@@ -84,6 +100,7 @@ def exported(tmp_path_factory):
     models = _models()
     _train_briefly(models["vae"], train)
     _train_briefly(models["vq-vae"], train)
+    _train_briefly(models["rq-vae"], train)
     paths, refs = {}, {}
     for name, model in models.items():
         paths[name] = sm.export_saved_model(model, out, model_name=name)
@@ -99,7 +116,13 @@ def _expected_signatures(model):
     cond = {"condition": (i32, (-1,))} if model.conditional else {}
     images_out = {"images": (f32, image), "images_uint8": (u8, image)}
     score_out = {key: (f32, (-1,)) for key in ("neg_elbo", "bits_per_dim", "nll", "kl")}
-    if isinstance(model, vaezoo.VQVAE):
+    reconstruct_in = {"images": (u8, image), **cond}
+    if isinstance(model, vaezoo.RQVAE):
+        stack = (-1, *model.grid_shape, model.depth)
+        encode_out = {"codes": (i32, stack), "quantization_error": (f32, (-1,))}
+        decode_in = {"codes": (i32, stack), "depth": (i32, (-1,))}
+        reconstruct_in = {"images": (u8, image), "depth": (i32, (-1,))}
+    elif isinstance(model, vaezoo.VQVAE):
         grid = (-1, *model.grid_shape)
         encode_out = {"codes": (i32, grid), "quantization_error": (f32, (-1,))}
         decode_in = {"codes": (i32, grid)}
@@ -109,12 +132,12 @@ def _expected_signatures(model):
     expected = {
         "encode": ({"images": (u8, image), **cond}, encode_out),
         "decode": (decode_in, images_out),
-        "reconstruct": ({"images": (u8, image), **cond}, images_out),
+        "reconstruct": (reconstruct_in, images_out),
         "serving_default": ({"images": (u8, image), **cond}, images_out),
         "sample": ({"seed": (i32, (-1,)), **cond}, images_out),
         "score": ({"images": (u8, image), **cond}, score_out),
         "encode_float": ({"images": (f32, image), **cond}, encode_out),
-        "reconstruct_float": ({"images": (f32, image), **cond}, images_out),
+        "reconstruct_float": ({**reconstruct_in, "images": (f32, image)}, images_out),
         "score_float": ({"images": (f32, image), **cond}, score_out),
     }
     return {name: {"inputs": i, "outputs": o} for name, (i, o) in expected.items()}
@@ -214,16 +237,17 @@ _LOADER = textwrap.dedent(
         got = {}
         for key, value in sig["encode"](images=tf.constant(x), **cond).items():
             got[f"encode/{key}"] = value.numpy()
+        depth = {"depth": tf.constant(job["depths"], tf.int32)} if job["residual"] else {}
         if "decode_in/codes" in ref:
-            dec = sig["decode"](codes=tf.constant(ref["decode_in/codes"]))
+            dec = sig["decode"](codes=tf.constant(ref["decode_in/codes"]), **depth)
         else:
             dec = sig["decode"](z=tf.constant(ref["decode_in/z"]), **cond)
         got["decode/images"] = dec["images"].numpy()
         got["decode/images_uint8"] = dec["images_uint8"].numpy()
-        got["reconstruct/images"] = sig["reconstruct"](images=tf.constant(x), **cond)["images"].numpy()
+        got["reconstruct/images"] = sig["reconstruct"](images=tf.constant(x), **cond, **depth)["images"].numpy()
         got["serving_default/images"] = sig["serving_default"](images=tf.constant(x), **cond)["images"].numpy()
         floats = tf.constant(x.astype(np.float32) / 255.0)
-        got["reconstruct_float/images"] = sig["reconstruct_float"](images=floats, **cond)["images"].numpy()
+        got["reconstruct_float/images"] = sig["reconstruct_float"](images=floats, **cond, **depth)["images"].numpy()
         for key, value in sig["score"](images=tf.constant(x), **cond).items():
             got[f"score/{key}"] = value.numpy()
         for key, value in sig["score_float"](images=floats, **cond).items():
@@ -247,7 +271,8 @@ def test_fresh_tensorflow_process_matches_keras(exported, tmp_path):
         np.savez(refs, **exported["refs"][name])
         jobs[name] = {"path": path, "refs": str(refs), "got": str(tmp_path / f"{name}_got.npz"),
                       "x": str(tmp_path / "x.npy"), "conditional": bool(model.conditional),
-                      "labels": LABELS.tolist(), "seeds": SEEDS.tolist()}
+                      "labels": LABELS.tolist(), "seeds": SEEDS.tolist(),
+                      "residual": isinstance(model, vaezoo.RQVAE), "depths": DEPTHS.tolist()}
     np.save(tmp_path / "x.npy", exported["x"])
     (tmp_path / "jobs.json").write_text(json.dumps(jobs))
     script = tmp_path / "load_only_tensorflow.py"
@@ -269,7 +294,14 @@ def test_fresh_tensorflow_process_matches_keras(exported, tmp_path):
             np.testing.assert_allclose(got[key], ref[key], rtol=1e-5, atol=1e-6, err_msg=f"{name} {key}")
         for key in [k for k in ref if k.startswith("encode/")]:
             np.testing.assert_allclose(got[key], ref[key], rtol=1e-5, atol=1e-6, err_msg=f"{name} {key}")
-        np.testing.assert_array_equal(got["serving_default/images"], got["reconstruct/images"])
+        if "serving_default/images" in ref:  # an RQ-VAE: serving_default is the full depth
+            np.testing.assert_allclose(got["serving_default/images"], ref["serving_default/images"], rtol=1e-5,
+                                       atol=1e-6)
+            np.testing.assert_allclose(got["reconstruct/images"], ref["reconstruct_depth/images"], rtol=1e-5,
+                                       atol=1e-6)
+            assert not np.allclose(got["serving_default/images"], got["reconstruct/images"])  # depths 1, 2 differ
+        else:
+            np.testing.assert_array_equal(got["serving_default/images"], got["reconstruct/images"])
         np.testing.assert_array_equal(got["sample_again/images"], got["sample/images"])  # same seed, same images
         np.testing.assert_allclose(got["score_float/neg_elbo"], got["score/neg_elbo"], rtol=1e-5)
         uint8 = np.round(ref["decode/images"] * 255.0)
@@ -406,6 +438,13 @@ def test_bad_inputs_are_refused(exported):
     vq = tf.saved_model.load(exported["paths"]["vq-vae"]).signatures
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"codes must be int32 code indices in \[0, 8\)"):
         vq["decode"](codes=tf.fill((1, 4, 4), 8))
+    rq = tf.saved_model.load(exported["paths"]["rq-vae"]).signatures
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"depth must be int32 depths in \[1, 3\]"):
+        rq["decode"](codes=tf.zeros((2, 4, 4, 3), tf.int32), depth=tf.constant([1, 4]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"depth must be int32 depths in \[1, 3\]"):
+        rq["reconstruct"](images=tf.constant(x[:1]), depth=tf.constant([0]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"codes must be int32 code indices in \[0, 8\)"):
+        rq["decode"](codes=tf.fill((1, 4, 4, 3), -1), depth=tf.constant([2]))
 
 
 def test_export_function_cli_and_sources(tmp_path, capsys):
@@ -459,5 +498,5 @@ def test_signature_table_is_documented():
     text = open(table, encoding="utf-8").read()
     for signature in sm.SIGNATURES + sm.FLOAT_SIGNATURES:
         assert f"`{signature}`" in text, signature
-    for family in ("VAE", "BetaVAE", "CVAE", "VQVAE", "HierarchicalVAE"):
+    for family in ("VAE", "BetaVAE", "CVAE", "VQVAE", "RQVAE", "HierarchicalVAE"):
         assert family in text

@@ -47,3 +47,28 @@ def test_init_of_another_architecture_is_refused(tmp_path, capsys):
         raise AssertionError("trained without the init model")
     except vaezoo.ConfigError as error:
         assert "init=vaezoo.load(" in str(error)
+
+
+def test_a_card_recipe_names_its_starting_point():
+    from vaezoo import presets, registry, training
+
+    card = {**registry.info("vae-mnist"), "init": "vae-mnist"}
+    assert training.load_config(card)["init"] == "vae-mnist"  # `vaezoo train CARD` starts from it
+    metadata = {"vaezoo_version": "0", "keras_version": "3", "tensorflow_version": "2", "parameter_count": 1,
+                "weights_sha256": "0" * 64, "date": "today"}
+    assert "Fine-tuned: training started from the weights of `vae-mnist`" in presets.model_card_markdown(card, metadata)
+    try:
+        registry.validate_card({**card, "init": 3})
+        raise AssertionError("a card with init: 3 was accepted")
+    except vaezoo.ConfigError as error:
+        assert "'init' names the model the recipe starts from" in str(error)
+
+
+def test_every_fine_tuned_zoo_card_starts_from_a_zoo_model():
+    from vaezoo import registry
+
+    for name in registry.list_models():
+        start = registry.info(name).get("init")
+        if start is not None:
+            assert start in registry.list_models(pretrained=True), f"{name} starts from {start!r}, not a zoo model"
+            assert registry.info(start)["config"].keys() <= registry.info(name)["config"].keys()

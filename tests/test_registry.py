@@ -44,7 +44,8 @@ def test_shipped_weights_fit_the_package_budget():
     """Everything in vaezoo/pretrained/ together stays within 40 MB (the zoo's size budget)."""
     folder = registry.pretrained_dir()
     total = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
-    assert total <= 40_000_000, f"vaezoo/pretrained holds {total / 1e6:.1f} MB; store weights as float16 (publish --float16)"
+    assert total <= 40_000_000, (f"vaezoo/pretrained holds {total / 1e6:.1f} MB; store weights as float16 "
+                                 "(publish --float16) and compressed (--compress, scripts/compress_shipped_weights.py)")
     for name in registry.list_models(pretrained=True):
         weights = registry.info(name)["weights"]
         if weights["uri"].startswith("pretrained://"):
@@ -282,23 +283,29 @@ def test_every_recipe_trains_end_to_end_in_smoke_mode(name, tmp_path):
     cwd = os.getcwd()
     os.chdir(repo)  # card paths are relative to the repository root
     try:
-        metrics = vaezoo.train(card, str(tmp_path / "run"), smoke=True, verbose=False)
+        start = vaezoo.load(card["init"]) if card.get("init") else None  # a fine-tuned recipe's starting point
+        metrics = vaezoo.train(card, str(tmp_path / "run"), smoke=True, verbose=False, init=start,
+                               init_name=card.get("init"))
     finally:
         os.chdir(cwd)
     assert np.isfinite(metrics["elbo"]) and metrics["steps"] == card["smoke"]["train"]["steps"]
 
 
-FIXTURES = {(28, 28, 1): "mnist_test_200.npz", (32, 32, 3): "cifar10_jpeg_test_200.npz"}
+FIXTURES = {"mnist": "mnist_test_200.npz", "fashion_mnist": "fashion_mnist_test_200.npz",
+            "cifar10": "cifar10_jpeg_test_200.npz"}
 
 
-def _fixture_images(image_shape):
-    """200 real test images (uint8) and labels for a model's input shape; dSprites is procedural,
-    so its 200 images are rendered from a fixed random draw of the factor grid."""
-    if tuple(image_shape) == DSprites.image_shape:
+def _fixture_images(card, image_shape):
+    """200 real test images (uint8) and labels of a card's data set; dSprites is procedural, so
+    its 200 images are rendered from a fixed random draw of the factor grid."""
+    from vaezoo import data
+
+    dataset = data.card_dataset(card)
+    if dataset == "dsprites":
         sprites = DSprites()
         indices = np.random.default_rng(0).choice(len(sprites), 200, replace=False)
         return sprites.render(indices) * np.uint8(255), sprites.factor_classes(indices)
-    path = os.path.join(os.path.dirname(__file__), "fixtures", FIXTURES[tuple(image_shape)])
+    path = os.path.join(os.path.dirname(__file__), "fixtures", FIXTURES[dataset])
     with np.load(path) as d:
         return d["x"].reshape(-1, *image_shape), d["y"]
 
@@ -310,7 +317,7 @@ def test_shipped_model_reconstructs_the_fixture_as_its_card_says(name):
     test images, same preprocessing) within 4 standard errors of the fixture's mean.
 
     The two means differ by sampling, not by float rounding: the card averages 10,000 images,
-    the fixture 200 (MNIST: the test split's first 200; CIFAR-10: a fixed pick; dSprites:
+    the fixture 200 (MNIST, Fashion-MNIST: the test split's first 200; CIFAR-10: a fixed pick; dSprites:
     another random draw of the factor grid), and binarize_dynamic draws other Bernoulli pixels
     (seeds (0, i) here). Float effects are negligible: the weights are the same shipped file,
     and batches of 7 instead of one of 200 change the mean by < 1e-8 relative. So the tolerance
@@ -326,7 +333,7 @@ def test_shipped_model_reconstructs_the_fixture_as_its_card_says(name):
     if "mse" not in (card["metrics"] or {}):
         pytest.skip(f"{name}'s card has no measured mse yet")
     model = vaezoo.load(name)
-    x, y = _fixture_images(model.image_shape)
+    x, y = _fixture_images(card, model.image_shape)
     mode = (card.get("eval_data") or card["data"]).get("preprocess", "scale")
     seeds = tf.stack([tf.zeros(len(x), tf.int32), tf.range(len(x), dtype=tf.int32)], axis=1)
     images = np.asarray(data.preprocess_images(tf.constant(x), mode, seeds))
@@ -359,3 +366,60 @@ def test_list_and_info_do_not_import_tensorflow(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "vq-vae-cifar" in out.stdout and "name: vq-vae-cifar" in out.stdout
     assert out.stderr.strip().splitlines()[-1] == "[]", out.stderr
+
+
+def test_compressed_weights_are_lossless_smaller_and_keep_the_metrics(zoo, tmp_path, publish_setup):
+    pretrained, run = publish_setup
+    # arrays of a realistic size (HDF5 chunks cost more than gzip saves on a handful of numbers)
+    zoo["write"]("file:///nowhere", config={"input_shape": [16, 16, 1], "latent_dim": 2,
+                                            "encoder": {"type": "mlp", "hidden": [128]}})
+    reference = vaezoo.build("tiny-vae")
+    reference.build_from_images()
+    values = [np.random.default_rng(i).normal(size=w.shape) for i, w in enumerate(reference.get_weights())]
+    reference.set_weights(values)
+    reference.save_weights(str(run / "model.weights.h5"))
+    zoo_maintenance.publish(str(tmp_path / "run"), "tiny-vae")
+    record = {"value": 1.0, "split": "test", "protocol": "p", "hardware": "h", "date": "d", "command": "c"}
+    zoo_maintenance.record_metrics("tiny-vae", {"mse": record})
+    before = registry.info("tiny-vae")["weights"]
+    weights = zoo_maintenance.compress_shipped("tiny-vae")
+    shipped = pretrained / "tiny-vae.weights.h5"
+    assert weights["sha256"] != before["sha256"] and weights == registry.info("tiny-vae")["weights"]
+    assert weights["bytes"] < before["bytes"]  # shuffle + gzip: the exponent bytes of normal values compress
+    assert weights["bytes"] == shipped.stat().st_size
+    assert _array_bytes(shipped) == _array_bytes(run / "model.weights.h5")
+    import h5py
+
+    with h5py.File(shipped, "r") as f:
+        filters = []
+        f.visititems(lambda _, item: filters.append(item.compression) if isinstance(item, h5py.Dataset)
+                     and item.size >= 1024 else None)
+    assert filters and set(filters) == {"gzip"}
+    assert registry.info("tiny-vae")["metrics"] == {"mse": record}  # same values: the metrics still hold
+    assert "gzip-compressed (lossless" in registry.info("tiny-vae")["notes"]["storage"]
+    for a, b in zip(reference.get_weights(), vaezoo.load("tiny-vae").get_weights()):
+        np.testing.assert_array_equal(a, b)  # bit-identical after the round trip
+
+
+def test_compressing_weights_that_are_not_shipped_is_refused(zoo):
+    zoo["write"]("file:///nowhere")
+    with pytest.raises(ValueError, match="not shipped in the package"):
+        zoo_maintenance.compress_shipped("tiny-vae")
+
+
+def test_publish_compress_ships_the_same_values_gzip_compressed(zoo, tmp_path, publish_setup):
+    pretrained, run = publish_setup
+    shutil.copy(zoo["weights"], run / "model.weights.h5")
+    zoo_maintenance.publish(str(tmp_path / "run"), "tiny-vae", compress=True)
+    shipped, source = _arrays_of(pretrained / "tiny-vae.weights.h5"), _arrays_of(run / "model.weights.h5")
+    assert shipped.keys() == source.keys() and all(np.array_equal(shipped[k], source[k]) for k in source)
+    _assert_has_the_zoo_weights(vaezoo.load("tiny-vae"), zoo)
+
+
+def _arrays_of(path):
+    import h5py
+
+    found = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda key, item: found.__setitem__(key, item[()]) if isinstance(item, h5py.Dataset) else None)
+    return found

@@ -211,3 +211,40 @@ def test_bad_arguments_are_clear(exported, tmp_path):
         runner.decode(np.full((1, 8, 8), 64, np.int32))
     with pytest.raises(FileNotFoundError):
         TFLiteModel(str(tmp_path / "missing.tflite"))
+
+
+def test_rqvae_export_codes_every_depth_and_decodes_any_prefix(tmp_path):
+    """An RQ-VAE's file: `encode` gives the Keras code stacks, `decode` any prefix of depths
+    (what a codec decodes at each quality); float32 and full_int8."""
+    import vaezoo
+
+    keras.utils.set_random_seed(2)
+    train, test = squares(256, size=16, seed=2), squares(8, size=16, seed=3)
+    model = vaezoo.RQVAE(input_shape=(16, 16, 3), depth=3, num_embeddings=16, embedding_dim=8, hidden_channels=32,
+                         residual_channels=8, num_residual_blocks=1, num_downsamples=1, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    model.fit(train, epochs=2, batch_size=32, verbose=0)
+    paths = export_tflite(model, str(tmp_path), variants=("float32", "full_int8"), representative_images=train,
+                          num_calibration=64)
+    manifest = json.load(open(tmp_path / "manifest.json"))
+    assert manifest["kind"] == "rq" and manifest["signatures"]["encode"]["outputs"]["codes"] == ["int32", [None] * 3 + [3]]
+    assert "codec" not in manifest  # the .vqz codec does not code RQ-VAE stacks yet
+    runner = TFLiteModel(paths["float32"])
+    assert runner.kind == "rq" and runner.depth == 3 and runner.grid_shape == (8, 8)
+    codes = runner.encode(test)
+    keras_codes = np.asarray(model.encode_to_codes(test))
+    assert codes.shape == (8, 8, 8, 3)
+    assert np.mean(codes == keras_codes) > 0.99  # float rounding may flip a near-tie
+    for d in (1, 2, 3):
+        expected = np.asarray(model.decode_codes(keras_codes, depth=d))
+        np.testing.assert_allclose(runner.decode(keras_codes[..., :d]), expected, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(runner.decode(keras_codes, depth=d), expected, rtol=0, atol=1e-4)
+    report = parity_report(model, paths, test, latency_images=2)
+    assert report["float32"]["code_agreement"] > 0.99 and report["float32"]["reconstruction_max_abs_diff"] < 1e-3
+    assert report["full_int8"]["psnr"] > report["full_int8"]["keras_psnr"] - 3.0, report["full_int8"]
+    with pytest.raises(ValueError, match=r"1 <= d <= 3"):
+        runner.decode(np.zeros((1, 8, 8, 4), np.int32))
+    with pytest.raises(ValueError, match=r"depth must be an integer in \[1, 2\]"):
+        runner.decode(np.zeros((1, 8, 8, 2), np.int32), depth=3)
+    with pytest.raises(ValueError, match=r"\[0, 16\)"):
+        runner.decode(np.full((1, 8, 8, 2), 16, np.int32))

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import vaezoo
-from helpers import check_model_contract, sgd_fit_step
+from helpers import check_model_contract, colour_squares, sgd_fit_step
 from vaezoo import quantizer as quantizer_module
 from vaezoo.quantizer import VectorQuantizer, perplexity
 
@@ -27,11 +27,7 @@ def _tiny(**overrides):
 
 @pytest.fixture
 def images(rng):
-    """32 tiny colour images: a coloured 4x4 square on a dark background."""
-    x = np.full((32, *SHAPE), 0.1, np.float32)
-    for i, (r, c) in enumerate(rng.integers(0, 5, size=(32, 2))):
-        x[i, r : r + 4, c : c + 4] = rng.random(3)
-    return x
+    return colour_squares(rng, 32, SHAPE)
 
 
 @pytest.mark.parametrize(

@@ -14,13 +14,13 @@ import re
 from vaezoo.validation import ConfigError, check_keys
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-CARD_KEYS = {"name", "description", "family", "config", "data", "eval_data", "train", "smoke",
-             "prior_train", "weights", "metrics", "notes"}
+CARD_KEYS = {"name", "description", "family", "config", "init", "data", "eval_data", "train", "smoke",
+             "prior_train", "weights", "metrics", "notes"}  # init: the model a fine-tuned recipe starts from
 REQUIRED_KEYS = {"name", "family", "config", "data", "train", "weights", "metrics", "notes"}
 WEIGHTS_KEYS = {"uri", "sha256", "bytes"}
 METRIC_KEYS = {"value", "split", "protocol", "hardware", "date", "command"}
 OPTIONAL_METRIC_KEYS = {"stderr"}  # standard error of the mean, for per-example averages (elbo, iwae)
-FAMILIES = ("VAE", "BetaVAE", "CVAE", "VQVAE", "HierarchicalVAE")  # the model classes a card may name
+FAMILIES = ("VAE", "BetaVAE", "CVAE", "VQVAE", "RQVAE", "HierarchicalVAE")  # the model classes a card may name
 DATA_ONLY_KEYS = {"tfds"}  # card data keys that document the canonical source, not read by the Trainer
 
 
@@ -47,6 +47,9 @@ def validate_card(card, source="card"):
         raise ConfigError(f"{source}: unknown family {card['family']!r}; registered: {sorted(FAMILIES)}.")
     if not isinstance(card["config"], dict):
         raise ConfigError(f"{source}: 'config' must be a mapping of constructor arguments.")
+    if card.get("init") is not None and not isinstance(card["init"], str):
+        raise ConfigError(f"{source}: 'init' names the model the recipe starts from (a zoo name, preset or URI); "
+                          f"got {card['init']!r}.")
     weights = card["weights"]
     if weights is not None:
         if not isinstance(weights, dict):
@@ -86,7 +89,7 @@ def card_to_training_config(card):
         "data": {k: v for k, v in card["data"].items() if k not in DATA_ONLY_KEYS},
         "train": copy.deepcopy(card["train"]),
     }
-    for key in ("eval_data", "smoke", "prior_train"):
+    for key in ("init", "eval_data", "smoke", "prior_train"):
         if card.get(key) is not None:
             config[key] = copy.deepcopy(card[key])
     if "eval_data" in config:

@@ -83,7 +83,7 @@ def _info(args):
 def _publish(args):
     from vaezoo import zoo_maintenance
 
-    weights = zoo_maintenance.publish(args.workdir, args.name, float16=args.float16)
+    weights = zoo_maintenance.publish(args.workdir, args.name, float16=args.float16, compress=args.compress)
     print(f"{args.name}: {weights['uri']} ({weights['bytes']} bytes, sha256 {weights['sha256']})")
     return 0
 
@@ -392,6 +392,8 @@ def build_parser():
     publish.add_argument("--name", required=True, help="registry name (its card must exist)")
     publish.add_argument("--float16", action="store_true",
                          help="store the weights as float16 (half the size; loaded into float32 variables)")
+    publish.add_argument("--compress", action="store_true",
+                         help="gzip-compress the stored arrays (lossless; about 10%% smaller for trained weights)")
     publish.set_defaults(func=_publish)
 
     model_help = ("a registry name (see `vaezoo list`), a .keras file, a training workdir, a preset folder or a "

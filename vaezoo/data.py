@@ -325,6 +325,58 @@ def load_tfds(name, split="train", data_dir=None, download=False):
     return tfds.load(name, split=split, data_dir=data_dir, download=download, as_supervised=True)
 
 
+#: local copies of public data sets (the repository's `../shared/data`), by tfds name
+LOCAL_COPIES = {"mnist": "mnist.npz", "fashion_mnist": "fashion_mnist.npz", "cifar10": "cifar10_jpeg.tar.gz"}
+
+
+def card_dataset(card):
+    """The public data set a zoo card's model was trained on, by tfds name (or `"dsprites"`)."""
+    spec = card["data"]
+    if spec.get("source") == "dsprites":
+        return "dsprites"
+    if not spec.get("tfds"):
+        raise ConfigError(f"{card.get('name', 'the card')}'s data names no public data set (no 'tfds' key).")
+    return spec["tfds"]
+
+
+def named_images(name, split="test", limit=None, data_dir=None, seed=0):
+    """uint8 images `(n, h, w, c)` and labels of a public data set, for notebooks and demos.
+
+    A local copy comes first (`data_dir/LOCAL_COPIES[name]`, e.g. the repository's
+    `../shared/data`, which needs no network); without one, tensorflow_datasets downloads the
+    set once (as in Colab). `"dsprites"` is rendered by vaezoo (a random subset by `seed`; its
+    labels are the shape factor). `limit` takes that many images spread evenly over the split
+    (the CIFAR-10 copy is sorted by class).
+
+    Example:
+        >>> images, labels = named_images("fashion_mnist", "test", limit=8, data_dir="../shared/data")
+    """
+    if limit is not None:
+        check_int("limit", limit, 1)
+    if name == "dsprites":
+        sprites = DSprites()
+        indices = np.random.default_rng(seed).choice(len(sprites), size=limit or 10000, replace=False)
+        return sprites.render(indices) * np.uint8(255), sprites.factor_classes(indices)[:, 0]
+    local = os.path.join(data_dir, LOCAL_COPIES[name]) if data_dir and name in LOCAL_COPIES else None
+    if local and os.path.isfile(local):
+        if local.endswith(".npz"):
+            images, labels = load_npz(local, f"x_{split}", f"y_{split}")
+        else:
+            images, labels = load_image_tar(local, split)
+    else:
+        try:
+            ds = load_tfds(name, split, download=True)
+        except ImportError:
+            raise ImportError(f"No local copy of {name!r} (looked for {local or 'none: no data_dir'}) and "
+                              "tensorflow_datasets is not installed: pip install tensorflow-datasets.") from None
+        pairs = [(np.asarray(x), np.asarray(y)) for x, y in ds.as_numpy_iterator()]
+        images, labels = np.stack([x for x, _ in pairs]), np.array([y for _, y in pairs])
+    if limit:
+        chosen = np.linspace(0, len(images) - 1, min(limit, len(images))).astype(int)
+        images, labels = images[chosen], labels[chosen]
+    return images, np.asarray(labels, np.int64)
+
+
 # --------------------------------------------------------------------------- pipeline
 SOURCE_KEYS = {
     "dsprites": {"subset"},

@@ -232,7 +232,10 @@ def model_card_markdown(card, metadata):
              "## Data", "", "Training data:" + _as_text(card.get("data")), ""]
     if card.get("eval_data"):
         lines += ["Evaluation data:" + _as_text(card["eval_data"]), ""]
-    lines += ["## Training recipe", "", _as_text(card.get("train")).lstrip("\n"), "", "## Measured metrics", ""]
+    lines += ["## Training recipe", ""]
+    if card.get("init"):
+        lines += [f"Fine-tuned: training started from the weights of `{card['init']}`.", ""]
+    lines += [_as_text(card.get("train")).lstrip("\n"), "", "## Measured metrics", ""]
     metrics = card.get("metrics") or {}
     if metrics:
         lines += ["| metric | value | split | protocol | hardware | date | command |", "|---|---|---|---|---|---|---|"]

@@ -338,3 +338,196 @@ class VectorQuantizer(keras.layers.Layer):
             "dead_code_threshold": self.dead_code_threshold,
             "seed": self.seed,
         }
+
+
+def check_depth(depth, max_depth, name="depth", per_example=False):
+    """Validate a quantizer depth: an integer in [1, max_depth]; returns an int32 tensor.
+
+    Args:
+        depth: a Python integer, or an integer tensor: a scalar, or with `per_example` one
+            depth per example `(batch,)`. A traced (symbolic) tensor's values are not known:
+            only its dtype and rank are checked (exports add graph assertions).
+        max_depth: the largest depth (the quantizer's number of levels).
+        name: how the argument is called in error messages.
+        per_example: accept a `(batch,)` tensor of depths.
+
+    Raises:
+        TypeError: not an integer, or a tensor of the wrong rank.
+        ValueError: a value outside [1, max_depth].
+    """
+    expected = f"an integer in [1, {max_depth}] (the model's quantizer depth)"
+    if isinstance(depth, (tf.Tensor, tf.Variable, np.ndarray)):
+        ranks = (0, 1) if per_example else (0,)
+        if not tf.as_dtype(depth.dtype).is_integer or len(depth.shape) not in ranks:
+            what = "an integer scalar" + (" or one integer per example (batch,)" if per_example else "")
+            raise TypeError(f"{name} must be {what} in [1, {max_depth}], got dtype {tf.as_dtype(depth.dtype).name} "
+                            f"and shape {tuple(depth.shape)}.")
+        if validation.is_symbolic(depth):
+            return tf.cast(depth, tf.int32)
+        values = np.asarray(depth)
+        if values.size and (values.min() < 1 or values.max() > max_depth):
+            raise ValueError(f"{name} must be {expected}, got values in [{values.min()}, {values.max()}].")
+        return tf.constant(values.astype(np.int32))
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or not 1 <= int(depth) <= max_depth:
+        raise ValueError(f"{name} must be {expected}, got {depth!r}.")
+    return tf.constant(int(depth), tf.int32)
+
+
+@keras.saving.register_keras_serializable(package="vaezoo")
+class ResidualQuantizer(keras.layers.Layer):
+    """Residual vector quantization: `depth` `VectorQuantizer`s, each coding what the previous left.
+
+    Level 1 quantizes the input `z`; level d quantizes the residual
+    `r_d = z - (e_1 + ... + e_{d-1})` left by the levels before it (Lee et al. 2022; the
+    residual VQ of SoundStream). The first d levels' codes decode to `e_1 + ... + e_d`, so a
+    prefix of the code stack is a coarser description of the same vector. Each level is a
+    `VectorQuantizer` with its own codebook (EMA updates and dead-code restarts as there).
+
+    Called on a float tensor `(batch, ..., embedding_dim)` with an optional per-example
+    `depths` int32 `(batch,)` (how many levels each example uses, in [1, depth]; default all),
+    it returns a dict:
+
+    - `quantized`: `e_1 + ... + e_n` of each example's n levels, with the straight-through
+      gradient `z + stop_gradient(sum - z)`;
+    - `codes`: int32 `(batch, ..., depth)`, every level's code (a level beyond an example's
+      depth is still computed, its code is just not used by `quantized`);
+    - `loss`: per-example VQ loss of the used levels: level d's `VectorQuantizer` loss on
+      `r_d` (with the earlier codes held fixed, the commitment term is
+      `commitment_cost * ||z - sg(e_1 + ... + e_d)||^2`, the RQ-VAE paper's loss);
+    - `perplexity`, `usage`: of each level's code use in the batch, averaged over the levels.
+
+    In training every level's codebook is updated on its residuals of the whole batch,
+    whatever the example's depth: the codebooks keep learning the residuals the encoder gives.
+
+    Args:
+        depth: number of levels D.
+        num_embeddings: codebook size K of every level.
+        embedding_dim: size of each code vector (the input's last axis).
+        **quantizer_kwargs: the other `VectorQuantizer` arguments (`commitment_cost`, `ema`,
+            `decay`, `epsilon`, `restart_dead_codes`, `dead_code_threshold`, `seed`), shared by
+            all levels (level d's restart draws use seed `seed + d`).
+
+    Example:
+        >>> rq = ResidualQuantizer(depth=4, num_embeddings=256, embedding_dim=64)
+        >>> out = rq(tf.random.normal([8, 8, 8, 64]), training=True)
+        >>> out["codes"].shape, out["quantized"].shape
+        (TensorShape([8, 8, 8, 4]), TensorShape([8, 8, 8, 64]))
+        >>> rq.embed(out["codes"][..., :2])     # the 2-level approximation of the input
+
+    References:
+        Lee et al., "Autoregressive Image Generation using Residual Quantization", CVPR 2022.
+        Zeghidour et al., "SoundStream: An End-to-End Neural Audio Codec", 2021.
+    """
+
+    def __init__(self, depth=8, num_embeddings=256, embedding_dim=64, **quantizer_kwargs):
+        kwargs = {key: quantizer_kwargs.pop(key) for key in list(quantizer_kwargs)
+                  if key in ("name", "dtype", "trainable")}
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        validation.check_int("depth", depth, 1)
+        self.depth = int(depth)
+        seed = quantizer_kwargs.pop("seed", None)
+        # One attribute per level (not a list): TensorFlow checkpoints (the Trainer's) track
+        # a layer's attributes, but not the lists Keras wraps.
+        for level in range(self.depth):
+            setattr(self, f"level_{level}", VectorQuantizer(
+                num_embeddings=num_embeddings, embedding_dim=embedding_dim,
+                seed=None if seed is None else seed + level, name=f"level_{level}", **quantizer_kwargs))
+        self.seed = seed
+
+    @property
+    def levels(self):
+        """The `VectorQuantizer` of each level, first to last."""
+        return [getattr(self, f"level_{level}") for level in range(self.depth)]
+
+    @property
+    def num_embeddings(self):
+        return self.levels[0].num_embeddings
+
+    @property
+    def embedding_dim(self):
+        return self.levels[0].embedding_dim
+
+    def build(self, input_shape=None):
+        for level in self.levels:
+            if not level.built:
+                level.build(input_shape)
+
+    def nearest_codes(self, z):
+        """Greedy residual codes of `z` `(..., D)`: int32 `(..., depth)` (level d codes `r_d`)."""
+        if not self.built:
+            self.build(tuple(z.shape))
+        residual = self.levels[0]._check_vectors(z)
+        codes = []
+        for level in self.levels:
+            level_codes = level.nearest_codes(residual)
+            residual = residual - level.embed(level_codes)
+            codes.append(level_codes)
+        return tf.stack(codes, axis=-1)
+
+    def embed(self, codes, depth=None):
+        """Sum of the code vectors of the first `depth` levels of code stacks `(batch, ..., d)`.
+
+        `d` is at most this quantizer's depth; `depth` defaults to d, and may be an integer
+        tensor: a scalar, or one depth per example `(batch,)` (values in [1, d]).
+        """
+        if not self.built:
+            self.build()
+        codes = check_codes(codes, self.num_embeddings)
+        levels = codes.shape[-1]
+        if len(codes.shape) < 2 or levels is None or not 1 <= levels <= self.depth:
+            raise ValueError(f"codes must have shape (batch, ..., d) with 1 <= d <= {self.depth} levels, got "
+                             f"shape {tuple(codes.shape)}.")
+        if depth is not None:
+            depth = tf.convert_to_tensor(depth)
+            if depth.shape.rank == 1:  # one depth per example: broadcast over the grid and vector
+                depth = tf.reshape(depth, [-1] + [1] * (len(codes.shape) - 1))
+        total = 0.0
+        for level in range(levels):
+            vectors = self.levels[level].embed(codes[..., level])
+            if depth is not None:
+                vectors = vectors * tf.cast(level < depth, vectors.dtype)
+            total = total + vectors
+        return total
+
+    def call(self, inputs, training=False, depths=None):
+        z = self.levels[0]._check_vectors(inputs)
+        batch = tf.shape(z)[0]
+        per_example = (batch,) + (1,) * (len(z.shape) - 1)
+        residual, total = z, tf.zeros_like(z)
+        loss = tf.zeros((batch,), tf.float32)
+        codes, perplexities, usages = [], [], []
+        for d, level in enumerate(self.levels):
+            out = level(residual, training=training)
+            vectors = tf.stop_gradient(out["quantized"])  # the code vectors' values
+            used = tf.ones((batch,), tf.float32) if depths is None else tf.cast(d < depths, tf.float32)
+            total = total + vectors * tf.reshape(used, per_example)
+            loss = loss + used * out["loss"]
+            residual = residual - vectors
+            codes.append(out["codes"])
+            perplexities.append(out["perplexity"])
+            usages.append(out["usage"])
+        return {
+            "quantized": z + tf.stop_gradient(total - z),
+            "codes": tf.stack(codes, axis=-1),
+            "loss": loss,
+            "perplexity": tf.reduce_mean(tf.stack(perplexities)),
+            "usage": tf.reduce_mean(tf.stack(usages)),
+        }
+
+    def compute_output_spec(self, inputs, training=False, depths=None):
+        shape = tuple(inputs.shape)
+        return {
+            "quantized": keras.KerasTensor(shape, "float32"),
+            "codes": keras.KerasTensor((*shape[:-1], self.depth), "int32"),
+            "loss": keras.KerasTensor(shape[:1], "float32"),
+            "perplexity": keras.KerasTensor((), "float32"),
+            "usage": keras.KerasTensor((), "float32"),
+        }
+
+    def get_config(self):
+        first = self.levels[0].get_config()
+        shared = ("num_embeddings", "embedding_dim", "commitment_cost", "ema", "decay", "epsilon",
+                  "restart_dead_codes", "dead_code_threshold")
+        return {**super().get_config(), "depth": self.depth, "seed": self.seed,
+                **{key: first[key] for key in shared}}

@@ -27,11 +27,13 @@ def write_card(card):
     return path
 
 
-def _write_float16_copy(source, target):
-    """Copy a Keras `.weights.h5` file with every float32 array stored as float16.
+def _write_copy(source, target, float16=False, compress=False):
+    """Copy a Keras `.weights.h5` file array by array: float32 arrays stored as float16 with
+    `float16`, and arrays gzip-compressed (HDF5's shuffle + gzip filters, lossless) with `compress`.
 
-    Keras casts on load, so the model keeps float32 variables; only the file halves. A fresh
-    file is written (deleting HDF5 datasets in place would not reclaim their space).
+    Keras reads both through h5py (casting float16 into the model's float32 variables), so only
+    the file shrinks. A fresh file is written (deleting HDF5 datasets in place would not reclaim
+    their space).
     """
     import h5py
     import numpy as np
@@ -44,21 +46,65 @@ def _write_float16_copy(source, target):
                     copy(item, group_out.create_group(key))
                 else:
                     data = item[()]
-                    if isinstance(data, np.ndarray) and data.dtype == np.float32:
+                    if float16 and isinstance(data, np.ndarray) and data.dtype == np.float32:
                         data = data.astype(np.float16)
-                    group_out.create_dataset(key, data=data)
+                    filters = {}
+                    # (on a few numbers an HDF5 chunk costs more than gzip saves)
+                    if compress and isinstance(data, np.ndarray) and data.size >= 1024:
+                        filters = {"compression": "gzip", "compression_opts": 9, "shuffle": True}
+                    group_out.create_dataset(key, data=data, **filters)
                     group_out[key].attrs.update(dict(item.attrs))
 
         copy(src, dst)
 
 
-def publish(workdir, name, float16=False):
+def _arrays(path):
+    import h5py
+
+    found = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda key, item: found.__setitem__(key, item[()]) if isinstance(item, h5py.Dataset) else None)
+    return found
+
+
+def compress_shipped(name):
+    """Rewrite the shipped weights of `name` gzip-compressed, losslessly, and record the new
+    sha256 and size in the card. Every array is checked bit-identical to the old file's, so the
+    card's metrics (measured on those values) are kept. Returns the card's new `weights`."""
+    import numpy as np
+
+    card = registry.info(name)
+    uri = (card.get("weights") or {}).get("uri", "")
+    if not uri.startswith("pretrained://"):
+        raise ValueError(f"{name}'s weights are not shipped in the package ({uri or 'none'}); nothing to compress.")
+    path = registry.fetch_weights(card)  # verifies the current sha256
+    with atomic_path(path) as tmp:
+        _write_copy(path, tmp, compress=True)
+        old, new = _arrays(path), _arrays(tmp)
+        same = old.keys() == new.keys() and all(
+            old[k].dtype == new[k].dtype and np.array_equal(old[k], new[k]) for k in old)
+        if not same:
+            raise AssertionError(f"the compressed copy of {path} does not hold the same arrays; not written.")
+        registry.build(name).load_weights(tmp)
+    os.chmod(path, 0o644)
+    card["weights"] = {**card["weights"], "sha256": registry.sha256_of(path), "bytes": os.path.getsize(path)}
+    if isinstance(card.get("notes"), dict):
+        said = "arrays gzip-compressed (lossless, the same values; scripts/compress_shipped_weights.py)"
+        previous = card["notes"].get("storage")
+        if said not in str(previous):
+            card["notes"]["storage"] = f"{previous.rstrip('.')}; {said}." if previous else f"weights {said}."
+    write_card(card)
+    return card["weights"]
+
+
+def publish(workdir, name, float16=False, compress=False):
     """Ship a finished training run's weights as `pretrained://NAME.weights.h5` and record
     their sha256 and size in the card (the way weights enter the zoo; never by hand).
 
     With `float16=True` the file stores float16 arrays (half the size; the model loads them
-    into float32 variables). Metrics in the card that were measured on other weights are
-    dropped: they describe a different model. Measure the shipped weights with
+    into float32 variables); with `compress=True` its arrays are gzip-compressed (lossless).
+    Metrics in the card that were measured on other weights are dropped: they describe a
+    different model. Measure the shipped weights with
     `vaezoo eval NAME --write-card`."""
     card = registry.info(name)
     source = os.path.join(workdir, workdirs.WEIGHTS)
@@ -69,8 +115,8 @@ def publish(workdir, name, float16=False):
     filename = f"{name}.weights.h5"
     target = os.path.join(registry.pretrained_dir(), filename)
     with atomic_path(target) as tmp:
-        if float16:
-            _write_float16_copy(source, tmp)
+        if float16 or compress:
+            _write_copy(source, tmp, float16=float16, compress=compress)
             registry.build(name).load_weights(tmp)  # the converted file must load into the card's model
         else:
             shutil.copyfile(source, tmp)

@@ -19,12 +19,12 @@ output has the batch on axis 0, so all of them work with `--enable_batching`):
 
 | signature | inputs | outputs |
 |---|---|---|
-| `encode` | `images` uint8 `(batch, H, W, C)` | `mean`, `stddev` float32 `(batch, latent_dim)`; VQ-VAE: `codes` int32 `(batch, h, w)`, `quantization_error` float32 `(batch,)` |
-| `decode` | `z` float32 `(batch, latent_dim)`; VQ-VAE: `codes` int32 `(batch, h, w)` | `images` float32 in [0, 1], `images_uint8` uint8 |
-| `reconstruct` | `images` uint8 | `images`, `images_uint8` |
+| `encode` | `images` uint8 `(batch, H, W, C)` | `mean`, `stddev` float32 `(batch, latent_dim)`; VQ-VAE: `codes` int32 `(batch, h, w)`, `quantization_error` float32 `(batch,)`; RQ-VAE: `codes` int32 `(batch, h, w, D)` (the first d levels are the depth-d codes), `quantization_error` |
+| `decode` | `z` float32 `(batch, latent_dim)`; VQ-VAE: `codes` int32 `(batch, h, w)`; RQ-VAE: `codes` int32 `(batch, h, w, D)` and `depth` int32 `(batch,)` in [1, D] (levels beyond an image's depth are ignored) | `images` float32 in [0, 1], `images_uint8` uint8 |
+| `reconstruct` | `images` uint8; RQ-VAE: and `depth` int32 `(batch,)` in [1, D] | `images`, `images_uint8` |
 | `sample` | `seed` int32 `(batch,)` | `images`, `images_uint8`: row i is `model.sample(1, seed=seed[i])` |
 | `score` | `images` uint8 | `neg_elbo`, `bits_per_dim`, `nll`, `kl` float32 `(batch,)` |
-| `serving_default` | as `reconstruct` | as `reconstruct` |
+| `serving_default` | as `reconstruct` (RQ-VAE: `images` only, at the full depth) | as `reconstruct` |
 | `encode_float`, `reconstruct_float`, `score_float` | `images` float32 in [0, 1] | as without `_float` |
 
 Conditional models (`CVAE`) take `condition` in every signature: int32 labels `(batch,)` in
@@ -196,7 +196,7 @@ def deterministic_score(model, images, condition=None):
     See `LatentVariableModel.score_terms`.
 
     Args:
-        model: a vaezoo model (VAE, BetaVAE, CVAE, VQVAE, HierarchicalVAE).
+        model: a vaezoo model (VAE, BetaVAE, CVAE, VQVAE, RQVAE, HierarchicalVAE).
         images: uint8 in [0, 255] or float in [0, 1], shape `(batch, H, W, C)`.
         condition: a CVAE's condition (one per image); `None` for unconditional models.
 
@@ -251,7 +251,7 @@ def signature_functions(model, float_signatures=True, max_rows=DEFAULT_MAX_ROWS)
     `export_saved_model`; handy for tracing or testing endpoints without writing files.
 
     Args:
-        model: a vaezoo model (VAE, BetaVAE, CVAE, VQVAE, HierarchicalVAE).
+        model: a vaezoo model (VAE, BetaVAE, CVAE, VQVAE, RQVAE, HierarchicalVAE).
         float_signatures: also add `encode_float`, `reconstruct_float`, `score_float`,
             which take float32 images in [0, 1] instead of uint8.
         max_rows: the most rows (axis 0) every input of every signature takes, checked in
@@ -284,7 +284,41 @@ def signature_functions(model, float_signatures=True, max_rows=DEFAULT_MAX_ROWS)
         images, condition = split(args)
         return _score_outputs(model, _checked_images(model, images), condition)
 
-    if latent_kind == "code_grid":
+    serving_default = reconstruct
+    if latent_kind == "residual_code_grid":
+        k, depth = model.num_embeddings, model.depth
+        grid = tuple(model.grid_shape)
+        depth_spec = tf.TensorSpec((None,), tf.int32, name="depth")
+        decode_signature = [tf.TensorSpec((None, *grid, depth), tf.int32, name="codes"), depth_spec]
+
+        def checked_depth(depth_values):
+            message = f"depth must be int32 depths in [1, {depth}], one per image"
+            checks = [
+                tf.debugging.assert_greater_equal(depth_values, 1, message=message),
+                tf.debugging.assert_less_equal(depth_values, depth, message=message),
+            ]
+            with tf.control_dependencies(checks):
+                return tf.identity(depth_values)
+
+        def decode(codes, depth_values):
+            message = (f"codes must be int32 code indices in [0, {k}) with shape "
+                       f"(batch, {grid[0]}, {grid[1]}, {depth})")
+            checks = [
+                tf.debugging.assert_non_negative(codes, message=message),
+                tf.debugging.assert_less(codes, k, message=message),
+            ]
+            with tf.control_dependencies(checks):
+                codes = tf.identity(codes)
+            return _image_outputs(model.decode_codes(codes, depth=checked_depth(depth_values)))
+
+        def serving_default(images):  # the full depth: a plain images-in, images-out call
+            return _image_outputs(model.reconstruct(_checked_images(model, images)))
+
+        def reconstruct(images, depth_values):
+            images = _checked_images(model, images)
+            return _image_outputs(model.reconstruct(images, depth=checked_depth(depth_values)))
+
+    elif latent_kind == "code_grid":
         k = model.num_embeddings
         grid = tuple(model.grid_shape)
         decode_signature = [tf.TensorSpec((None, *grid), tf.int32, name="codes")]
@@ -313,17 +347,19 @@ def signature_functions(model, float_signatures=True, max_rows=DEFAULT_MAX_ROWS)
         return _image_outputs(_sample_rows(model, seed, condition))
 
     seed_signature = [tf.TensorSpec((None,), tf.int32, name="seed")] + condition_spec
+    # an RQ-VAE's reconstruct takes each image's depth; the others, a condition if any
+    reconstruct_extra = [depth_spec] if latent_kind == "residual_code_grid" else condition_spec
     endpoints = {
         "encode": (encode, [uint8_images] + condition_spec),
         "decode": (decode, decode_signature),
-        "reconstruct": (reconstruct, [uint8_images] + condition_spec),
+        "reconstruct": (reconstruct, [uint8_images] + reconstruct_extra),
         "sample": (sample, seed_signature),
         "score": (score, [uint8_images] + condition_spec),
-        "serving_default": (reconstruct, [uint8_images] + condition_spec),
+        "serving_default": (serving_default, [uint8_images] + condition_spec),
     }
     if float_signatures:
         endpoints["encode_float"] = (encode, [float_images] + condition_spec)
-        endpoints["reconstruct_float"] = (reconstruct, [float_images] + condition_spec)
+        endpoints["reconstruct_float"] = (reconstruct, [float_images] + reconstruct_extra)
         endpoints["score_float"] = (score, [float_images] + condition_spec)
     return {name: (_bounded_rows(fn, max_rows), spec) for name, (fn, spec) in endpoints.items()}
 
@@ -404,7 +440,7 @@ def export_saved_model(
     is missing. The signatures are listed in this module's docstring.
 
     Args:
-        model: a vaezoo model (VAE, BetaVAE, CVAE, VQVAE, HierarchicalVAE).
+        model: a vaezoo model (VAE, BetaVAE, CVAE, VQVAE, RQVAE, HierarchicalVAE).
         directory: the model base folder the server mounts (e.g. `exports/out`).
         model_name: TF Serving model name (letters, digits, `.`, `_`, `-`); default: the
             Keras name of the model, lowercased.

@@ -8,10 +8,14 @@ runs them with `get_signature_runner("encode")` / `get_signature_runner("decode"
 |---|---|---|---|
 | `VQVAE` | `encode` | `images` float32 `(batch, H, W, C)` in [0, 1] | `codes` int32 `(batch, h, w)` |
 | `VQVAE` | `decode` | `codes` int32 `(batch, h, w)` in [0, K) | `images` float32 `(batch, H, W, C)` in [0, 1] |
+| `RQVAE` | `encode` | `images` float32 `(batch, H, W, C)` in [0, 1] | `codes` int32 `(batch, h, w, D)` (every depth) |
+| `RQVAE` | `decode` | `codes` int32 `(batch, h, w, d)`, any d in [1, D]: the first d depths | `images` float32 `(batch, H, W, C)` in [0, 1] |
 | `VAE`-like | `encode` | `images` float32 `(batch, H, W, C)` in [0, 1] | `mean`, `stddev` float32 `(batch, latent_dim)` |
 | `VAE`-like | `decode` | `z` float32 `(batch, latent_dim)` | `images` float32 `(batch, H, W, C)` in [0, 1] |
 
-The batch axis is dynamic. Variants (`VARIANTS`):
+The batch axis is dynamic; VQ and RQ signatures take any height and width that are
+multiples of the stride (the codec's tiles), and an RQ `decode` any number of depths d, so
+one file serves every quality: a codec decodes a prefix `codes[..., :d]`. Variants (`VARIANTS`):
 
 - `float32`: no quantization; matches Keras to float rounding.
 - `float16`: weights stored as float16 (about half the size), computed in float32.
@@ -74,7 +78,7 @@ def signature_functions(model):
     """The `encode` and `decode` functions the exports run, with their input signatures.
 
     Args:
-        model: a `VQVAE` or an unconditional VAE-like vaezoo model.
+        model: a `VQVAE`, an `RQVAE` or an unconditional VAE-like vaezoo model.
 
     Returns:
         dict signature name -> `(fn, input_signature)`; each `fn` takes the tensor named in
@@ -110,6 +114,37 @@ def signature_functions(model):
             "encode": (encode, [tf.TensorSpec((None, None, None, channels), tf.float32, name="images")]),
             "decode": (decode, [tf.TensorSpec((None, None, None), tf.int32, name="codes")]),
         }
+    elif latent_kind == "residual_code_grid":
+        dim, k = model.embedding_dim, model.num_embeddings
+
+        def codebooks():
+            return [tf.convert_to_tensor(level.embeddings, tf.float32) for level in model.quantizer.levels]
+
+        def encode(images):
+            z = tf.cast(model.encoder(images, training=False), tf.float32)
+            residual, codes = tf.reshape(z, (-1, dim)), []
+            for codebook in codebooks():  # each level: the VQ encode's matmul plus a bias
+                scores = tf.matmul(residual, 2.0 * codebook, transpose_b=True)
+                scores = scores - tf.reduce_sum(tf.square(codebook), axis=1)[None, :]
+                level_codes = tf.argmax(scores, axis=-1, output_type=tf.int32)
+                residual = residual - tf.gather(codebook, level_codes)
+                codes.append(level_codes)
+            shape = tf.concat([tf.shape(z)[:3], [model.depth]], 0)
+            return {"codes": tf.reshape(tf.stack(codes, axis=-1), shape)}
+
+        def decode(codes):
+            # level l's code c is row l * K + c of the stacked codebooks; sum the given levels
+            stacked = tf.concat(codebooks(), axis=0)
+            offsets = tf.range(tf.shape(codes)[-1], dtype=tf.int32) * k
+            latents = tf.reduce_sum(tf.gather(stacked, codes + offsets), axis=-2)
+            images = model.likelihood.image(model.decode(latents))
+            return {"images": tf.cast(images, tf.float32)}
+
+        channels = model.image_shape[-1]
+        return {
+            "encode": (encode, [tf.TensorSpec((None, None, None, channels), tf.float32, name="images")]),
+            "decode": (decode, [tf.TensorSpec((None, None, None, None), tf.int32, name="codes")]),
+        }
     else:
 
         def encode(images):
@@ -143,7 +178,7 @@ def _calibration_samples(model, images, num_calibration, seed=0):
     if len(x) > num_calibration:
         pick = np.sort(np.random.default_rng(seed).choice(len(x), num_calibration, replace=False))
         x = x[pick]
-    codes = _check_exportable(model) == "code_grid"
+    codes = _check_exportable(model) in ("code_grid", "residual_code_grid")
     latents = []
     for start in range(0, len(x), 64):
         batch = x[start : start + 64]
@@ -258,7 +293,7 @@ def export_tflite(
     sha256, calibration details).
 
     Args:
-        model: a `VQVAE` or an unconditional VAE-like vaezoo model.
+        model: a `VQVAE`, an `RQVAE` or an unconditional VAE-like vaezoo model.
         out_dir: output folder (created if missing).
         variants: any of `VARIANTS`: `"float32"`, `"float16"`, `"dynamic_int8"`, `"full_int8"`.
         representative_images: images `(n, H, W, C)` (uint8 in [0, 255] or float in [0, 1]),
@@ -283,8 +318,8 @@ def export_tflite(
     """
     from vaezoo.workdir import weights_fingerprint
 
-    # the manifest's `kind` (part of the file layout TFLiteModel reads): codes or latent vectors
-    kind = "vq" if _check_exportable(model) == "code_grid" else "gaussian"
+    # the manifest's `kind` (part of the file layout TFLiteModel reads): codes, code stacks or latent vectors
+    kind = {"code_grid": "vq", "residual_code_grid": "rq"}.get(_check_exportable(model), "gaussian")
     variants = tuple(variants)
     if not variants:
         raise ValueError(f"variants is empty; choose from {VARIANTS}.")
@@ -324,13 +359,14 @@ def export_tflite(
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
 
-    if kind == "vq":
+    if kind in ("vq", "rq"):
         channels = model.image_shape[-1]
+        codes = [None, None, None] if kind == "vq" else [None, None, None, model.depth]
         signatures = {
             # any height and width that are multiples of the stride (the training size among them)
             "encode": {"inputs": {"images": ["float32", [None, None, None, channels]]},
-                       "outputs": {"codes": ["int32", [None, None, None]]}},
-            "decode": {"inputs": {"codes": ["int32", [None, None, None]]},
+                       "outputs": {"codes": ["int32", codes]}},
+            "decode": {"inputs": {"codes": ["int32", codes[:3] + ([None] if kind == "rq" else [])]},
                        "outputs": {"images": ["float32", [None, None, None, channels]]}},
         }
     else:
@@ -359,7 +395,7 @@ def export_tflite(
         }
     )
     manifest.setdefault("variants", {}).update(files)
-    if kind == "vq":
+    if kind == "vq":  # the .vqz codec codes VQ-VAE grids only (RQ-VAE files: not yet)
         manifest["codec"] = _write_codec_files(model, out_dir)
     write_json(manifest, manifest_path)
     return paths
@@ -396,8 +432,9 @@ class TFLiteModel:
         num_threads: interpreter threads (`None`: LiteRT's default).
 
     Attributes:
-        kind: `"vq"` or `"gaussian"`.
-        image_shape: `(H, W, C)`; `grid_shape` `(h, w)` (VQ) or `latent_dim` (Gaussian).
+        kind: `"vq"`, `"rq"` (an RQ-VAE: code stacks) or `"gaussian"`.
+        image_shape: `(H, W, C)`; `grid_shape` `(h, w)` (VQ, RQ) or `latent_dim` (Gaussian);
+        `depth` (RQ: the number of quantizer depths D, else None).
 
     Example:
         >>> runner = TFLiteModel("exports/vq/model_float32.tflite")
@@ -425,8 +462,9 @@ class TFLiteModel:
         dec_in = self._decode.get_input_details()
         self.manifest = _read_manifest(path)
         self.image_shape = tuple(int(d) for d in enc_in["shape_signature"][1:])
+        self.depth = None
         if "codes" in dec_in:
-            self.kind = "vq"
+            self.kind = "rq" if self.manifest.get("kind") == "rq" else "vq"
             # VQ signatures take any size; the model's own size comes from the manifest
             config = self.manifest.get("model_config") or {}
             if "input_shape" not in config:
@@ -436,36 +474,51 @@ class TFLiteModel:
             stride = 2 ** int(config.get("num_downsamples", 2))
             self.grid_shape = (self.image_shape[0] // stride, self.image_shape[1] // stride)
             self.latent_dim = None
+            if self.kind == "rq":
+                self.depth = int(config["depth"])
         else:
             self.kind = "gaussian"
             self.grid_shape = None
             self.latent_dim = int(dec_in["z"]["shape_signature"][-1])
-        self.num_embeddings = (self.manifest.get("model_config") or {}).get("num_embeddings") if self.kind == "vq" else None
+        self.num_embeddings = ((self.manifest.get("model_config") or {}).get("num_embeddings")
+                               if self.kind in ("vq", "rq") else None)
 
     @property
     def size_bytes(self):
         return os.path.getsize(self.path)
 
     def encode(self, images):
-        """Codes int32 `(batch, h, w)` (VQ) or `{"mean", "stddev"}` (Gaussian) of images
-        (uint8 in [0, 255] or float in [0, 1], shape `(batch, H, W, C)`)."""
+        """Codes int32 `(batch, h, w)` (VQ), code stacks `(batch, h, w, D)` (RQ) or
+        `{"mean", "stddev"}` (Gaussian) of images (uint8 in [0, 255] or float in [0, 1], shape
+        `(batch, H, W, C)`)."""
         x = np.ascontiguousarray(np.asarray(validation.check_images(images, self.image_shape, name="images")))
         out = self._encode(images=x)
-        if self.kind == "vq":
+        if self.kind in ("vq", "rq"):
             return np.asarray(out["codes"], np.int32)
         return {"mean": np.asarray(out["mean"]), "stddev": np.asarray(out["stddev"])}
 
-    def decode(self, latents):
-        """Images float32 `(batch, H, W, C)` in [0, 1] from codes `(batch, h, w)` (VQ) or
+    def decode(self, latents, depth=None):
+        """Images float32 `(batch, H, W, C)` in [0, 1] from codes `(batch, h, w)` (VQ), code
+        stacks `(batch, h, w, d)` with d <= D (RQ: the first `depth` of them, default all d) or
         latent vectors `(batch, latent_dim)` (Gaussian)."""
-        if self.kind == "vq":
+        if self.kind in ("vq", "rq"):
             codes = np.asarray(latents)
             if codes.dtype.kind not in "iu":
                 raise TypeError(f"codes must be integers, got dtype {codes.dtype}.")
-            if codes.ndim != 3 or codes.shape[1:] != self.grid_shape or len(codes) == 0:
-                raise ValueError(
-                    f"codes must have shape (batch, {', '.join(map(str, self.grid_shape))}), got {codes.shape}."
-                )
+            grid = ", ".join(map(str, self.grid_shape))
+            if self.kind == "rq":
+                if (codes.ndim != 4 or codes.shape[1:3] != self.grid_shape or len(codes) == 0
+                        or not 1 <= codes.shape[-1] <= self.depth):
+                    raise ValueError(f"codes must have shape (batch, {grid}, d) with 1 <= d <= {self.depth} (the "
+                                     f"model's depth), got {codes.shape}.")
+                if depth is not None:
+                    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or not (
+                            1 <= depth <= codes.shape[-1]):
+                        raise ValueError(f"depth must be an integer in [1, {codes.shape[-1]}] (the code levels "
+                                         f"given), got {depth!r}.")
+                    codes = codes[..., :depth]
+            elif codes.ndim != 3 or codes.shape[1:] != self.grid_shape or len(codes) == 0:
+                raise ValueError(f"codes must have shape (batch, {grid}), got {codes.shape}.")
             upper = self.num_embeddings
             if codes.min() < 0 or (upper is not None and codes.max() >= upper):
                 raise ValueError(
@@ -479,9 +532,10 @@ class TFLiteModel:
         return np.asarray(out["images"], np.float32)
 
     def reconstruct(self, images):
-        """decode(encode(images)) (the posterior mean for Gaussian models), float32 in [0, 1]."""
+        """decode(encode(images)) (the posterior mean for Gaussian models; every depth of an
+        RQ-VAE), float32 in [0, 1]."""
         encoded = self.encode(images)
-        return self.decode(encoded if self.kind == "vq" else encoded["mean"])
+        return self.decode(encoded["mean"] if self.kind == "gaussian" else encoded)
 
 
 def _read_manifest(path):
@@ -512,7 +566,7 @@ def _keras_outputs(model, x, kind, batch_size=64):
     enc, rec = [], []
     for start in range(0, len(x), batch_size):
         batch = tf.convert_to_tensor(x[start : start + batch_size])
-        if kind == "code_grid":
+        if kind in ("code_grid", "residual_code_grid"):
             codes = model.encode_to_codes(batch)
             enc.append(np.asarray(codes))
             rec.append(np.asarray(model.decode_codes(codes)))
@@ -531,8 +585,10 @@ def parity_report(model, tflite_paths, images, latency_images=16, num_threads=No
 
     - `size_bytes`: file size.
     - `encode_max_abs_diff`: max |TFLite - Keras| of the posterior mean and stddev
-      (Gaussian); for VQ models the max |difference| of the chosen code vectors.
-    - `code_agreement` (VQ only): fraction of code positions equal to the Keras codes.
+      (Gaussian); for VQ and RQ models the max |difference| of the chosen code vectors (RQ:
+      their sums over the depths).
+    - `code_agreement` (VQ, RQ): fraction of code positions (of every depth) equal to the
+      Keras codes.
     - `decode_max_abs_diff`: max |TFLite decode - Keras decode| of the SAME (Keras) codes or
       latents: the decoder alone.
     - `reconstruction_max_abs_diff`: max |TFLite decode(TFLite encode(x)) - Keras
@@ -563,13 +619,13 @@ def parity_report(model, tflite_paths, images, latency_images=16, num_threads=No
     validation.check_int("latency_images", latency_images, 1)
     keras_enc, keras_rec = _keras_outputs(model, x, kind)
     keras_psnr = psnr(x, keras_rec)
-    codebook = np.asarray(model.quantizer.embeddings) if kind == "code_grid" else None
     report = {}
     for variant, path in tflite_paths.items():
         runner = TFLiteModel(path, num_threads=num_threads)
-        if kind == "code_grid":
+        if kind in ("code_grid", "residual_code_grid"):
             codes = runner.encode(x)
-            enc_diff = float(np.max(np.abs(codebook[codes] - codebook[keras_enc])))
+            vectors = np.asarray(model.quantizer.embed(codes)) - np.asarray(model.quantizer.embed(keras_enc))
+            enc_diff = float(np.max(np.abs(vectors)))
             extra = {"code_agreement": float(np.mean(codes == keras_enc))}
             decoded_same = runner.decode(keras_enc)
             rec = runner.decode(codes)

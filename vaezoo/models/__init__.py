@@ -4,11 +4,12 @@ from vaezoo.models.base import LatentVariableModel
 from vaezoo.models.cvae import CVAE
 from vaezoo.models.hvae import HierarchicalVAE
 from vaezoo.models.vae import VAE, BetaVAE
+from vaezoo.models.rqvae import RQVAE
 from vaezoo.models.vqvae import VQVAE
 from vaezoo.validation import ConfigError
 
 #: registered family name -> class; configs and zoo cards name a family by these keys.
-MODEL_CLASSES = {cls.__name__: cls for cls in (VAE, BetaVAE, HierarchicalVAE, CVAE, VQVAE)}
+MODEL_CLASSES = {cls.__name__: cls for cls in (VAE, BetaVAE, HierarchicalVAE, CVAE, VQVAE, RQVAE)}
 
 
 def model_from_config(spec):
@@ -32,4 +33,4 @@ def model_from_config(spec):
     return cls(**config)
 
 
-__all__ = ["LatentVariableModel", "VAE", "BetaVAE", "CVAE", "HierarchicalVAE", "VQVAE", "MODEL_CLASSES", "model_from_config"]
+__all__ = ["LatentVariableModel", "VAE", "BetaVAE", "CVAE", "HierarchicalVAE", "VQVAE", "RQVAE", "MODEL_CLASSES", "model_from_config"]

@@ -52,6 +52,7 @@ LATENT_KINDS = {
     "vector": "one Gaussian latent vector per image, as in VAE, BetaVAE and CVAE",
     "code_grid": "code grids of codebook indices, as in VQVAE",
     "hierarchy": "one Gaussian latent vector per layer, as in HierarchicalVAE",
+    "residual_code_grid": "stacks of code grids, one per residual-quantizer depth, as in RQVAE (a prefix decodes)",
 }
 
 
@@ -94,7 +95,7 @@ def check_model(model, what, latent_kinds=tuple(LATENT_KINDS), conditional=(Fals
     """
     if not isinstance(model, LatentVariableModel):
         raise UnsupportedModelError(
-            f"{what} works on vaezoo models (VAE, BetaVAE, CVAE, VQVAE, HierarchicalVAE or "
+            f"{what} works on vaezoo models (VAE, BetaVAE, CVAE, VQVAE, RQVAE, HierarchicalVAE or "
             f"subclasses), got {type(model).__name__}."
         )
     if model.latent_kind not in latent_kinds:

@@ -170,7 +170,7 @@ class VQVAE(LatentVariableModel):
         self.context_model_spec = resolve_context_model_spec(context_model)
 
         self.likelihood = build_likelihood(self.likelihood_spec)
-        self.quantizer = VectorQuantizer(
+        self.quantizer = self._build_quantizer(
             num_embeddings=self.num_embeddings,
             embedding_dim=self.embedding_dim,
             commitment_cost=commitment_cost,
@@ -198,6 +198,10 @@ class VQVAE(LatentVariableModel):
         )
 
     # ----------------------------------------------------------------- networks
+    def _build_quantizer(self, **quantizer_args):
+        """The bottleneck layer (a `VectorQuantizer`; `RQVAE` builds a residual quantizer)."""
+        return VectorQuantizer(**quantizer_args)
+
     def _residual_stack(self):
         blocks = [ResidualBlock(self.hidden_channels, self.residual_channels) for _ in range(self.num_residual_blocks)]
         return [*blocks, keras.layers.ReLU()]
@@ -240,8 +244,12 @@ class VQVAE(LatentVariableModel):
     def _decode(self, z, condition=None):
         return self.likelihood(self.decoder(z))
 
+    def _quantize(self, z_e, training, step):
+        """The bottleneck's output dict in `_loss_terms` (`RQVAE` adds each example's depth)."""
+        return self.quantizer(z_e, training=training)
+
     def _loss_terms(self, x, condition=None, training=False, step=None):
-        quantized = self.quantizer(self.encoder(x), training=training)
+        quantized = self._quantize(self.encoder(x), training, step)
         nll = -self._decode(quantized["quantized"]).log_prob(self.likelihood.targets(x))
         shape = tf.shape(nll)
         return {
@@ -363,7 +371,8 @@ class VQVAE(LatentVariableModel):
             verbose, **fit_kwargs: passed on to `PixelCNN.fit`.
         """
         if self.prior is None:
-            raise ValueError("This VQVAE has prior=None (uniform prior over codes); there is no prior to fit.")
+            raise ValueError(f"This {type(self).__name__} has prior=None (uniform prior over codes); there is no prior "
+                             "to fit.")
         return self._fit_on_codes(self.prior, data, epochs, batch_size, learning_rate, verbose, **fit_kwargs)
 
     def fit_context_model(self, data, epochs=1, batch_size=128, learning_rate=2e-3, verbose="auto", **fit_kwargs):
@@ -372,7 +381,7 @@ class VQVAE(LatentVariableModel):
         Args: as `fit_prior`. Returns the History (its `bits_per_code` is the coding rate).
         """
         if self.context_model is None:
-            raise ValueError("This VQVAE has context_model=None; there is no context model to fit.")
+            raise ValueError(f"This {type(self).__name__} has context_model=None; there is no context model to fit.")
         return self._fit_on_codes(self.context_model, data, epochs, batch_size, learning_rate, verbose,
                                   **fit_kwargs)
 
@@ -432,7 +441,7 @@ class VQVAE(LatentVariableModel):
         return [v for v in self.variables if id(v) not in trainable]
 
     def get_config(self):
-        q = self.quantizer
+        q = self.quantizer.get_config()
         return {
             **super().get_config(),
             "num_embeddings": self.num_embeddings,
@@ -441,12 +450,12 @@ class VQVAE(LatentVariableModel):
             "residual_channels": self.residual_channels,
             "num_residual_blocks": self.num_residual_blocks,
             "num_downsamples": self.num_downsamples,
-            "commitment_cost": q.commitment_cost,
-            "ema": q.ema,
-            "decay": q.decay,
-            "epsilon": q.epsilon,
-            "restart_dead_codes": q.restart_dead_codes,
-            "dead_code_threshold": q.dead_code_threshold,
+            "commitment_cost": q["commitment_cost"],
+            "ema": q["ema"],
+            "decay": q["decay"],
+            "epsilon": q["epsilon"],
+            "restart_dead_codes": q["restart_dead_codes"],
+            "dead_code_threshold": q["dead_code_threshold"],
             "likelihood": self.likelihood_spec,
             "prior": self.prior_spec,
             "context_model": self.context_model_spec,
