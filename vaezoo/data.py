@@ -325,7 +325,7 @@ def load_tfds(name, split="train", data_dir=None, download=False):
     return tfds.load(name, split=split, data_dir=data_dir, download=download, as_supervised=True)
 
 
-#: local copies of public data sets (the repository's `../shared/data`), by tfds name
+#: file names of local copies of public data sets in a `data_dir`, by tfds name
 LOCAL_COPIES = {"mnist": "mnist.npz", "fashion_mnist": "fashion_mnist.npz", "cifar10": "cifar10_jpeg.tar.gz"}
 
 
@@ -342,14 +342,14 @@ def card_dataset(card):
 def named_images(name, split="test", limit=None, data_dir=None, seed=0):
     """uint8 images `(n, h, w, c)` and labels of a public data set, for notebooks and demos.
 
-    A local copy comes first (`data_dir/LOCAL_COPIES[name]`, e.g. the repository's
-    `../shared/data`, which needs no network); without one, tensorflow_datasets downloads the
+    A local copy comes first (`data_dir/LOCAL_COPIES[name]`, which needs no network);
+    without one, tensorflow_datasets downloads the
     set once (as in Colab). `"dsprites"` is rendered by vaezoo (a random subset by `seed`; its
     labels are the shape factor). `limit` takes that many images spread evenly over the split
     (the CIFAR-10 copy is sorted by class).
 
     Example:
-        >>> images, labels = named_images("fashion_mnist", "test", limit=8, data_dir="../shared/data")
+        >>> images, labels = named_images("fashion_mnist", "test", limit=8, data_dir="data")
     """
     if limit is not None:
         check_int("limit", limit, 1)

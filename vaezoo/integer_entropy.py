@@ -268,18 +268,10 @@ class IntegerContextNetwork:
         """Integer logits from last hidden activations (any leading shape), int64.
 
         Computed in float32, which is exact under the contract (every partial sum is an
-        integer below 2^24) and twice as fast as float64 on the coder's critical path."""
-        z = np.asarray(features, np.float32) @ self._head_kernel32 + self._head_bias32
+        integer below 2^24)."""
+        z = np.asarray(features, np.float32) @ self.head_kernel.astype(np.float32) + self.head_bias.astype(np.float32)
         z *= np.float32(2.0**-int(self.head_shift))
         return np.clip(np.floor(z), -LOGIT_LIMIT, LOGIT_LIMIT).astype(np.int64)
-
-    @property
-    def _head_kernel32(self):
-        return _cached_float32(self, "head_kernel")
-
-    @property
-    def _head_bias32(self):
-        return _cached_float32(self, "head_bias")
 
     def to_arrays(self):
         """A flat dict of int arrays (for `np.savez`): the whole network."""
@@ -358,14 +350,6 @@ class LiteRTContextNetwork:
         inputs = np.asarray(inputs)
         n, h, w = inputs.shape
         return self.logits_at(inputs, np.arange(h * w)).reshape(n, h, w, -1)
-
-
-def _cached_float32(network, name):
-    """A float32 copy of one of a frozen network's arrays, made once (the dataclass is frozen)."""
-    key = f"_{name}_float32"
-    if key not in network.__dict__:
-        object.__setattr__(network, key, np.asarray(getattr(network, name), np.float32))
-    return network.__dict__[key]
 
 
 def _conv3x3(a, kernel):

@@ -293,7 +293,8 @@ def decode_grids(payloads, shapes, context, block=BLOCK):
             count = int(where.sum())
             for index, first, end in _spans(streams, indices):
                 try:
-                    decoded = decoders[index].decode(family, probabilities[first:end].reshape(-1, probabilities.shape[-1]))
+                    span = probabilities[first:end].reshape(-1, probabilities.shape[-1])
+                    decoded = decoders[index].decode(family, span)
                 except Exception as error:  # constriction raises on streams it cannot decode
                     raise VQZFormatError(f"corrupted .vqz: the range decoder failed ({error}).") from None
                 codes[first:end, where] = np.asarray(decoded).reshape(end - first, count)
@@ -447,6 +448,7 @@ def unpack(data, header, num_embeddings, context=None):
     return grids
 
 
-__all__ = ["MAGIC", "VERSION", "BLOCK", "STREAM_CODES", "Limits", "Header", "VQZFormatError", "VQZModelMismatchError", "pack",
+__all__ = ["MAGIC", "VERSION", "BLOCK", "STREAM_CODES", "Limits", "Header", "VQZFormatError", "VQZModelMismatchError",
+           "pack",
            "parse", "unpack", "encode_grids", "decode_grids", "grid_shape", "blocks", "streams_of",
            "stream_count", "model_id", "bits_per_code"]
