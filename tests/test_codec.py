@@ -107,6 +107,35 @@ def test_thumbnails_sharing_a_stream_cost_less_than_a_stream_each(trained):
     np.testing.assert_array_equal(np.stack(got), np.stack(grids))
 
 
+def test_streams_equal_a_plain_sequential_coder(trained, monkeypatch):
+    """`encode_grids` (first group computed once per shape, masses and range coding on a worker
+    thread beside the next network pass, several passes) writes what a plain loop writes: each
+    stream's blocks group by group, masses from the full-grid reference network."""
+    import constriction
+
+    network = trained["model"].context_network()
+    rng = np.random.default_rng(3)
+    shapes = [(4, 4)] * 70 + [(3, 5), (4, 4), (2, 2), (3, 5)]
+    grids = [rng.integers(0, network.num_embeddings, shape).astype(np.int32) for shape in shapes]
+    monkeypatch.setattr(vqz, "CODES_PER_PASS", 64)  # several passes, a few streams each
+    got = vqz.encode_grids(grids, network)
+    family = constriction.stream.model.Categorical(perfect=False)
+    expected = []
+    for shape, members in vqz.streams_of(shapes):
+        encoder = constriction.stream.queue.RangeEncoder()
+        blocks = np.stack([grids[g][rows, cols] for g, rows, cols in members])
+        groups = integer_entropy.group_map(*shape)
+        for group in range(integer_entropy.NUM_GROUPS):
+            where = groups == group
+            logits = network.logits(integer_entropy.context_input(blocks, groups, group, network.num_embeddings))
+            masses = integer_entropy.masses(logits[:, where].reshape(-1, network.num_embeddings), network.table)
+            encoder.encode(blocks[:, where].reshape(-1), family, masses / 2.0**integer_entropy.PRECISION)
+        expected.append(encoder.get_compressed().astype("<u4").tobytes())
+    assert len(vqz.streams_of(shapes)) > 3 and got == expected
+    np.testing.assert_array_equal(np.concatenate([g.ravel() for g in vqz.decode_grids(got, shapes, network)]),
+                                  np.concatenate([g.ravel() for g in grids]))
+
+
 def test_one_size_gives_an_array_and_the_training_size_matches_encode_to_codes(trained):
     model, images = trained["model"], trained["images"]
     data = codec.compress(model, images)

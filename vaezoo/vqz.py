@@ -24,6 +24,7 @@ the context network's integer logits. Blocks of one shape share a range-coder st
 file of thumbnails does not pay a stream's flush bytes per image.
 """
 
+import concurrent.futures
 import dataclasses
 import math
 import zlib
@@ -223,20 +224,28 @@ def _passes(streams):
     return [(shape, indices) for shape, indices, _ in out]
 
 
-def _group_probabilities(context, codes):
-    """For each group in coding order: `(positions, probabilities)` of a batch of blocks, the
-    probabilities `(blocks, positions of the group, K)` = masses / 2^24 computed from `codes`
-    as they are when the group's turn comes (the decoder fills in each group before the next)."""
+def _group_logits(context, codes):
+    """For each group in coding order: `(positions, logits)` of a batch of blocks, the integer
+    logits `(blocks, positions of the group, K)` computed from `codes` as they are when the
+    group's turn comes (the decoder fills in each group before the next).
+
+    The first group sees no codes at all (every input is "unknown"), so its logits are the same
+    for every block of a shape: computed on one block, returned with a leading axis of 1."""
     groups = ie.group_map(*codes.shape[1:])
     for group in range(ie.NUM_GROUPS):
         where = groups == group
         if where.any():
-            inputs = ie.context_input(codes, groups, group, context.num_embeddings)
-            logits = context.logits_at(inputs, np.flatnonzero(where))
-            k = logits.shape[-1]
-            probabilities = ie.masses_float64(logits.reshape(-1, k), context.table)
-            probabilities *= 2.0**-ie.PRECISION  # exact: dyadic
-            yield where, probabilities.reshape(len(codes), -1, k)
+            sees_codes = bool((groups < group).any())
+            inputs = ie.context_input(codes if sees_codes else codes[:1], groups, group, context.num_embeddings)
+            yield where, context.logits_at(inputs, np.flatnonzero(where))
+
+
+def _probabilities(logits, table, blocks):
+    """Masses / 2^24 `(blocks, positions, K)` of integer logits `(1 or blocks, positions, K)`."""
+    k = logits.shape[-1]
+    probabilities = ie.masses_float64(logits.reshape(-1, k), table)
+    probabilities *= 2.0**-ie.PRECISION  # exact: dyadic
+    return np.broadcast_to(probabilities.reshape(len(logits), -1, k), (blocks, logits.shape[1], k))
 
 
 def _spans(streams, indices):
@@ -261,14 +270,27 @@ def encode_grids(grids, context, block=BLOCK):
     family = _categorical()
     streams = streams_of([grid.shape for grid in grids], block)
     encoders = [constriction.stream.queue.RangeEncoder() for _ in streams]
-    for _, indices in _passes(streams):
-        members = [member for index in indices for member in streams[index][1]]
-        codes = np.stack([grids[g][rows, cols] for g, rows, cols in members]).astype(np.int32)
-        for where, probabilities in _group_probabilities(context, codes):
-            symbols = codes[:, where]
-            for index, first, end in _spans(streams, indices):
-                encoders[index].encode(symbols[first:end].reshape(-1), family,
-                                       probabilities[first:end].reshape(-1, probabilities.shape[-1]))
+
+    def encode_group(indices, symbols, logits):
+        probabilities = _probabilities(logits, context.table, len(symbols))
+        for index, first, end in _spans(streams, indices):
+            encoders[index].encode(np.ascontiguousarray(symbols[first:end]).reshape(-1), family,
+                                   np.ascontiguousarray(probabilities[first:end]).reshape(-1, probabilities.shape[-1]))
+
+    # The masses and range coder of one group run beside the network pass of the next (LiteRT
+    # and numpy release the GIL); one worker keeps every stream's groups in order, so the bytes
+    # are the same as a sequential loop's.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as worker:
+        pending = []
+        for _, indices in _passes(streams):
+            members = [member for index in indices for member in streams[index][1]]
+            codes = np.stack([grids[g][rows, cols] for g, rows, cols in members]).astype(np.int32)
+            for where, logits in _group_logits(context, codes):
+                pending.append(worker.submit(encode_group, indices, codes[:, where], logits))
+                if len(pending) > 2:  # bound the masses held in memory to a few groups
+                    pending.pop(0).result()
+        for job in pending:
+            job.result()
     return [encoder.get_compressed().astype("<u4").tobytes() for encoder in encoders]
 
 
@@ -289,11 +311,12 @@ def decode_grids(payloads, shapes, context, block=BLOCK):
     for shape, indices in _passes(streams):
         members = [member for index in indices for member in streams[index][1]]
         codes = np.zeros((len(members), *shape), np.int32)
-        for where, probabilities in _group_probabilities(context, codes):
+        for where, logits in _group_logits(context, codes):
+            probabilities = _probabilities(logits, context.table, len(codes))
             count = int(where.sum())
             for index, first, end in _spans(streams, indices):
                 try:
-                    span = probabilities[first:end].reshape(-1, probabilities.shape[-1])
+                    span = np.ascontiguousarray(probabilities[first:end]).reshape(-1, probabilities.shape[-1])
                     decoded = decoders[index].decode(family, span)
                 except Exception as error:  # constriction raises on streams it cannot decode
                     raise VQZFormatError(f"corrupted .vqz: the range decoder failed ({error}).") from None
