@@ -223,6 +223,8 @@ def _image_list(images, channels):
 
 def _pad(image, stride):
     h, w = image.shape[:2]
+    if not (h % stride or w % stride):
+        return image
     return np.pad(image, ((0, -h % stride), (0, -w % stride), (0, 0)), mode="edge")
 
 
