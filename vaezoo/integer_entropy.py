@@ -12,7 +12,8 @@ group 1 the centres between them, group 2 the remaining even-even positions, gro
 odd-odd positions, group 4 the rest (half the positions). Codes are coded group by group;
 the probabilities of group g come from one pass of the context network over the block with
 the codes of groups < g known and the others set to the "unknown" index K. Decoding takes
-`NUM_GROUPS` network passes, whatever the grid size.
+`NUM_GROUPS` network passes, whatever the grid size (the first sees no codes, so the coder
+runs it once per block shape, not once per block).
 
 **The network** (`IntegerContextNetwork`): an embedding table of K + 1 rows (the last is
 "unknown"), then 3x3 convolutions (zero padding), then a 1x1 head with K outputs. Every
