@@ -30,7 +30,11 @@ setup(
         "notebooks": ["nbclient>=0.10", "nbformat>=5", "ipykernel>=6", "matplotlib>=3.8"],
         "test": ["pytest>=8", "hypothesis>=6", "nbclient>=0.10", "nbformat>=5", "ipykernel>=6", "matplotlib>=3.8",
                  "tensorflow-serving-api>=2.16,<2.22", "grpcio>=1.60", "huggingface_hub>=1.0", "kagglehub>=0.3.13",
-                 "scikit-image>=0.22"],  # its bundled sample photos (tests/test_codec.py: large images)
+                 "scikit-image>=0.22",  # its bundled sample photos (tests/test_codec.py: large images)
+                 "bjontegaard>=1.3"],  # BD-rate (tests/test_rate_distortion.py)
+        # benchmarks/: sample photos, plots and BD-rate (benchmarks/rate_distortion.py); tested with
+        # scikit-image 0.26, matplotlib 3.11, bjontegaard 1.3.0
+        "benchmarks": ["scikit-image>=0.22", "matplotlib>=3.8", "bjontegaard>=1.3"],
         # hf:// and kaggle:// model URIs and `vaezoo upload` (vaezoo.hub); tested with
         # huggingface_hub 2.4 and kagglehub 1.0.3
         "hub": ["huggingface_hub>=1.0", "kagglehub>=0.3.13"],

@@ -11,6 +11,8 @@ Each table sits between `<!-- NAME:start -->` and `<!-- NAME:end -->` markers in
 - `latency-table`: the last recorded run of `benchmarks/api_latency.py` in
   `benchmarks/RESULTS.md`, per method and batch size the range over the zoo models of the
   Python API's time over the SavedModel signature's, and of the eager (before) time over it;
+- `rate-distortion`: the plots and vaezoo-against-classic tables of the last recorded run of
+  `benchmarks/rate_distortion.py` in `benchmarks/RESULTS.md`;
 - `demo-caption`: the caption of the demo picture, from docs/images/demo.json (written with
   the picture by `python scripts/readme_pictures.py demo`).
 
@@ -252,6 +254,42 @@ def photo_table(results_text=None):
 
 
 TABLES["photo-table"] = photo_table
+
+
+RATE_DISTORTION_FIGURES = (("CIFAR-10 (JPEG q75 copy)", "docs/images/rate_distortion_cifar.png"),
+                           ("scikit-image's sample photos", "docs/images/rate_distortion_photos.png"))
+
+
+def rate_distortion_block(results_text=None):
+    """The last recorded run of benchmarks/rate_distortion.py: its plots (written by the same run),
+    vaezoo against each classic codec (at each quality and BD-rates), the goals, and a caption."""
+    from rate_distortion import CIFAR_POINTS_TITLE, CIFAR_TITLE, PHOTOS_POINTS_TITLE, PHOTOS_TITLE
+
+    lines, facts = last_section(CIFAR_TITLE, results_text)
+    if lines is None:
+        return "(no recorded run of benchmarks/rate_distortion.py)"
+    out = []
+    titles = ((CIFAR_POINTS_TITLE, CIFAR_TITLE), (PHOTOS_POINTS_TITLE, PHOTOS_TITLE))
+    for (label, figure), (points_title, title) in zip(RATE_DISTORTION_FIGURES, titles):
+        section, section_facts = last_section(title, results_text)
+        points, points_facts = last_section(points_title, results_text)
+        if section is None or section_facts.get("date") != facts.get("date"):
+            continue  # photos not measured in that run
+        if not os.path.isfile(os.path.join(ROOT, figure)):
+            raise SystemExit(f"{figure} is missing: rerun benchmarks/rate_distortion.py")
+        # vaezoo's own rows of the same run's every-point table (SSIM, times), then the comparisons
+        table = [line for line in points or [] if line.startswith("|")]
+        own = "\n".join(table[:2] + [line for line in table[2:] if line.startswith("| vaezoo")])
+        if points_facts is None or points_facts.get("date") != facts.get("date"):
+            own = ""
+        body = "\n".join(line for line in section if line.startswith(("|", "- goal")) or not line.strip()).strip()
+        out.append(f"**{label}**\n\n![rate-distortion curves, {label}]({figure})\n\n{own}\n\n{body}")
+    caption = (f"*`{facts.get('command', '').strip('`')}` on {facts.get('date')} ({facts.get('code')}), "
+               f"{facts.get('hardware')}; {facts.get('run')}. Protocol and every point in benchmarks/RESULTS.md.*")
+    return "\n\n".join(out) + "\n\n" + caption
+
+
+TABLES["rate-distortion"] = rate_distortion_block
 
 
 FINETUNE_TITLE = "Fine-tuning vae-mnist on Fashion-MNIST vs training from scratch"

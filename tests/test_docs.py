@@ -44,3 +44,19 @@ def test_throughput_summary_spans_every_recorded_run():
         section.format(title=TABLES.PEER_TITLE, a=80.0, b=160.0)
     row = TABLES.throughput_table(text).splitlines()[2]
     assert "| 0.50-1.00 (80-100 images/s; fastest in 1 of 2 runs) | 0.50-1.00 (50-160 images/s; fastest in 1 of 2 runs) |" in row
+
+
+def test_rate_distortion_block_shows_the_last_run_only():
+    # made-up sections: the photos' are from an older run (left out); of the every-point table only vaezoo's rows
+    from rate_distortion import CIFAR_POINTS_TITLE, CIFAR_TITLE, PHOTOS_TITLE
+
+    def section(title, date, *rows):
+        return (f"\n## {title}\n\n- command: `python benchmarks/rate_distortion.py`\n- date: {date}\n- code: git 0\n"
+                "- hardware: h\n- run: r\n- protocol: p\n\n| codec |\n|---|\n" + "".join(f"| {r} |\n" for r in rows))
+
+    text = ("# Benchmark results\n" + section(PHOTOS_TITLE, "old", "old photos")
+            + section(CIFAR_POINTS_TITLE, "new", "JPEG quality 1", "vaezoo m, one file per image")
+            + section(CIFAR_TITLE, "new", "vaezoo against the classic codecs"))
+    block = TABLES.rate_distortion_block(text)
+    assert "| vaezoo m, one file per image |" in block and "| vaezoo against the classic codecs |" in block
+    assert "JPEG quality 1" not in block and "old photos" not in block and "rate_distortion_photos.png" not in block
