@@ -1,6 +1,9 @@
 """Latency of the Python API beside the model's own exports, for every zoo model (issue 20).
 
-For each shipped zoo model and each public method, at batch 1 and batch 64, in one process:
+For each zoo model and each public method, at batch 1 and batch 64, in one process (a zoo
+model without shipped weights, such as `rq-vae-cifar` until it is trained, is built from its
+card's architecture with random weights and labelled "(random init)": latency does not depend
+on the weights' values):
 
 - `API`: the Python method as a user calls it (`model.reconstruct(x)`, ...): input checks in
   Python, then the model's compiled core (`LatentVariableModel._core`);
@@ -13,12 +16,14 @@ For each shipped zoo model and each public method, at batch 1 and batch 64, in o
 
 Inputs are the same for every peer: uint8 images (TFLite: the same images as float32, which
 `TFLiteModel` converts), latents `z` (the encoder's means), code grids, seeds
-`0 .. batch - 1`. Each cell is the median wall time of one call over several repeats after
-two warm-up calls (tracing, graph optimisation), in ms per call; ratios are between cells of
-the same row. `elbo` is paired with the `score` signature (the export's ELBO, deterministic);
+`0 .. batch - 1`. Each cell is the median wall time of one call over several rounds after
+two warm-up calls (tracing, graph optimisation), in ms per call; a round calls the row's API,
+SavedModel and TFLite peers in turn, so their ratio compares calls made under the same load. `elbo` is paired with the `score` signature (the export's ELBO, deterministic);
 `iwae` (k=16) has no exported peer. For `vq-vae-cifar`, `sample (full-grid loop)` is the
 PixelCNN sampler the package used before (one network pass on the whole grid per position,
-compiled), the other sampler's "before".
+compiled), the other sampler's "before". An RQ-VAE also has rows at half its depth
+(`encode_to_codes(x, depth=d)`, `decode_codes(codes, depth=d)`, `reconstruct(x, depth=d)`
+beside the signatures given `depth` per image).
 
     python benchmarks/api_latency.py                      # every zoo model (~10 min on 2 busy cores)
     python benchmarks/api_latency.py --models vae-mnist --repeats 5
@@ -35,20 +40,28 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import append_results, hardware_description, markdown_table  # noqa: E402
 
 BATCHES = (1, 64)
+#: batch-1 calls take a few ms: time this many times more rounds of them
+BATCH1_ROUNDS = 4
 IWAE_K = 16
 
 
-def timed(fn, repeats, warmup=2, budget=20.0):
-    """Median seconds of `fn()` over `repeats` calls after `warmup` calls (fewer if slow)."""
-    for _ in range(warmup):
-        fn()
-    times = []
+def timed(fns, repeats, warmup=2, budget=20.0):
+    """Median seconds per call of each of `fns` (a dict), over `repeats` rounds after `warmup`
+    (fewer rounds if slow); each round calls every function once, in turn, so the peers of a
+    row see the same moments of a shared machine's load."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {key: [] for key in fns}
     start = time.perf_counter()
-    while len(times) < repeats and (len(times) < 3 or time.perf_counter() - start < budget):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    for done in range(repeats):
+        if done >= 3 and time.perf_counter() - start > budget:
+            break
+        for key, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - t)
+    return {key: statistics.median(values) for key, values in times.items()}
 
 
 def _np(value):
@@ -78,22 +91,39 @@ def model_cases(model, saved, tflite, batch):
     def add(method, api, sm=None, lite=None):
         cases.append((method, api, sm, lite))
 
+    codes_kind = model.latent_kind in ("code_grid", "residual_code_grid")
+    residual = model.latent_kind == "residual_code_grid"
+    # an RQ-VAE's SavedModel decode and reconstruct take one depth per image (here: every depth)
+    depth_kw = {"depth": tf.constant(np.full(batch, model.depth, np.int32))} if residual else {}
     add("encode", lambda: model.encode(images, **kw),
         lambda: sig["encode"](images=x, **sig_kw),
-        None if tflite is None or model.latent_kind == "code_grid" else lambda: tflite.encode(floats))
-    if model.latent_kind == "code_grid":
+        None if tflite is None or codes_kind else lambda: tflite.encode(floats))
+    if codes_kind:
         codes = np.asarray(model.encode_to_codes(images))
         latents = np.asarray(model.encode(images).mean())
         add("decode", lambda: model.decode(latents))
         add("encode_to_codes", lambda: model.encode_to_codes(images), lambda: sig["encode"](images=x),
             None if tflite is None else lambda: tflite.encode(floats))
-        add("decode_codes", lambda: model.decode_codes(codes), lambda: sig["decode"](codes=tf.constant(codes)),
+        add("decode_codes", lambda: model.decode_codes(codes),
+            lambda: sig["decode"](codes=tf.constant(codes), **depth_kw),
             None if tflite is None else lambda: tflite.decode(codes))
     else:
         z = np.asarray(model.encode(images, **kw).mean(), np.float32)
         add("decode", lambda: model.decode(z, **kw), lambda: sig["decode"](z=tf.constant(z), **sig_kw),
             None if tflite is None else lambda: tflite.decode(z))
-    add("reconstruct", lambda: model.reconstruct(images, **kw), lambda: sig["reconstruct"](images=x, **sig_kw))
+    add("reconstruct", lambda: model.reconstruct(images, **kw),
+        lambda: sig["reconstruct"](images=x, **sig_kw, **depth_kw))
+    if residual:  # the first `part` depths (the SavedModel's encode gives every depth, whose first d
+        # are the depth-d codes, so it is the peer of both encode_to_codes rows)
+        part = max(1, model.depth // 2)
+        partial = tf.constant(np.full(batch, part, np.int32))
+        add(f"encode_to_codes (depth {part})", lambda: model.encode_to_codes(images, depth=part),
+            lambda: sig["encode"](images=x))
+        add(f"decode_codes (depth {part})", lambda: model.decode_codes(codes, depth=part),
+            lambda: sig["decode"](codes=tf.constant(codes), depth=partial),
+            None if tflite is None else lambda: tflite.decode(codes, depth=part))
+        add(f"reconstruct (depth {part})", lambda: model.reconstruct(images, depth=part),
+            lambda: sig["reconstruct"](images=x, depth=partial))
     add("elbo", lambda: model.elbo(images, **kw), lambda: sig["score"](images=x, **sig_kw))
     add("score_terms", lambda: model.score_terms(images, **kw), lambda: sig["score"](images=x, **sig_kw))
     add("iwae", lambda: model.iwae(images, k=IWAE_K, **kw))
@@ -116,7 +146,11 @@ def measure_model(name, repeats, work):
     from vaezoo.export.saved_model import export_saved_model
     from vaezoo.export.tflite import TFLiteModel, export_tflite
 
-    model = vaezoo.load(name)
+    if vaezoo.info(name)["weights"] is None:  # latency does not depend on the weights' values
+        model, label = vaezoo.load(name, weights=False), f"{name} (random init)"
+        model.build_from_images()
+    else:
+        model, label = vaezoo.load(name), name
     path = export_saved_model(model, os.path.join(work, "saved"), model_name=name, version=1)
     saved = tf.saved_model.load(path)
     tflite = None
@@ -125,19 +159,22 @@ def measure_model(name, repeats, work):
         tflite = TFLiteModel(files["float32"], num_threads=2)
     rows = []
     for batch in BATCHES:
+        rounds = repeats * BATCH1_ROUNDS if batch == 1 else repeats
         for method, api, sm, lite in model_cases(model, saved, tflite, batch):
-            row = {"model": name, "method": method, "batch": batch}
+            row = {"model": label, "method": method, "batch": batch}
             model.compiled_methods = True
-            row["API ms"] = 1e3 * timed(api, repeats)
+            peers = {"API": api, "SavedModel": sm, "TFLite f32": lite}
+            times = timed({key: fn for key, fn in peers.items() if fn is not None}, rounds)
+            row["API ms"] = 1e3 * times["API"]
             if sm is not None:
-                row["SavedModel ms"] = 1e3 * timed(sm, repeats)
+                row["SavedModel ms"] = 1e3 * times["SavedModel"]
                 row["API / SavedModel"] = row["API ms"] / row["SavedModel ms"]
             if lite is not None:
-                row["TFLite f32 ms"] = 1e3 * timed(lite, repeats)
+                row["TFLite f32 ms"] = 1e3 * times["TFLite f32"]
             full_grid = method.startswith("sample") and model.latent_kind == "code_grid"
             if method != "sample (full-grid loop)" and not (full_grid and batch > 1):
                 model.compiled_methods = False  # the methods as they ran before the compiled cores
-                row["API eager ms"] = 1e3 * timed(api, max(3, repeats // 2), warmup=1)
+                row["API eager ms"] = 1e3 * timed({"eager": api}, max(3, repeats // 2), warmup=1)["eager"]
                 row["eager / API"] = row["API eager ms"] / row["API ms"]
                 model.compiled_methods = True
             rows.append(row)
@@ -160,7 +197,7 @@ def main():
         for name in names:
             rows += measure_model(name, args.repeats, work)
     summary = []
-    for name in names:
+    for name in dict.fromkeys(r["model"] for r in rows):  # labels, e.g. "rq-vae-cifar (random init)"
         cell = {(r["method"], r["batch"]): r for r in rows if r["model"] == name}
         if ("reconstruct", 64) in cell and ("sample", 64) in cell:
             ratio = cell[("sample", 64)]["API ms"] / cell[("reconstruct", 64)]["API ms"]
@@ -176,8 +213,11 @@ def main():
     if not args.no_record:
         append_results(
             "Python API latency beside the SavedModel and TFLite exports (compiled cores)", table,
-            protocol=f"shipped zoo weights; uint8 images from a fixed generator (batch 1 and 64); median of up "
-                     f"to {args.repeats} calls after 2 warm-up calls, ms per call; SavedModel loaded with "
+            protocol=f"shipped zoo weights (a model without them: its card's architecture, random init, "
+                     f"labelled so); uint8 images from a fixed generator (batch 1 and 64); median of up to "
+                     f"{args.repeats} rounds at batch 64 and {args.repeats * BATCH1_ROUNDS} at batch 1 after 2 "
+                     f"warm-up calls, each round calling the API, SavedModel and TFLite peers in turn; ms per "
+                     f"call; SavedModel loaded with "
                      f"tf.saved_model.load in the same process; TFLite float32 on LiteRT with 2 threads; "
                      f"'API eager' is the same method with compiled_methods=False (the code path before the "
                      f"compiled cores); elbo is paired with the score signature; iwae k={IWAE_K}",

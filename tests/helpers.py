@@ -143,6 +143,80 @@ def check_graph_safe_methods(model, images, condition=None):
     assert not np.allclose(np.asarray(model.sample(2, seed=12, **sample_kw)), by_int)
 
 
+def assert_same_distribution(got, want, err_msg="", atol=1e-5):
+    """Two `tfd.Distribution`s are the same: type, shapes, parameters (the CompositeTensor
+    components), mean, stddev where defined, log_prob at the mean, and a seeded sample."""
+    assert type(got) is type(want), (type(got), type(want), err_msg)
+    assert got.batch_shape == want.batch_shape and got.event_shape == want.event_shape, err_msg
+    mine, theirs = tf.nest.flatten(got, expand_composites=True), tf.nest.flatten(want, expand_composites=True)
+    assert len(mine) == len(theirs), err_msg
+    for a, b in zip(mine, theirs):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=atol, err_msg=err_msg)
+    mean = want.mean()
+    np.testing.assert_allclose(got.mean(), mean, rtol=1e-5, atol=atol, err_msg=err_msg)
+    np.testing.assert_allclose(got.stddev(), want.stddev(), rtol=1e-5, atol=atol, err_msg=err_msg)
+    np.testing.assert_allclose(got.log_prob(mean), want.log_prob(mean), rtol=1e-5, atol=1e-3, err_msg=err_msg)
+    np.testing.assert_allclose(got.sample(seed=(1, 2)), want.sample(seed=(1, 2)), rtol=1e-5, atol=atol,
+                               err_msg=err_msg)
+
+
+def check_compiled_cores(make_model, images, condition=None, batches=(1, 32, 5, 17), extra=None,
+                         max_memoized_signatures=None):
+    """The compiled public methods against the same model run eagerly (`compiled_methods = False`).
+
+    Over `batches` (the first images of `images`), every shared method (`elbo`, `iwae` with
+    several k, `reconstruct`, `score_terms`, `posterior_means`, `latent_statistics`, `sample`
+    with an integer seed and from the seed generator, `sample_per_seed`) must give the eager
+    numbers, `encode` and `decode` the same distributions (`assert_same_distribution`), and
+    `extra(model, x, batch)` (a dict of family-specific results) the same values. Each compiled
+    core traces at most twice (the second trace relaxes the batch dimension).
+
+    Returns:
+        the compiled model's trace counts per core.
+    """
+    def make():
+        model = make_model()
+        model.build_from_images()
+        return model
+
+    model, eager = make(), make()
+    for mine, theirs in zip(eager.weights, model.weights):
+        mine.assign(theirs)
+    eager.compiled_methods = False
+    if max_memoized_signatures is not None:
+        model.max_memoized_signatures = max_memoized_signatures
+    for batch in batches:
+        x = images[:batch]
+        kw = {} if condition is None else {"condition": condition[:batch]}
+
+        def compare(got, want, what):
+            for a, b in zip(tf.nest.flatten(got), tf.nest.flatten(want)):
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4, err_msg=f"{what} batch {batch}")
+
+        for method, kwargs in [("elbo", {}), ("iwae", {"k": batch % 4 + 2, "chunk_size": 3}), ("reconstruct", {}),
+                               ("score_terms", {}), ("posterior_means", {}), ("latent_statistics", {})]:
+            compare(getattr(model, method)(x, **kwargs, **kw), getattr(eager, method)(x, **kwargs, **kw), method)
+        for seed in (batch, None):
+            compare(model.sample(batch, seed=seed, temperature=0.5 + batch / 10, **kw),
+                    eager.sample(batch, seed=seed, temperature=0.5 + batch / 10, **kw), f"sample seed={seed}")
+        compare(model.sample_per_seed(np.arange(batch) + 7, **kw)[batch // 2],
+                model.sample(1, seed=batch // 2 + 7, **({} if condition is None else {"condition": condition[batch // 2:][:1]}))[0],
+                "sample_per_seed")
+        posterior = model.encode(x, **kw)
+        assert_same_distribution(posterior, eager.encode(x, **kw), f"encode batch {batch}")
+        z = np.asarray(posterior.mean())
+        assert_same_distribution(model.decode(z, **kw), eager.decode(z, **kw), f"decode batch {batch}", atol=1e-4)
+        if extra is not None:
+            got, want = extra(model, x, batch), extra(eager, x, batch)
+            assert set(got) == set(want)
+            for name in got:
+                compare(got[name], want[name], name)
+    counts = model._trace_counts()
+    assert counts and max(counts.values()) <= 2, counts
+    assert eager._trace_counts() == {}
+    return counts
+
+
 def check_model_contract(make_model, images, tmp_path, condition=None, fit_epochs=8):
     """Run every shared check on a freshly made model (`make_model()` -> untrained model)."""
     model = make_model()

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import vaezoo
-from helpers import check_model_contract
+from helpers import check_compiled_cores, check_model_contract
 
 MLP = {"type": "mlp", "hidden": [64]}
 CONV = {"type": "conv", "filters": [8, 16], "hidden": 32}
@@ -39,6 +39,23 @@ def test_one_hot_and_integer_labels_agree(binary_images):
     np.testing.assert_array_equal(model.reconstruct(x, labels[:, None]), model.reconstruct(x, one_hot))
     np.testing.assert_array_equal(model.sample(4, seed=5, condition=labels),
                                   model.sample(4, seed=5, condition=one_hot))
+
+
+@pytest.mark.parametrize("mode", ["labels", "label-column", "one-hot", "vector"])
+def test_compiled_cores_match_the_eager_methods(binary_images, rng, mode):
+    """Every public method with each accepted form of condition (checked and converted in
+    numpy, then passed to the compiled core) gives the eager numbers and distributions over
+    several batch sizes, tracing each core at most twice."""
+    labels = rng.integers(0, 4, size=len(binary_images))
+    condition = {"labels": labels, "label-column": labels[:, None], "one-hot": np.eye(4, dtype="float32")[labels],
+                 "vector": rng.normal(size=(len(binary_images), 3)).astype("float32")}[mode]
+    size = {"condition_dim": 3} if mode == "vector" else {"num_classes": 4}
+
+    def make():
+        return vaezoo.CVAE(**size, latent_dim=3, encoder=MLP, prior="learned", seed=4)
+
+    counts = check_compiled_cores(make, binary_images, condition=condition, batches=(1, 9, 4))
+    assert {"elbo", "encode", "decode", "sample", "sample_per_seed"} <= set(counts), counts
 
 
 def test_learned_prior_enters_kl_and_iwae(binary_images):

@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 
 import vaezoo
-from helpers import check_model_contract, check_mirrored_step_matches_single_device, colour_squares, squares
+from helpers import (check_compiled_cores, check_model_contract, check_mirrored_step_matches_single_device,
+                     colour_squares, squares)
 from vaezoo.quantizer import ResidualQuantizer
 
 SHAPE = (8, 8, 3)
@@ -147,6 +148,22 @@ def test_code_stacks_and_the_depth_argument(images, rng):
     np.testing.assert_allclose(model.sample(3, seed=5), model.decode_codes(noise), atol=1e-6)
 
 
+def test_compiled_cores_match_the_eager_methods(images):
+    """Every public method, with the code stacks' depth argument as an integer and one per
+    image, gives the eager numbers over several batch sizes and traces each core at most twice."""
+    def codes_and_depths(model, x, batch):
+        codes = model.encode_to_codes(x)
+        per_image = np.arange(batch) % DEPTH + 1
+        return {"encode_to_codes": codes, "encode_to_codes depth 2": model.encode_to_codes(x, depth=2),
+                "decode_codes": model.decode_codes(codes), "decode_codes depth 1": model.decode_codes(codes, depth=1),
+                "decode_codes per image": model.decode_codes(codes, depth=per_image),
+                "decode_codes of 2 levels": model.decode_codes(np.asarray(codes)[..., :2]),
+                "reconstruct per image": model.reconstruct(x, depth=per_image)}
+
+    counts = check_compiled_cores(_tiny, images, extra=codes_and_depths)
+    assert {"encode_to_codes", "decode_codes", "reconstruct_at_depth", "encode", "decode"} <= set(counts), counts
+
+
 def test_trained_toy_error_falls_with_depth():
     """After training with quantizer dropout, every extra level lowers the reconstruction error."""
     keras.utils.set_random_seed(0)
@@ -171,6 +188,10 @@ def test_bad_inputs_are_named(images):
         model.reconstruct(images[:1], depth=1.5)
     with pytest.raises(ValueError, match="the codes have 2"):
         model.decode_codes(codes[..., :2], depth=3)
+    with pytest.raises(ValueError, match=r"one depth per image \(1,\), got shape \(2,\)"):
+        model.decode_codes(codes, depth=np.array([1, 2], np.int32))
+    with pytest.raises(ValueError, match=r"one depth per image \(1,\), got shape \(3,\)"):
+        model.reconstruct(images[:1], depth=np.array([1, 2, 3], np.int32))
     with pytest.raises(ValueError, match=r"1 <= d <= 3"):
         model.decode_codes(np.zeros((1, 2, 2, 4), np.int32))
     with pytest.raises(ValueError, match=r"\(batch, 2, 2, d\)"):

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 import vaezoo
-from helpers import check_model_contract
+from helpers import check_compiled_cores, check_model_contract
 
 
 @pytest.mark.parametrize(
@@ -137,37 +137,19 @@ def test_interpolation_ends_at_the_reconstructions(binary_images):
     assert not np.allclose(line[2], line[0])
 
 
-def test_compiled_cores_trace_boundedly_and_match_the_eager_methods(binary_images):
+@pytest.mark.parametrize("memo", [None, 3], ids=["memo", "memo-overflowing"])
+def test_compiled_cores_trace_boundedly_and_match_the_eager_methods(binary_images, memo):
     """Each public method runs one compiled core per model: over batch sizes 1, 32, 5, 17,
     several k, n and seeds it traces at most twice (the second trace relaxes the batch), and
-    gives the numbers of the same method run eagerly, including draws from the model's seed
-    generator (`seed=None`) and from integer seeds."""
+    gives the numbers (and for encode / decode the distributions) of the same method run
+    eagerly, including draws from the model's seed generator (`seed=None`) and from integer
+    seeds; also when the memo of concrete functions holds fewer signatures than are used."""
     def make():
-        model = vaezoo.VAE(input_shape=(28, 28, 1), latent_dim=3, encoder={"type": "mlp", "hidden": [16]}, seed=3)
-        model.build_from_images()
-        return model
+        return vaezoo.VAE(input_shape=(28, 28, 1), latent_dim=3, encoder={"type": "mlp", "hidden": [16]}, seed=3)
 
-    model, eager = make(), make()
-    for mine, theirs in zip(eager.weights, model.weights):
-        mine.assign(theirs)
-    eager.compiled_methods = False
-    for batch in (1, 32, 5, 17):
-        x = binary_images[:batch]
-        for method, kwargs in [("elbo", {}), ("iwae", {"k": batch % 4 + 2, "chunk_size": 3}), ("reconstruct", {}),
-                               ("score_terms", {}), ("posterior_means", {}), ("latent_statistics", {}),
-                               ("kl_per_dim", {"seed": batch})]:
-            got, want = getattr(model, method)(x, **kwargs), getattr(eager, method)(x, **kwargs)
-            for a, b in zip(tf.nest.flatten(got), tf.nest.flatten(want)):
-                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4, err_msg=f"{method} batch {batch}")
-        for seed in (batch, None):
-            np.testing.assert_allclose(model.sample(batch, seed=seed, temperature=0.5 + batch / 10),
-                                       eager.sample(batch, seed=seed, temperature=0.5 + batch / 10), atol=1e-5)
-        z = np.asarray(model.encode(x).mean())
-        np.testing.assert_allclose(model.decode(z).mean(), eager.decode(z).mean(), atol=1e-5)
-        np.testing.assert_allclose(model.sample_per_seed(np.arange(batch) + 7)[batch // 2],
-                                   model.sample(1, seed=batch // 2 + 7)[0], atol=1e-5)
-    counts = model._trace_counts()
+    def kl_per_dim(model, x, batch):
+        return {"kl_per_dim": model.kl_per_dim(x, seed=batch)}
+
+    counts = check_compiled_cores(make, binary_images, extra=kl_per_dim, max_memoized_signatures=memo)
     assert set(counts) == {"elbo", "iwae", "reconstruct", "score_terms", "posterior_means", "latent_statistics",
                            "kl_per_dim", "sample", "encode", "decode", "sample_per_seed"}, counts
-    assert max(counts.values()) <= 2, counts
-    assert eager._trace_counts() == {}

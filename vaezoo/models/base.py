@@ -258,29 +258,47 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
     #: eagerly (for debugging; the numbers are the same).
     compiled_methods = True
 
+    #: how many argument signatures (shapes and dtypes) `_core` remembers the concrete
+    #: function of, over all methods; past it the memo starts afresh (only a lookup is lost).
+    max_memoized_signatures = 256
+
     def _core(self, name, fn, *args):
         """`fn(*args)`, run as this model's compiled core `name` when called eagerly.
 
         `fn` is a bound method of the model whose arguments are tensors or None (never
         Python numbers that vary: pass those as tensors). Each name gets one
         `tf.function(fn, reduce_retracing=True)` per model, made on first use, so a second
-        batch size relaxes the batch dimension and later ones reuse that trace. In a graph
-        (an export, a user's `tf.function`) `fn` runs inline.
+        batch size relaxes the batch dimension and later ones reuse that trace. The concrete
+        function serving each argument signature (dtypes and shapes) is memoized and called
+        directly: a repeated call skips `tf.function`'s dispatch (argument canonicalization
+        and the trace-cache lookup, about as long as a small model's batch-1 run). In a
+        graph (an export, a user's `tf.function`) `fn` runs inline.
         """
         if not self.compiled_methods or not tf.executing_eagerly():
             return fn(*args)
-        cores = self.__dict__.get("_compiled_cores")
-        if cores is None:  # a plain dict, kept out of Keras' attribute tracking
-            cores = {}
-            object.__setattr__(self, "_compiled_cores", cores)
-        if name not in cores:
-            cores[name] = tf.function(fn, reduce_retracing=True)
-        return cores[name](*args)
+        state = self.__dict__.get("_compiled_state")
+        if state is None:  # plain dicts, kept out of Keras' attribute tracking
+            state = {"cores": {}, "concrete": {}}
+            object.__setattr__(self, "_compiled_state", state)
+        key = (name, *(None if arg is None else (arg.dtype, tuple(arg.shape)) for arg in args))
+        concrete = state["concrete"].get(key)
+        if concrete is not None:
+            return concrete(*args)
+        core = state["cores"].get(name)
+        if core is None:
+            core = state["cores"][name] = tf.function(fn, reduce_retracing=True)
+        # a first call through `tf.function` itself: it traces if no trace fits, and creates
+        # the weights of a model not built yet (which `get_concrete_function` cannot)
+        result = core(*args)
+        if len(state["concrete"]) >= self.max_memoized_signatures:
+            state["concrete"].clear()
+        state["concrete"][key] = core.get_concrete_function(*args)  # the trace that just ran
+        return result
 
     def _trace_counts(self):
         """Traces made so far per compiled core (`experimental_get_tracing_count`): for tests."""
-        cores = self.__dict__.get("_compiled_cores", {})
-        return {name: core.experimental_get_tracing_count() for name, core in cores.items()}
+        state = self.__dict__.get("_compiled_state", {"cores": {}})
+        return {name: core.experimental_get_tracing_count() for name, core in state["cores"].items()}
 
     def _elbo_core(self, x, condition):
         terms = self._loss_terms(x, condition, training=False)

@@ -176,7 +176,11 @@ class CVAE(VAE):
             raise ValueError(f"condition must be {expected}; got {values.dtype} of shape {values.shape}.")
         elif not np.all(np.isfinite(values.astype(np.float64))):
             raise ValueError(f"condition contains NaN or Inf; expected {expected}.")
-        return self._condition_tensor(values)
+        # the checked values become what `_condition_tensor` makes of them, in numpy (one
+        # conversion to a tensor instead of a few eager ops per call)
+        if labels and (values.ndim == 1 or values.shape[1:] == (1,)):
+            return tf.convert_to_tensor(np.eye(self.num_classes, dtype=np.float32)[values.reshape(-1)])
+        return tf.convert_to_tensor(values.astype(np.float32))
 
     def dummy_condition(self, batch_size):
         return tf.zeros((batch_size, self.condition_size), tf.float32)

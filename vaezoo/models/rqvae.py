@@ -207,8 +207,21 @@ class RQVAE(VQVAE):
         int32 tensor, a scalar or one depth per image `(batch,)`.
         """
         codes = self._check_code_stack(codes, self.grid_shape)
-        depth = self._depth_argument(depth, codes.shape[-1], per_example=True)
+        depth = self._depths_per_image(depth, codes.shape[-1], codes)
         return self._core("decode_codes", self._decode_codes, self._full_stack(codes), depth)
+
+    def _depths_per_image(self, depth, available, batch_of):
+        """`depth` as one int32 depth per image `(batch,)` of the batch `batch_of`: a scalar
+        is repeated, so the compiled cores always see the same rank (a scalar after a vector
+        would relax the trace to an unknown rank, which the decoder cannot take)."""
+        depth = self._depth_argument(depth, available, per_example=True)
+        if depth.shape.rank == 0:
+            return tf.fill(tf.shape(batch_of)[:1], depth)
+        batch = batch_of.shape[0]
+        if depth.shape[0] is not None and batch is not None and depth.shape[0] != batch:
+            raise ValueError(f"depth must be an integer or one depth per image ({batch},), got shape "
+                             f"{tuple(depth.shape)}.")
+        return depth
 
     def _full_stack(self, codes):
         """Code stacks padded with zeros to the model's depth (one compiled shape for every d;
@@ -226,7 +239,7 @@ class RQVAE(VQVAE):
         x = self._images(x)
         self.check_condition(condition, x.shape[0])
         return self._core("reconstruct_at_depth", self._reconstruct_at_depth, x,
-                          self._depth_argument(depth, per_example=True))
+                          self._depths_per_image(depth, self.depth, x))
 
     def _reconstruct_at_depth(self, x, depth):
         return self._decode_codes(self._encode_to_codes(x), depth)
