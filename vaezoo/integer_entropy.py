@@ -203,26 +203,31 @@ def code_bits(network, grids, block=16, per_depth=False):
     Returns:
         float64 `(n,)`, or `(n, d)` with `per_depth` (d = 1 for grids).
     """
-    out = []
-    for grid in grids:
-        grid = np.asarray(grid)
-        stack = grid if grid.ndim == 3 else grid[..., None]
-        total = np.zeros(stack.shape[-1])
-        for r in range(0, stack.shape[0], block):
-            for c in range(0, stack.shape[1], block):
-                codes = stack[None, r : r + block, c : c + block]
-                groups = group_map(*codes.shape[1:3])
-                for depth in range(stack.shape[-1]):
-                    for g in range(NUM_GROUPS):
-                        where = groups == g
-                        if where.any():
-                            inputs = network_input(network, codes, groups, g, depth)
-                            logits = network.logits_at(inputs, np.flatnonzero(where))[0]
-                            m = masses(logits, network.table)
-                            symbols = codes[0, ..., depth][where]
-                            total[depth] += float(np.sum(PRECISION - np.log2(m[np.arange(len(m)), symbols])))
-        out.append(total if per_depth else total.sum())
-    return np.asarray(out, np.float64)
+    stacks = [np.asarray(grid) for grid in grids]
+    stacks = [grid if grid.ndim == 3 else grid[..., None] for grid in stacks]
+    out = np.zeros((len(stacks), stacks[0].shape[-1] if stacks else 1))
+    by_shape = {}
+    for i, stack in enumerate(stacks):
+        by_shape.setdefault(stack.shape, []).append(i)
+    for shape, indices in by_shape.items():  # grids of one shape run as batches of blocks
+        for start in range(0, len(indices), 256):
+            chunk = indices[start : start + 256]
+            batch = np.stack([stacks[i] for i in chunk])
+            for r in range(0, shape[0], block):
+                for c in range(0, shape[1], block):
+                    codes = batch[:, r : r + block, c : c + block]
+                    groups = group_map(*codes.shape[1:3])
+                    for depth in range(shape[-1]):
+                        for g in range(NUM_GROUPS):
+                            where = groups == g
+                            if where.any():
+                                inputs = network_input(network, codes, groups, g, depth)
+                                logits = network.logits_at(inputs, np.flatnonzero(where))
+                                m = masses(logits.reshape(-1, logits.shape[-1]), network.table)
+                                symbols = codes[..., depth][:, where].reshape(-1)
+                                bits = PRECISION - np.log2(m[np.arange(len(m)), symbols])
+                                out[chunk, depth] += bits.reshape(len(chunk), -1).sum(axis=1)
+    return out if per_depth else out.sum(axis=1)
 
 
 @dataclasses.dataclass(frozen=True)
