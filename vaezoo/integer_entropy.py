@@ -1,4 +1,4 @@
-"""The exact entropy model of `.vqz` version 2: integer context network, group schedule, masses.
+"""The exact entropy model of `.vqz` (versions 2 and 3): integer context network, group schedule, masses.
 
 A range coder needs bit-identical probabilities at both ends. Float32 logits are not
 (different CPUs, kernels and thread counts round differently), and neither are int8 TFLite
