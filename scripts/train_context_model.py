@@ -94,6 +94,7 @@ def main():
             np.savez(f, train=train, test=test, source=np.asarray(str(source)))
     with np.load(codes_path) as f:
         train, test = f["train"], f["test"]
+        source = str(f["source"]) if "source" in f.files else source  # what the cached codes came from
     print(f"codes: train {train.shape}, test {test.shape}", flush=True)
 
     model = GroupedContextModel(vq.num_embeddings, channels=args.channels, num_layers=args.layers, seed=args.seed,
