@@ -81,7 +81,7 @@ def main():
     train_images = report.get("train_codes", 50000)
     card.setdefault("notes", {})["context_model"] = (
         f"The exact context model (the .vqz entropy model, {spec['channels']} channels, {spec['layers']} layers"
-        + (f", each depth given the {spec['condition_depths']} before it" if "condition_depths" in spec else "")
+        + (f", each depth given the {spec['condition_depths']} depth(s) before it" if "condition_depths" in spec else "")
         + f") was trained on the codes of {train_images:,} training images with `python "
         f"scripts/train_context_model.py --model {args.source or args.model} --workdir WORKDIR --epochs "
         f"{report['epochs']}` (Adam {report.get('learning_rate', 2e-3):g}, per-epoch cosine decay, batch "

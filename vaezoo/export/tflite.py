@@ -618,7 +618,7 @@ def parity_report(model, tflite_paths, images, latency_images=16, num_threads=No
         >>> report["float32"]["reconstruction_max_abs_diff"] < 1e-4
         True
     """
-    from vaezoo.evaluation import psnr  # the one PSNR (mean of per-image PSNRs)
+    from vaezoo.evaluation.reconstruction import psnr  # the one PSNR (mean of per-image PSNRs)
 
     kind = _check_exportable(model)
     x = _as_float_images(model, images)
