@@ -76,7 +76,8 @@ class Limits:
         max_images: images per file.
         max_side: pixels per image side.
         max_pixels: pixels per image (height x width).
-        max_total_pixels: pixels over all images of a file.
+        max_total_pixels: pixels over all images of a file (times its quality: an RQ-VAE's
+            code depths per position).
         max_file_bytes: bytes of a file (checked before a file is read into memory: a sparse
             file can claim terabytes on a few kilobytes of disk).
     """
@@ -103,10 +104,13 @@ class Limits:
             raise VQZFormatError(f".vqz claims a {width}x{height} image; this reader accepts sides up to "
                                  f"{self.max_side} and {self.max_pixels} pixels (Limits).")
 
-    def check_total(self, pixels):
-        if pixels > self.max_total_pixels:
-            raise VQZFormatError(f".vqz claims {pixels} pixels in all; this reader accepts {self.max_total_pixels} "
-                                 "(Limits.max_total_pixels).")
+    def check_total(self, pixels, quality=1):
+        """`max_total_pixels` bounds the pixels of a file times its quality (codes per pixel
+        scale with the code depth, and so does a reader's memory)."""
+        if pixels * quality > self.max_total_pixels:
+            depth = f" at quality {quality} ({pixels * quality} pixels x depths)" if quality > 1 else ""
+            raise VQZFormatError(f".vqz claims {pixels} pixels in all{depth}; this reader accepts "
+                                 f"{self.max_total_pixels} (Limits.max_total_pixels).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -466,7 +470,7 @@ def parse(data, limits=Limits()):
         limits.check_size(h, w)
         sizes.append((h, w))
     sizes = sizes * n if same else sizes
-    limits.check_total(sum(h * w for h, w in sizes) * quality)
+    limits.check_total(sum(h * w for h, w in sizes), quality)
     lengths = []
     if flags & FLAG_CONTEXT:
         count = stream_count([grid_shape(s, stride) for s in sizes])
