@@ -46,6 +46,9 @@ def main():
 
     with open(os.path.join(args.workdir, "report.json"), encoding="utf-8") as f:
         report = json.load(f)
+    if "ckpt-" in os.path.basename(str(report.get("source", ""))):
+        print(f"warning: the context model was trained on the codes of a training checkpoint ({report['source']}), "
+              "not of final weights: retrain it on the weights you ship.", flush=True)
     old = load_model(args.source)[0] if args.source else registry.load(args.model)
     card = registry.info(args.model)
     spec = {"channels": report["channels"], "layers": report["layers"]}
