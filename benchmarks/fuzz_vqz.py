@@ -1,5 +1,6 @@
 """Fuzz the `.vqz` parser: mutate valid files (bit flips, byte changes, truncation, extension,
-splices, random headers, size, count and length claims) of both format versions and check every
+splices, random headers, size, count and length claims) of every format version (3: a VQ-VAE's
+code grids and an RQ-VAE's code stacks at several qualities; 2; 1) and check every
 input is either decoded or refused with a clean `VQZFormatError` (a ValueError) — never another
 exception, a crash or a hang — and that the reader's peak memory stays bounded: the largest
 peak of one read (tracemalloc: Python and numpy allocations) and the process's peak RSS.
@@ -51,9 +52,11 @@ def _v1_claim(data, rng):
 
 
 def mutations(seed_files, rng):
-    """An endless stream of `(kind, mutated bytes)`; kinds 5 and 6 are size, count and length claims."""
+    """An endless stream of `(kind, mutated bytes, index of the seed file)`; kinds 5 and 6 are
+    size, count and length claims."""
     while True:
-        data = bytearray(rng.choice(seed_files))
+        source = rng.randrange(len(seed_files))
+        data = bytearray(seed_files[source])
         kind = rng.randrange(8)
         if kind == 0 and data:  # flip bits
             for _ in range(rng.randint(1, 8)):
@@ -70,7 +73,7 @@ def mutations(seed_files, rng):
             other = rng.choice(seed_files)
             cut = rng.randrange(len(data))
             data = data[:cut] + other[rng.randrange(len(other)):]
-        elif kind in (5, 6) and data[:4] == b"VQZ\x02":  # a large count, size or stream length (varints)
+        elif kind in (5, 6) and data[:4] in (b"VQZ\x02", b"VQZ\x03"):  # a large count, size or stream length
             claim = rng.choice([2**k for k in range(7, 36)]) - rng.randrange(2)
             at = rng.choice([9, 10, 11, 12]) if kind == 5 else rng.randrange(13, min(len(data), 40))
             data = data[:at] + _varint(claim) + data[at + 1 :]
@@ -78,7 +81,7 @@ def mutations(seed_files, rng):
             data = _v1_claim(data, rng)
         else:  # random bytes behind a valid magic
             data = data[:4] + bytes(rng.randrange(256) for _ in range(rng.randint(0, 200)))
-        yield kind, bytes(data)
+        yield kind, bytes(data), source
 
 
 def main():
@@ -97,22 +100,36 @@ def main():
     model = vaezoo.VQVAE(input_shape=(16, 16, 3), num_embeddings=8, embedding_dim=4, hidden_channels=8,
                          residual_channels=4, num_residual_blocks=1, prior={"filters": 8, "layers": 2},
                          context_model={"channels": 8, "layers": 1}, seed=0)
+    rq = vaezoo.RQVAE(input_shape=(16, 16, 3), depth=3, num_embeddings=8, embedding_dim=4, hidden_channels=8,
+                      residual_channels=4, num_residual_blocks=1,
+                      context_model={"channels": 8, "layers": 1, "condition_depths": 1}, seed=0)
     rng_np = np.random.default_rng(args.seed)
-    seed_files = []
-    for sizes in ([(16, 16)], [(16, 16), (16, 16)], [(9, 70), (33, 8), (70, 70)]):
+    seed_files, seed_models = [], []  # each file and the model it decodes with
+    size_lists = ([(16, 16)], [(16, 16), (16, 16)], [(9, 70), (33, 8), (70, 70)])
+    for sizes in size_lists:  # version 3: code grids
         grids = [rng_np.integers(0, 8, vqz.grid_shape(s, 4)).astype(np.int32) for s in sizes]
         seed_files += [codec.compress_codes(model, grids, sizes, mode=m) for m in ("context", "fixed")]
+        seed_models += [model] * 2
+    for sizes, quality in zip(size_lists, (1, 2, 3)):  # version 3: code stacks
+        stacks = [rng_np.integers(0, 8, (*vqz.grid_shape(s, 4), 3)).astype(np.int32) for s in sizes]
+        seed_files += [codec.compress_codes(rq, stacks, sizes, mode=m, quality=quality) for m in ("context", "fixed")]
+        seed_models += [rq] * 2
+    fixture = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "vqz_v2_vq_vae_cifar.npz")
+    with np.load(fixture) as f:  # version 2 (vq-vae-cifar's: parsed, then refused as another model's or decoded)
+        seed_files.append(f["vqz"].tobytes())
+        seed_models.append(model)
     codes = [rng_np.integers(0, 8, (n, 4, 4)).astype(np.int32) for n in (1, 3)]  # version 1
     seed_files += [vqz_v1.compress_codes(model, c, mode=m, model_name="fuzz") for c in codes for m in ("prior", "fixed")]
+    seed_models += [model] * 4
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rng = random.Random(args.seed)
     counts = {"inputs": 0, "claims": 0, "decoded": 0, "refused cleanly": 0, "over a limit": 0,
               "other exceptions": 0}
     failures = []
     largest = (0, None)  # the largest traced peak of one read of a claim, and its input
-    codec_model = codec.codec_model(model)  # built once, outside the traced reads
+    codec_models = {id(m): codec.codec_model(m) for m in (model, rq)}  # built once, outside the traced reads
     deadline = time.time() + args.seconds
-    for kind, data in mutations(seed_files, rng):
+    for kind, data, source in mutations(seed_files, rng):
         if time.time() > deadline:
             break
         counts["inputs"] += 1
@@ -121,7 +138,7 @@ def main():
         if claim:  # traced alone: tracing every input would slow the fuzzing tenfold
             tracemalloc.start()
         try:
-            codec.decompress_codes(codec_model, data)
+            codec.decompress_codes(codec_models[id(seed_models[source])], data)
             counts["decoded"] += 1
         except codec.VQZFormatError as error:
             counts["refused cleanly"] += 1
@@ -149,11 +166,14 @@ def main():
     print(table)
     append_results(".vqz parser fuzzing", table,
                    protocol=f"{args.seconds:.0f} s of mutations (bit flips, byte overwrites, truncation, extension, "
-                            "splices, random bodies; a quarter are claims: version-2 image counts, sizes and stream "
-                            "lengths up to 2^35, version-1 image counts, sizes and payload lengths up to the "
-                            f"field's maximum with the file's CRC32 rewritten) of {len(seed_files)} valid files "
-                            "(version 2: context and fixed coding, several image sizes; version 1: prior and "
-                            f"fixed), seed {args.seed}, default `vaezoo.vqz.Limits`; the largest peak of one read of a "
+                            "splices, random bodies; a quarter are claims: version-3 and version-2 image counts, sizes, "
+                            "qualities and stream lengths up to 2^35, version-1 image counts, sizes and payload "
+                            f"lengths up to the field's maximum with the file's CRC32 rewritten) of {len(seed_files)} "
+                            "valid files (version 3: a VQ-VAE's code grids and an RQ-VAE's code stacks of qualities "
+                            "1-3, context and fixed coding, one and several images of several sizes; version 2: "
+                            "tests/fixtures/vqz_v2_vq_vae_cifar.npz; version 1: prior and fixed), each read with "
+                            f"the model of its seed file, seed {args.seed}, default `vaezoo.vqz.Limits`; the largest "
+                            "peak of one read of a "
                             "claim (tracemalloc, started for that read alone: Python and numpy allocations of "
                             "`codec.decompress_codes`), the peak RSS "
                             "of the whole process (ru_maxrss) and its growth after the model was built",

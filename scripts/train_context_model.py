@@ -1,13 +1,17 @@
-"""Train the exact grouped context model (`.vqz` version 2) of a zoo VQ-VAE on its data's codes.
+"""Train the exact grouped context model (the `.vqz` entropy model) of a VQ-VAE or RQ-VAE on its data's codes.
 
     python scripts/train_context_model.py --model vq-vae-cifar --workdir runs/context-cifar
+    python scripts/train_context_model.py --model /work/runs/rq-vae-cifar --workdir runs/context-rq-cifar
 
-Encodes the training and test images of the model's card data once (cached as
-`codes.npz` in the workdir), trains a `GroupedContextModel` with Adam, checkpointing after
-every epoch (rerunning the command resumes), then freezes it and reports the exact rate
-(bits per code of the integer model's masses, what a file costs) on the test codes beside
-the PixelCNN prior's -log2 p(codes). Writes `context_model.npz` (the frozen network) and
-`report.json` into the workdir.
+`--model` is a zoo name, a finished training workdir, or a workdir still training (its latest
+checkpoint is used: for development). Encodes the training and test images of the model's
+data once (cached as `codes.npz` in the workdir; `--train-images` / `--test-images` take the
+first N), trains a `GroupedContextModel` with Adam (for an RQ-VAE over its code stacks, each
+depth given the `--condition-depths` before it), checkpointing after every epoch (rerunning
+the command resumes), then freezes it and reports the exact rate (bits per code of the
+integer model's masses, what a file costs) on the test codes: per depth for an RQ-VAE, beside
+the PixelCNN prior's -log2 p(codes) for a VQ-VAE with one. Writes `context_model.npz` (the
+frozen network) and `report.json` into the workdir; `scripts/add_context_model.py` attaches it.
 """
 
 import argparse
@@ -21,12 +25,36 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
 
 
-def encode_codes(model, spec, split, batch_size=500):
+def encode_codes(model, spec, split, limit=0, batch_size=500):
     from vaezoo import data
 
-    images, _ = data.load_split(spec, split, limit=0)
+    images, _ = data.load_split(spec, split, limit=limit)
     out = [np.asarray(model.encode_to_codes(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
     return np.concatenate(out).astype(np.int32)
+
+
+def load_model(ref):
+    """`(model, data spec, what was loaded)` of a zoo name, a finished workdir, or a training
+    workdir's latest checkpoint."""
+    from vaezoo import workdir
+    from vaezoo.registry import resolve_model
+
+    if os.path.isdir(ref) and not workdir.is_finished(ref):
+        import tensorflow as tf
+
+        from vaezoo.models import model_from_config
+
+        with open(os.path.join(ref, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+        model = model_from_config(config["model"])
+        model.build_from_images()
+        checkpoint = tf.train.latest_checkpoint(os.path.join(ref, workdir.CHECKPOINTS))
+        if checkpoint is None:
+            raise SystemExit(f"{ref} is neither a finished run nor one with a checkpoint.")
+        tf.train.Checkpoint(model=model).read(checkpoint).expect_partial().assert_existing_objects_matched()
+        return model, dict(config.get("data") or config["eval_data"]), checkpoint
+    resolved = resolve_model(ref)
+    return resolved.model, dict(resolved.data_spec), ref
 
 
 def main():
@@ -38,6 +66,10 @@ def main():
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--channels", type=int, default=64)
     parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--condition-depths", type=int, default=1,
+                        help="RQ-VAE: earlier depths the model sees beside the one it codes (default 1)")
+    parser.add_argument("--train-images", type=int, default=0, help="first N training images (default 0: all)")
+    parser.add_argument("--test-images", type=int, default=0, help="first N test images (default 0: all)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -47,23 +79,26 @@ def main():
     import vaezoo
     from vaezoo.io import atomic_path, write_json
     from vaezoo.models.context_model import GroupedContextModel
-    from vaezoo.registry import resolve_model
 
     os.makedirs(args.workdir, exist_ok=True)
-    resolved = resolve_model(args.model)
-    vq = resolved.model
+    vq, spec, source = load_model(args.model)
+    print(f"model: {source}", flush=True)
+    depths = getattr(vq, "depth", 1) if vq.latent_kind == "residual_code_grid" else 1
+    condition = args.condition_depths if depths > 1 else 0
     codes_path = os.path.join(args.workdir, "codes.npz")
     if not os.path.isfile(codes_path):
-        spec = dict(resolved.data_spec)
         print("encoding the training and test images ...", flush=True)
-        train, test = encode_codes(vq, spec, "train"), encode_codes(vq, spec, "test")
+        train = encode_codes(vq, spec, "train", args.train_images)
+        test = encode_codes(vq, spec, "test", args.test_images)
         with atomic_path(codes_path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, train=train, test=test)
+            np.savez(f, train=train, test=test, source=np.asarray(str(source)))
     with np.load(codes_path) as f:
         train, test = f["train"], f["test"]
+        source = str(f["source"]) if "source" in f.files else source  # what the cached codes came from
     print(f"codes: train {train.shape}, test {test.shape}", flush=True)
 
-    model = GroupedContextModel(vq.num_embeddings, channels=args.channels, num_layers=args.layers, seed=args.seed)
+    model = GroupedContextModel(vq.num_embeddings, channels=args.channels, num_layers=args.layers, seed=args.seed,
+                                depths=depths, condition_depths=condition)
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
     state_path = os.path.join(args.workdir, "state.json")
     weights_path = os.path.join(args.workdir, "context.weights.h5")
@@ -90,12 +125,24 @@ def main():
         np.savez(f, **network.to_arrays())
     from vaezoo.integer_entropy import code_bits
 
-    exact = float(np.sum(code_bits(network, test))) / test.size
-    pixelcnn = float(np.mean(np.concatenate([np.asarray(vq.prior.bits_per_code(test[i : i + 1000]))
-                                              for i in range(0, len(test), 1000)])))
-    report = {"model": args.model, "test_codes": int(test.shape[0]), "exact_bits_per_code": exact,
-              "pixelcnn_bits_per_code": pixelcnn, "ratio": exact / pixelcnn, "epochs": args.epochs,
-              "channels": args.channels, "layers": args.layers, "vaezoo": vaezoo.__version__}
+    print(f"measuring the exact rate on {len(test)} test code grids ...", flush=True)
+    from vaezoo.export.tflite import convert_context_network
+    from vaezoo.integer_entropy import LiteRTContextNetwork
+
+    runtime = LiteRTContextNetwork(convert_context_network(network), network)  # the same integers, faster
+    per_depth = code_bits(runtime, test, per_depth=True).sum(axis=0) / (test.size / depths)
+    exact = float(np.mean(per_depth))
+    report = {"model": args.model, "source": str(source), "train_codes": int(train.shape[0]),
+              "test_codes": int(test.shape[0]), "exact_bits_per_code": exact, "epochs": args.epochs,
+              "channels": args.channels, "layers": args.layers, "batch_size": args.batch_size,
+              "learning_rate": args.learning_rate, "seed": args.seed, "vaezoo": vaezoo.__version__}
+    if depths > 1:
+        report.update({"depths": depths, "condition_depths": condition,
+                       "exact_bits_per_code_per_depth": [float(b) for b in per_depth]})
+    if getattr(vq, "prior", None) is not None:
+        pixelcnn = float(np.mean(np.concatenate([np.asarray(vq.prior.bits_per_code(test[i : i + 1000]))
+                                                  for i in range(0, len(test), 1000)])))
+        report.update({"pixelcnn_bits_per_code": pixelcnn, "ratio": exact / pixelcnn})
     write_json(report, os.path.join(args.workdir, "report.json"))
     print(json.dumps(report, indent=1))
 

@@ -32,6 +32,22 @@ def _vq():  # one instance: files it writes must be read by the same weights
                         residual_channels=4, num_residual_blocks=1, prior=None)
 
 
+@functools.lru_cache(maxsize=2)
+def _rq(depth):
+    import vaezoo
+
+    return vaezoo.RQVAE(input_shape=(16, 16, 3), depth=depth, num_embeddings=8, embedding_dim=4, hidden_channels=8,
+                        residual_channels=4, num_residual_blocks=1)
+
+
+def _deep_rq_file(folder):
+    """A quality-3 file of a depth-3 RQ-VAE, read with a depth-2 one."""
+    from vaezoo import codec
+
+    data = codec.compress_codes(_rq(3), [np.zeros((4, 4, 3), np.int32)], [(16, 16)], mode="fixed", quality=3)
+    return _read_vqz(folder, data, _rq(2))
+
+
 def _write(folder, name, text):
     path = os.path.join(folder, name)
     with open(path, "w", encoding="utf-8") as f:
@@ -76,8 +92,8 @@ def _write_bytes(folder, name, data):
     return path
 
 
-def _v2_claim(body):
-    """A 100-byte version-2 file of `_vq()`'s model whose header after the model id is `body`."""
+def _v3_claim(body):
+    """A 100-byte version-3 file of `_vq()`'s model whose header after the model id is `body`."""
     return (_vqz_bytes()[:8] + body).ljust(96, b"\0") + bytes(4)
 
 
@@ -234,13 +250,23 @@ CASES = [
     ("vqz-grey-for-rgb", "a greyscale image for an RGB model", lambda d: __import__("vaezoo.codec").codec.compress(
         _vq(), [np.zeros((16, 16, 1), np.uint8)]), ValueError, r"1 channel\(s\); the model takes RGB images"),
     ("vqz-size-claim", "a 20-byte .vqz claiming a 100,000 x 100,000 image",
-     lambda d: _read_vqz(d, _vqz_bytes()[:9] + b"\x01\xa0\x8d\x06\xa0\x8d\x06" + bytes(4)),
+     lambda d: _read_vqz(d, _vqz_bytes()[:9] + b"\xa0\x8d\x06\xa0\x8d\x06" + bytes(4)),
      ValueError, r"claims a 100000x100000 image; this reader accepts"),
     ("vqz-count-claim-v1", "a version-1 .vqz (checksum intact) claiming 2^32 - 1 images", _v1_count_claim,
      ValueError, r"claims 4294967295 images; this reader accepts 1 to 100000 \(Limits.max_images\)"),
     ("vqz-stream-claim", "a 100-byte context-coded .vqz claiming a 10,000 x 10,000 image",
-     lambda d: _read_vqz(d, _v2_claim(b"\x0b\x01\x90\x4e\x90\x4e")),
+     lambda d: _read_vqz(d, _v3_claim(b"\x27\x90\x4e\x90\x4e")),  # context, one 10,000^2 image, stride 4
      ValueError, r"make 6105 streams, whose lengths alone need 6104 bytes"),
+    ("vqz-future-version", "a .vqz of format version 4", lambda d: _read_vqz(d, b"VQZ\x04" + _vqz_bytes()[4:]),
+     ValueError, r"unsupported \.vqz format version 4; this vaezoo reads versions 1, 2 and 3"),
+    ("vqz-quality-range", "quality 9 for an RQ-VAE of depth 3", lambda d: __import__("vaezoo.codec").codec.compress(
+        _rq(3), [np.zeros((16, 16, 3), np.uint8)], quality=9), ValueError,
+     r"quality must be an integer in \[1, 3\] \(the RQ-VAE's code depths to store\), got 9"),
+    ("vqz-quality-vq", "quality 2 for a VQ-VAE", lambda d: __import__("vaezoo.codec").codec.compress(
+        _vq(), [np.zeros((16, 16, 3), np.uint8)], quality=2), ValueError,
+     r"quality must be 1 for a VQ-VAE \(its one operating point"),
+    ("vqz-quality-over-depth", "a quality-3 .vqz read with an RQ-VAE of depth 2", _deep_rq_file, ValueError,
+     r"\.vqz has quality 3 \(code depths per position\), more than the given model, an RQ-VAE of depth 2, decodes"),
     ("vqz-sparse-file", "a sparse .vqz file of 2 GB", _sparse_vqz,
      ValueError, r"this reader accepts up to 1073741824 bytes \(Limits.max_file_bytes\)"),
     ("image-size-claim", "a 225-byte PNG declaring 50,000 x 50,000 pixels", _png_bomb,

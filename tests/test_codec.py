@@ -1,9 +1,10 @@
-"""The .vqz codec (format version 2): exact round trips at any image size, the size against
-the exact model's cross-entropy, version-1 files, the CLI, and every bad-input case (clear
-errors, no partial files).
+"""The .vqz codec (format version 3): exact round trips at any image size, the size against
+the exact model's cross-entropy, version-1 and version-2 files, the CLI, an RQ-VAE's
+qualities, and every bad-input case (clear errors, no partial files).
 
 A small VQ-VAE, its PixelCNN prior (for version-1 files) and its context model are trained
-here for a few seconds on structured 16x16 images (4x4 code grids, K = 32).
+here for a few seconds on structured 16x16 images (4x4 code grids, K = 32), and a small
+RQ-VAE (depth 3) with its code-stack context model.
 """
 
 import os
@@ -62,7 +63,7 @@ def test_images_of_any_size_round_trip_their_codes(trained):
     photos = [_photo(16, 16), _photo(8, 8, 1), _photo(13, 29, 2), _photo(40, 24, 3), _photo(70, 9, 4)]
     data = codec.compress(model, photos)
     header = codec.read_header(data)
-    assert header.version == 2 and header.mode == "context" and header.num_images == 5
+    assert header.version == 3 and header.mode == "context" and header.num_images == 5 and header.quality == 1
     assert header.sizes == tuple(p.shape[:2] for p in photos)
     sizes, grids = codec.encode_images(model, photos)
     assert [g.shape for g in grids] == [(4, 4), (2, 2), (4, 8), (10, 6), (18, 3)]
@@ -185,6 +186,22 @@ def test_version_1_files_still_decode(trained):
     np.testing.assert_allclose(codec.decompress(model, old), np.asarray(model.decode_codes(codes)), atol=1e-6)
 
 
+def test_version_2_files_still_decode():
+    """`tests/fixtures/vqz_v2_vq_vae_cifar.npz`: a version-2 file of three CIFAR-10 test images
+    and a 27x64 crop, written by commit 5af762d's `vqz.pack` with the shipped `vq-vae-cifar`,
+    and the code grids it was written from."""
+    import vaezoo
+
+    fixture = np.load(os.path.join(os.path.dirname(__file__), "fixtures", "vqz_v2_vq_vae_cifar.npz"))
+    data = fixture["vqz"].tobytes()
+    header = codec.read_header(data)
+    assert data[:4] == b"VQZ\x02" and header.version == 2 and header.quality == 1 and header.mode == "context"
+    sizes, grids = codec.decompress_codes(vaezoo.load("vq-vae-cifar"), data)
+    assert sizes == [tuple(s) for s in fixture["sizes"]] == [(32, 32)] * 3 + [(27, 64)]
+    for i, grid in enumerate(grids):
+        np.testing.assert_array_equal(grid, fixture[f"grid_{i}"])
+
+
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), mode=st.sampled_from(["context", "fixed"]))
 def test_random_code_grids_round_trip(trained, data, mode):
@@ -234,10 +251,10 @@ def good_file(trained):
         (lambda d: d[:12], "truncated"),
         (lambda d: b"", "not a .vqz"),
         (lambda d: b"PK\x03\x04" + d[4:], "not a .vqz"),
-        (lambda d: b"VQZ\x03" + d[4:], "unsupported .vqz format version 3"),
+        (lambda d: b"VQZ\x04" + d[4:], "unsupported .vqz format version 4"),
         (lambda d: d[:-20] + bytes([d[-20] ^ 0x40]) + d[-19:], "corrupted .vqz"),
         (lambda d: d + b"\x00\x00\x00\x00", "corrupted .vqz"),
-        (lambda d: d[:8] + b"\xf0" + d[9:], "unknown flags"),
+        (lambda d: d[:8] + bytes([d[8] | 0x80]) + d[9:], "unknown flags"),
     ],
     ids=["truncated-end", "truncated-header", "empty", "magic", "version", "flipped-bit", "trailing", "flags"],
 )
@@ -607,3 +624,142 @@ def test_zoo_model_files_are_identical_on_every_runtime_for_2000_cifar_images(sh
             assert codec.compress_codes(device, grids, sizes) == desktop, (resolver, threads)
             _, decoded = codec.decompress_codes(device, desktop)
             assert all(np.array_equal(a, b) for a, b in zip(decoded, grids)), (resolver, threads)
+
+
+# --------------------------------------------------------------------- an RQ-VAE's qualities
+RQ_CONFIG = dict(
+    input_shape=(16, 16, 3), depth=3, num_embeddings=32, embedding_dim=16, hidden_channels=32, residual_channels=16,
+    num_residual_blocks=1, num_downsamples=2, context_model={"channels": 16, "layers": 2, "condition_depths": 1},
+)
+
+
+@pytest.fixture(scope="module")
+def trained_rq(tmp_path_factory):
+    import vaezoo
+    from vaezoo.export.tflite import export_tflite
+
+    keras.utils.set_random_seed(0)
+    train = squares(512)
+    model = vaezoo.RQVAE(**RQ_CONFIG, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    model.fit(train, epochs=3, batch_size=32, verbose=0)
+    model.fit_context_model(train, epochs=6, batch_size=64, verbose=0)
+    folder = tmp_path_factory.mktemp("rq")
+    model.save(str(folder / "tiny-rq.keras"))
+    export_tflite(model, str(folder / "bundle"), variants=("float32",))
+    images = np.round(squares(24, seed=1) * 255).astype(np.uint8)
+    return {"model": model, "keras_path": str(folder / "tiny-rq.keras"), "bundle": str(folder / "bundle"),
+            "images": images}
+
+
+def test_each_quality_stores_that_many_depths_and_decodes_them(trained_rq):
+    model, images = trained_rq["model"], trained_rq["images"]
+    codes = np.asarray(model.encode_to_codes(images))
+    sizes = []
+    for quality in (1, 2, 3):
+        data = codec.compress(model, images, quality=quality)
+        header = codec.read_header(data)
+        assert header.version == 3 and header.quality == quality and header.mode == "context"
+        _, grids = codec.decompress_codes(model, data)  # the header alone says how many depths
+        np.testing.assert_array_equal(np.stack(grids), codes[..., :quality])
+        np.testing.assert_allclose(codec.decompress(model, data), np.asarray(model.decode_codes(codes, depth=quality)),
+                                   rtol=0, atol=1e-6)
+        # the payload is the exact model's cross-entropy of the stored depths plus the flushes
+        ideal = float(np.sum(integer_entropy.code_bits(model.context_network(), codes[..., :quality])))
+        assert ideal <= header.payload_length * 8 <= ideal + 64 * len(header.stream_lengths)
+        sizes.append(len(data))
+    assert sizes[0] < sizes[1] < sizes[2]
+    assert codec.compress(model, images) == codec.compress(model, images, quality=3)  # the default: full depth
+
+
+def test_code_stacks_of_any_size_round_trip_in_both_modes(trained_rq):
+    model = trained_rq["model"]
+    rng = np.random.default_rng(3)
+    sizes = [(16, 16), (37, 70), (8, 8)]
+    stacks = [rng.integers(0, 32, (*vqz.grid_shape(s, 4), 3)).astype(np.int32) for s in sizes]
+    for mode in ("context", "fixed"):
+        for quality in (1, 3):
+            data = codec.compress_codes(model, stacks, sizes, mode=mode, quality=quality)
+            got_sizes, got = codec.decompress_codes(model, data)
+            assert got_sizes == sizes and codec.read_header(data).mode == mode
+            for want, have in zip(stacks, got):
+                np.testing.assert_array_equal(have, want[..., :quality])
+    fixed = codec.read_header(codec.compress_codes(model, stacks, sizes, mode="fixed", quality=2))
+    assert fixed.payload_length == -(-sum(np.prod(vqz.grid_shape(s, 4)) for s in sizes) * 2 * 5 // 8)
+
+
+def test_one_image_files_cost_at_most_16_bytes_more_than_their_payload(trained, trained_rq):
+    for model, images, qualities in ((trained["model"], trained["images"], (1,)),
+                                     (trained_rq["model"], trained_rq["images"], (1, 2, 3))):
+        quality_byte = int(model is trained_rq["model"])
+        for quality in qualities:
+            for image in (images[0], _photo(60, 44, 3), _photo(100, 120, 4)):  # sides below 128: 1 byte each
+                data = codec.compress(model, [image], quality=quality)
+                header = codec.read_header(data)
+                overhead = len(data) - header.payload_length
+                # magic 4, model id 4, flags 1, an RQ-VAE's quality byte, 2 size bytes, crc 4 ...
+                expected = 4 + 4 + 1 + quality_byte + 2 + 4
+                if max(image.shape[:2]) <= 4 * vqz.BLOCK:  # ... one block, one stream: that is all
+                    assert overhead == expected <= 16 and header.stream_lengths == (header.payload_length,)
+                else:  # ... and the length varint of every stream but the last
+                    lengths = header.stream_lengths[:-1]
+                    assert len(lengths) == 3  # 25 x 30 codes: 4 blocks of 4 shapes
+                    assert overhead == expected + sum(max(1, -(-n.bit_length() // 7)) for n in lengths)
+                assert header.num_images == 1
+
+
+def test_the_desktop_and_every_litert_kernel_set_write_the_same_code_stack_bytes(trained_rq):
+    model, bundle = trained_rq["model"], trained_rq["bundle"]
+    rng = np.random.default_rng(6)
+    sizes = [(16, 16)] * 20 + [(37, 70)]
+    stacks = [rng.integers(0, 32, (4, 4, 3)).astype(np.int32) for _ in range(20)]
+    stacks += list(codec.encode_images(model, [_photo(37, 70)])[1])
+    for quality in (2, 3):
+        desktop = codec.compress_codes(model, stacks, sizes, quality=quality)
+        paths = {"desktop": model}
+        for resolver in integer_entropy.RESOLVERS:
+            for threads in (1, 2):
+                paths[f"{resolver}-{threads}"] = codec.LiteRTCodecModel(bundle, resolver=resolver,
+                                                                        num_threads=threads)
+        for name, path in paths.items():
+            assert codec.compress_codes(path, stacks, sizes, quality=quality) == desktop, (name, quality)
+            _, decoded = codec.decompress_codes(path, desktop)
+            assert all(np.array_equal(a, b[..., :quality]) for a, b in zip(decoded, stacks)), (name, quality)
+    device = codec.LiteRTCodecModel(bundle)
+    data = codec.compress(device, trained_rq["images"][:4], quality=2)  # LiteRT encoder, decoder and context model
+    np.testing.assert_allclose(codec.decompress(device, data), codec.decompress(model, data), rtol=0, atol=1e-4)
+
+
+def test_qualities_outside_the_model_and_files_deeper_than_it_are_refused(trained, trained_rq, tmp_path):
+    import vaezoo
+
+    rq, vq, images = trained_rq["model"], trained["model"], trained_rq["images"][:2]
+    path = tmp_path / "out.vqz"
+    for quality in (0, 4, -1, 2.0, True):
+        with pytest.raises(ValueError, match=r"quality must be an integer in \[1, 3\]"):
+            codec.write_vqz(path, rq, images, quality=quality)
+    with pytest.raises(ValueError, match="quality must be 1 for a VQ-VAE"):
+        codec.write_vqz(path, vq, images, quality=2)
+    assert os.listdir(tmp_path) == []
+    deep = codec.compress(rq, images, quality=3)
+    shallow = vaezoo.RQVAE(**{**RQ_CONFIG, "depth": 2}, seed=0)
+    with pytest.raises(VQZModelMismatchError, match="quality 3 .*an RQ-VAE of depth 2"):
+        codec.decompress(shallow, deep)
+    with pytest.raises(VQZModelMismatchError, match="quality 3 .*a VQ-VAE"):
+        codec.decompress(vq, deep)
+    with pytest.raises(VQZModelMismatchError, match="a VQ-VAE's code grids, but the given model is an RQ-VAE"):
+        codec.decompress(rq, codec.compress(vq, images))
+
+
+def test_cli_quality(trained_rq, tmp_path, capsys):
+    from vaezoo.cli import main
+
+    pngs = _write_pngs(trained_rq["images"][:2], tmp_path)
+    path = str(tmp_path / "q1.vqz")
+    assert main(["compress", *pngs, "--model", trained_rq["keras_path"], "--quality", "1", "-o", path]) == 0
+    assert codec.read_header(path).quality == 1 and "quality 1" in capsys.readouterr().out
+    assert main(["decompress", path, "--model", trained_rq["keras_path"], "-o", str(tmp_path / "out")]) == 0
+    assert sorted(os.listdir(tmp_path / "out")) == ["image_0000.png", "image_0001.png"]
+    bad = str(tmp_path / "q9.vqz")
+    assert main(["compress", *pngs, "--model", trained_rq["keras_path"], "--quality", "9", "-o", bad]) == 2
+    assert "quality must be an integer in [1, 3]" in capsys.readouterr().err and not os.path.exists(bad)

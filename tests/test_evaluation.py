@@ -589,3 +589,34 @@ def test_run_eval_refuses_disentanglement_without_factor_data(monkeypatch, guard
                         lambda ref: registry.ResolvedModel(model, "m", {"source": "npz", "path": "x.npz"}, "keras"))
     with pytest.raises(ValueError, match=r"mig need data with known generative factors \(source: dsprites\)"):
         reports.run_eval("m.keras", metrics=["elbo", "mig"])
+
+
+def test_vqz_rate_is_the_size_and_quality_of_one_image_files_at_each_quality():
+    from vaezoo import codec
+
+    rng = np.random.default_rng(1)
+    x = rng.random((5, 16, 16, 3)).astype(np.float32)
+    model = vaezoo.RQVAE(input_shape=(16, 16, 3), depth=3, num_embeddings=8, embedding_dim=4, hidden_channels=8,
+                         residual_channels=4, num_residual_blocks=1,
+                         context_model={"channels": 8, "layers": 1, "condition_depths": 1}, seed=0)
+    r = evaluation.evaluate(model, x, metrics=("vqz_rate",))
+    assert r["vqz_qualities"] == [1, 2, 3]
+    for i, quality in enumerate((1, 2, 3)):  # a second computation: the codec's own files and decoder
+        files = [len(codec.compress(model, [image], quality=quality)) for image in x]
+        assert r["vqz_bytes_per_image"][i] == pytest.approx(np.mean(files), abs=1e-12)
+        assert r["vqz_bits_per_pixel"][i] == pytest.approx(8 * np.mean(files) / 256, abs=1e-12)
+        decoded = np.asarray(codec.decompress(model, codec.compress(model, x, quality=quality)))
+        assert r["vqz_psnr"][i] == pytest.approx(evaluation.psnr(x, decoded), abs=1e-6)
+        assert r["vqz_ssim"][i] == pytest.approx(evaluation.ssim(x, decoded), abs=1e-6)
+    assert r["vqz_bytes_per_image"][0] < r["vqz_bytes_per_image"][1] < r["vqz_bytes_per_image"][2]
+    assert evaluation.ssim(x, x) == pytest.approx(1.0, abs=1e-6) and evaluation.ssim(x, x[::-1]) < 0.5
+    records = reports.card_records({"metrics": {**r, "examples": 5}, "split": "test", "data": {"source": "npz"},
+                                    "seed": 0, "hardware": "h", "date": "d"}, "vaezoo eval ...")
+    assert records["vqz_psnr"]["value"] == r["vqz_psnr"] and "qualities [1, 2, 3]" in records["vqz_psnr"]["protocol"]
+    vq = vaezoo.VQVAE(input_shape=(16, 16, 3), num_embeddings=8, embedding_dim=4, hidden_channels=8,
+                      residual_channels=4, num_residual_blocks=1, prior=None, seed=0)
+    one = evaluation.evaluate(vq, x[:2], metrics=("vqz_rate",))
+    assert one["vqz_qualities"] == [1]
+    assert one["vqz_bytes_per_image"] == [float(len(codec.compress(vq, x[:1])))]  # fixed-length: every file alike
+    with pytest.raises(ValueError, match="vqz_rate measures the .vqz codec"):
+        evaluation.evaluate(vaezoo.VAE(input_shape=(16, 16, 3), latent_dim=2), x, metrics=("vqz_rate",))

@@ -12,18 +12,22 @@ from vaezoo.export.tflite import convert_context_network
 from vaezoo.models.context_model import GroupedContextModel
 
 
-def extreme_network(seed=0, k=32, channels=64, layers=2):
-    """Random integers at the contract's limits: every dot product near the 2^24 bound."""
+def extreme_network(seed=0, k=32, channels=64, layers=2, depths=1, slots=1):
+    """Random integers at the contract's limits: every dot product near the 2^24 bound
+    (`depths`, `slots`: a code-stack network whose input is `slots` rows of `channels // slots`)."""
     rng = np.random.default_rng(seed)
+    width = channels // slots
     return ie.IntegerContextNetwork(
-        embedding=rng.integers(0, 128, (k + 1, channels)),
-        kernels=tuple(rng.integers(-127, 128, (3, 3, channels, channels)) for _ in range(layers)),
+        embedding=rng.integers(0, 128, ((k + 1) * depths * slots, width)),
+        kernels=tuple(rng.integers(-127, 128, (3, 3, width * slots if i == 0 else channels, channels))
+                      for i in range(layers)),
         biases=tuple(rng.integers(-ie.BIAS_MAX, ie.BIAS_MAX + 1, (channels,)) for _ in range(layers)),
         shifts=(13,) * layers,
         head_kernel=rng.integers(-127, 128, (channels, k)),
         head_bias=rng.integers(-ie.BIAS_MAX, ie.BIAS_MAX + 1, (k,)),
         head_shift=9,
         table=ie.exp_table(),
+        slots=slots,
     )
 
 
@@ -202,3 +206,67 @@ def test_quantization_aware_training_freezes_to_the_network_it_trained():
                                       network.logits(inputs))
     with pytest.raises(ValueError, match="at most 86"):
         GroupedContextModel(16, channels=100)
+
+
+def test_stack_inputs_read_each_depth_and_slot_rows():
+    rng = np.random.default_rng(4)
+    k, depths, slots = 5, 4, 3
+    codes = rng.integers(0, k, (2, 4, 4, depths))
+    groups = ie.group_map(4, 4)
+    rows = ie.stack_input(codes, groups, 2, 1, k, slots)  # depth 1, group 2: slot 2 (depth -1) is absent
+    base = (1 * slots + np.arange(slots)) * (k + 1)
+    np.testing.assert_array_equal(rows[..., 0], base[0] + np.where(groups < 2, codes[..., 1], k))
+    np.testing.assert_array_equal(rows[..., 1], base[1] + codes[..., 0])
+    np.testing.assert_array_equal(rows[..., 2], np.full((2, 4, 4), base[2] + k))
+    assert rows.max() < (k + 1) * depths * slots
+    network = extreme_network(k=k, channels=63, depths=depths, slots=slots)
+    assert network.stacked and network.depths == depths and network.num_embeddings == k
+    # the input of a position is its slots' rows side by side
+    first = network.embedding[rows].reshape(2, 4, 4, -1)
+    np.testing.assert_array_equal(network.features(rows), extreme_features(network, first))
+
+
+def extreme_features(network, a):
+    """The hidden layers in float64 TensorFlow from the concatenated embedding rows `a`."""
+    a = tf.constant(a, tf.float64)
+    for kernel, bias, shift in zip(network.kernels, network.biases, network.shifts):
+        a = tf.nn.conv2d(a, tf.constant(kernel, tf.float64), 1, "SAME") + bias
+        a = tf.clip_by_value(tf.floor(a * 2.0**-shift), 0, 127)
+    return a.numpy()
+
+
+def test_code_stack_networks_give_the_same_integers_on_every_litert_kernel_set():
+    network = extreme_network(k=32, channels=63, layers=2, depths=3, slots=3)  # fan-in 9 x 63: near 2^24
+    flatbuffer = convert_context_network(network)
+    rng = np.random.default_rng(8)
+    codes = rng.integers(0, 32, (64, 8, 8, 3))
+    groups = ie.group_map(8, 8)
+    for depth in range(3):
+        rows = ie.stack_input(codes, groups, 3, depth, 32, 3)
+        positions = np.flatnonzero(groups == 3)
+        reference = network.logits_at(rows, positions)
+        for resolver in ie.RESOLVERS:
+            runtime = ie.LiteRTContextNetwork(flatbuffer, network, resolver=resolver, num_threads=2)
+            np.testing.assert_array_equal(runtime.logits_at(rows, positions), reference, err_msg=resolver)
+
+
+def test_a_code_stack_model_learns_from_earlier_depths_and_freezes_to_what_it_trained():
+    rng = np.random.default_rng(0)
+    k, depths = 16, 3
+    codes = rng.integers(0, k, (256, 8, 8, depths)).astype(np.int32)
+    codes[..., 1] = (codes[..., 0] * 5 + 3) % k  # depth 1 is a function of depth 0 at the same position
+    model = GroupedContextModel(k, channels=16, num_layers=2, depths=depths, condition_depths=1, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    model.fit(codes, epochs=40, batch_size=32, verbose=0)
+    network = model.freeze()
+    bits = ie.code_bits(network, codes[:16], per_depth=True).mean(axis=0) / 64
+    assert bits[1] < bits[0] - 1.0 and bits[1] < bits[2] - 1.0, bits  # depth 1 is the predictable one
+    groups = ie.group_map(8, 8)
+    for depth in range(depths):
+        for group in range(ie.NUM_GROUPS):
+            rows = model.stack_inputs(tf.constant(codes[:16]), tf.constant(groups, tf.int32),
+                                      tf.fill([16], group), tf.fill([16], depth))
+            np.testing.assert_array_equal(rows.numpy(), ie.stack_input(codes[:16], groups, group, depth, k, 2))
+            np.testing.assert_array_equal(np.asarray(model.logits(rows)).astype(np.int64), network.logits(rows.numpy()))
+    with pytest.raises(ValueError, match=r"code stacks \(batch, h, w, 3\)"):
+        model.unpack_batch(codes[..., 0])

@@ -212,10 +212,15 @@ def test_a_100_byte_vqz_claiming_a_huge_image_fails_fast_without_allocating():
         b"\x02" + _varint(1) + _varint(100_000) + _varint(100_000): r"claims a 100000x100000 image",
         b"\x02" + _varint(1_000_000) + _varint(16) + _varint(16): r"claims 1000000 images",
         # within Limits (10,000 x 10,000 context-coded, stride 4) but not within the file's length
-        bytes([1 | 2 | (2 << 2)]) + _varint(1) + _varint(10_000) + _varint(10_000):
+        bytes([1 | 2 | (2 << 4)]) + _varint(1) + _varint(10_000) + _varint(10_000):  # version 3: stride in bits 4-6
             r"make 6105 streams, whose lengths alone need 6104 bytes",
         # 9 bits x 6.25 M codes of fixed-length payload claimed by a file of 100 bytes
-        bytes([2 | (2 << 2)]) + _varint(1) + _varint(10_000) + _varint(10_000): r"fixed-length payload",
+        bytes([2 | (2 << 4)]) + _varint(1) + _varint(10_000) + _varint(10_000): r"fixed-length payload",
+        # a one-image RQ file (flags: one image, a quality byte) of quality 255: codes scale with the quality
+        bytes([2 | 4 | 8 | (2 << 4)]) + bytes([255]) + _varint(10_000) + _varint(10_000):
+            r"claims 100000000 pixels in all at quality 255 \(25500000000 pixels x depths\)",
+        # ... and quality 8, within the limits: refused as deeper than this VQ-VAE before any decoding
+        bytes([2 | 4 | 8 | (2 << 4)]) + bytes([8]) + _varint(10_000) + _varint(10_000): r"has quality 8 .*a VQ-VAE",
     }
     for body, message in claims.items():
         file = (head + body).ljust(96, b"\0") + bytes(4)

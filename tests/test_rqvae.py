@@ -202,8 +202,10 @@ def test_bad_inputs_are_named(images):
         model.decode_codes(codes.astype(np.float32))
     with pytest.raises(vaezoo.ConfigError, match="prior=None"):
         _tiny(prior={"filters": 8})
-    with pytest.raises(vaezoo.ConfigError, match="context_model=None"):
-        _tiny(context_model={"channels": 8})
+    with pytest.raises(vaezoo.ConfigError, match=r"condition_depths must be in \[0, 2\]"):
+        _tiny(context_model={"channels": 8, "condition_depths": 3})
+    with pytest.raises(vaezoo.ConfigError, match="condition_depth"):
+        _tiny(context_model={"channels": 8, "condition_depth": 1})  # misspelt key
     with pytest.raises(ValueError, match="quantizer_dropout"):
         _tiny(quantizer_dropout=1.5)
     with pytest.raises(ValueError, match="depth"):

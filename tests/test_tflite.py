@@ -228,7 +228,7 @@ def test_rqvae_export_codes_every_depth_and_decodes_any_prefix(tmp_path):
                           num_calibration=64)
     manifest = json.load(open(tmp_path / "manifest.json"))
     assert manifest["kind"] == "rq" and manifest["signatures"]["encode"]["outputs"]["codes"] == ["int32", [None] * 3 + [3]]
-    assert "codec" not in manifest  # the .vqz codec does not code RQ-VAE stacks yet
+    assert manifest["codec"]["depth"] == 3 and manifest["codec"]["context_model"] is None  # fixed-length .vqz only
     runner = TFLiteModel(paths["float32"])
     assert runner.kind == "rq" and runner.depth == 3 and runner.grid_shape == (8, 8)
     codes = runner.encode(test)

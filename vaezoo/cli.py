@@ -237,10 +237,10 @@ def _compress(args):
     channels = codec.codec_model(model).channels
     images = data.load_image_files(args.images, None, channels, resize=False)  # every file at its own size
     images = [codec.check_image(image, channels, name=path) for path, image in zip(args.images, images)]
-    size = codec.write_vqz(args.output, model, images, mode=args.mode)
+    size = codec.write_vqz(args.output, model, images, mode=args.mode, quality=args.quality)
     header = codec.read_header(args.output)
     print(f"{len(images)} image(s) -> {args.output}: {size} bytes ({size / len(images):.1f} bytes/image, "
-          f"{header.mode} coding)")
+          f"{header.mode} coding, quality {header.quality})")
     return 0
 
 
@@ -475,11 +475,11 @@ def build_parser():
                      help="how many calibration images to read (default 200)")
     exp.set_defaults(func=_export)
 
-    vq_model_help = "a VQ-VAE: registry name, .keras file or training workdir"
-    comp = sub.add_parser("compress", help="compress images into a .vqz file with a VQ-VAE",
+    vq_model_help = "a VQ-VAE or RQ-VAE: registry name, .keras file or training workdir"
+    comp = sub.add_parser("compress", help="compress images into a .vqz file with a VQ-VAE or RQ-VAE",
                           description="Encode images of any size (at least 8 pixels a side, the model's "
-                                      "channels) to VQ-VAE code grids and entropy-code them with the model's "
-                                      "exact context model into one .vqz file (format version 2, "
+                                      "channels) to VQ-VAE code grids (RQ-VAE code stacks) and entropy-code them "
+                                      "with the model's exact context model into one .vqz file (format version 3, "
                                       "docs/vqz_format.md). Nothing is resized.")
     comp.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
     _add_codec_model_options(comp, required=True, model_help=vq_model_help)
@@ -487,10 +487,13 @@ def build_parser():
     comp.add_argument("--mode", choices=("auto", "context", "fixed"), default="auto",
                       help="context: range coding with the exact context model; fixed: ceil(log2 K) bits per "
                            "code; auto (default): context when the model has a context model")
+    comp.add_argument("--quality", type=int, default=None,
+                      help="an RQ-VAE's code depths to store, 1..D (fewer bytes, coarser images; default D, the "
+                           "model's depth); a VQ-VAE has one quality, 1. The file records it")
     comp.set_defaults(func=_compress)
 
     decomp = sub.add_parser("decompress", help="decode a .vqz file into PNGs",
-                            description="Decode a .vqz file (version 2, or version 1) with the model it was "
+                            description="Decode a .vqz file (version 3, 2 or 1) with the model it was "
                                         "written with (checked by its weights sha256) and write one PNG per "
                                         "image at its original size.")
     decomp.add_argument("file", help="the .vqz file")

@@ -1,16 +1,22 @@
-"""`.vqz` image files from a VQ-VAE: compress and decompress images of any size.
+"""`.vqz` image files from a VQ-VAE or RQ-VAE: compress and decompress images of any size.
 
 An image (any height and width of at least 8 pixels, the model's channel count) is padded
 to the model's stride by repeating its edge pixels, encoded by the convolutional encoder into
 a grid of codes, and the grid is entropy-coded with the model's exact context model
-(`vaezoo.vqz`, format version 2; `docs/vqz_format.md`). Decoding reverses this and crops to
+(`vaezoo.vqz`, format version 3; `docs/vqz_format.md`).
+
+**Quality.** An RQ-VAE of depth D codes each position with a stack of up to D codes, each
+refining the ones before it: `quality=q` (1..D, default D) stores the first q, so one model
+gives D operating points (fewer bytes at lower quality). The header records q; decoding
+needs nothing else. A VQ-VAE has one operating point, quality 1 (its single code per
+position): `quality` may be omitted or 1. Decoding reverses this and crops to
 the original size. An image larger than the codec model's `max_tile_pixels` runs through the
 networks in tiles, each extended by the networks' receptive field, which gives the
 whole-image codes and pixels (up to float rounding) within bounded memory (`vaezoo.tiling`).
-Without a context model, codes are stored with ceil(log2 K) bits each. Version-1 files (the
-PixelCNN-coded format) still decode (`vaezoo.vqz_v1`).
+Without a context model, codes are stored with ceil(log2 K) bits each. Version-2 files
+decode as before, and version-1 files (the PixelCNN-coded format) too (`vaezoo.vqz_v1`).
 
-`model` is a `VQVAE` (the desktop path: Keras networks, the context model converted to a
+`model` is a `VQVAE` or `RQVAE` (the desktop path: Keras networks, the context model converted to a
 float32 `.tflite` once and run on LiteRT) or a `LiteRTCodecModel` (the device path: an export
 folder's `.tflite` files, no TensorFlow); both compute the same integers (as does numpy's
 reference), so both write the same bytes for the same codes, and either reads the other's files.
@@ -18,6 +24,7 @@ reference), so both write the same bytes for the same codes, and either reads th
 Example:
     >>> from vaezoo import codec
     >>> data = codec.compress(model, images)          # uint8 (n, H, W, 3), or a list of sizes
+    >>> small = codec.compress(rq_model, images, quality=2)   # an RQ-VAE's first 2 depths
     >>> restored = codec.decompress(model, data)      # float32 in [0, 1], the original sizes
     >>> codec.write_vqz("photo.vqz", model, [photo])
     >>> codec.read_vqz("photo.vqz", model)[0].shape == photo.shape
@@ -42,21 +49,29 @@ MODES = ("auto", "context", "fixed")
 # --------------------------------------------------------------------- the two paths
 class CodecModel:
     """What the codec needs of a model: `stride`, `channels`, `num_embeddings`,
-    `weights_sha256`, `context` (an integer context network or None), `encode(images)` /
-    `decode(grids)` on batches of equal size, and for tiling `halo` (`{"encoder": e,
+    `weights_sha256`, `depth` (an RQ-VAE's code depth D, or None for a VQ-VAE's code grids),
+    `context` (an integer context network or None), `encode(images)` (grids, or full-depth
+    code stacks) / `decode(grids)` (grids, or stacks of any depth up to D) on batches of
+    equal size, and for tiling `halo` (`{"encoder": e,
     "decoder": d}`, the networks' receptive fields in codes) and `max_tile_pixels` (the most
     pixels one network pass may see; larger images run in tiles)."""
 
     max_tile_pixels = tiling.MAX_TILE_PIXELS
+    depth = None
+
+    @property
+    def qualities(self):
+        """The qualities the model takes: 1..D for an RQ-VAE, 1 for a VQ-VAE."""
+        return range(1, (self.depth or 1) + 1)
 
 
 class KerasCodecModel(CodecModel):
-    """The desktop path: a `VQVAE`'s Keras encoder and decoder; its context model runs on
+    """The desktop path: a `VQVAE`'s (or `RQVAE`'s) Keras encoder and decoder; its context model runs on
     LiteRT from a float32 conversion made once per model (the same integers as numpy's
     reference `IntegerContextNetwork.logits` and as any device).
 
     Args:
-        model: a `VQVAE` (with `context_model` for entropy coding).
+        model: a `VQVAE` or `RQVAE` (with `context_model` for entropy coding).
         max_tile_pixels: the most pixels one pass of the encoder or decoder sees (a tile with
             its halo, or a batch of whole images); `None`: `vaezoo.tiling.MAX_TILE_PIXELS`.
     """
@@ -65,9 +80,10 @@ class KerasCodecModel(CodecModel):
         from vaezoo.models.base import check_model
         from vaezoo.workdir import weights_fingerprint
 
-        check_model(model, "The .vqz codec", latent_kinds=("code_grid",))
+        check_model(model, "The .vqz codec", latent_kinds=("code_grid", "residual_code_grid"))
         model.build_from_images()
         self.model = model
+        self.depth = model.depth if model.latent_kind == "residual_code_grid" else None
         self.name = model.name
         self.stride = model.stride
         self.channels = model.image_shape[-1]
@@ -82,7 +98,7 @@ class KerasCodecModel(CodecModel):
         return np.asarray(self.model.encode_grid(images), np.int32)
 
     def decode(self, grids):
-        """Float32 images `(n, H, W, C)` in [0, 1] of code grids `(n, h, w)`."""
+        """Float32 images `(n, H, W, C)` in [0, 1] of code grids `(n, h, w)` (or stacks `(n, h, w, d)`)."""
         return np.asarray(self.model.decode_grid(grids), np.float32)
 
 
@@ -143,8 +159,8 @@ class LiteRTCodecModel(CodecModel):
             manifest = json.load(f)
         codec = manifest.get("codec")
         if not codec:
-            raise ValueError(f"{self.directory} is not a VQ-VAE codec export (its manifest has no 'codec' entry; "
-                             "export a VQVAE with this vaezoo version).")
+            raise ValueError(f"{self.directory} is not a codec export (its manifest has no 'codec' entry; "
+                             "export a VQVAE or RQVAE with this vaezoo version).")
         entry = (manifest.get("variants") or {}).get(variant)
         if entry is None:
             raise ValueError(f"{self.directory} has no {variant!r} variant; it has "
@@ -154,6 +170,7 @@ class LiteRTCodecModel(CodecModel):
         self.weights_sha256 = manifest["weights_sha256"]
         self.stride, self.channels = int(codec["stride"]), int(codec["channels"])
         self.num_embeddings = int(codec["num_embeddings"])
+        self.depth = int(codec["depth"]) if codec.get("depth") else None
         self.halo = tiling.receptive_field(manifest.get("model_config") or {})
         self.max_tile_pixels = int(max_tile_pixels or tiling.MAX_TILE_PIXELS)
         interpreter = Interpreter(model_content=self._checked(entry), num_threads=num_threads)
@@ -298,15 +315,33 @@ def _stack_if_same(images):
 
 
 # --------------------------------------------------------------------- bytes
-def compress_codes(model, grids, sizes, mode="auto"):
+def check_quality(codec, quality):
+    """`quality` (None: the model's highest) checked against the codec model: the number of
+    code depths to store, 1..D for an RQ-VAE of depth D, 1 for a VQ-VAE."""
+    qualities = codec.qualities
+    if quality is None:
+        return qualities[-1]
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or int(quality) not in qualities:
+        if codec.depth is None:
+            raise ValueError(f"quality must be 1 for a VQ-VAE (its one operating point: one code per position), "
+                             f"got {quality!r}; an RQ-VAE offers several qualities.")
+        raise ValueError(f"quality must be an integer in [1, {codec.depth}] (the RQ-VAE's code depths to store), "
+                         f"got {quality!r}.")
+    return int(quality)
+
+
+def compress_codes(model, grids, sizes, mode="auto", quality=None):
     """`.vqz` bytes of code grids (no encoder runs). `sizes`: each image's original `(h, w)`.
 
     Args:
-        model: a `VQVAE` or a `LiteRTCodecModel`.
-        grids: int code grids `(h, w)` in [0, K), each the grid of its size padded to the stride.
+        model: a `VQVAE`, `RQVAE` or a `LiteRTCodecModel`.
+        grids: int code grids `(h, w)` in [0, K), each the grid of its size padded to the
+            stride; for an RQ-VAE code stacks `(h, w, d)` with d >= `quality`.
         sizes: the original image sizes.
         mode: `"auto"` (context coding when the model has a context model), `"context"` or
             `"fixed"` (ceil(log2 K) bits per code).
+        quality: an RQ-VAE's code depths to store (1..D; default: all the stacks have); a
+            VQ-VAE's only quality is 1 (see `check_quality`).
     """
     codec = codec_model(model)
     if mode not in MODES:
@@ -318,30 +353,40 @@ def compress_codes(model, grids, sizes, mode="auto"):
     grids = [np.asarray(g) for g in grids]
     if len(sizes) != len(grids):
         raise ValueError(f"{len(grids)} grids but {len(sizes)} sizes.")
+    if quality is None and codec.depth is not None and grids:
+        quality = min(g.shape[-1] if g.ndim == 3 else codec.depth for g in grids)
+    quality = check_quality(codec, quality)
     for i, (size, grid) in enumerate(zip(sizes, grids)):
         expected = vqz.grid_shape(size, codec.stride)
+        kind = "integer codes"
+        if codec.depth is not None:
+            kind = f"integer code stacks of depth {quality} or more"
+            expected = (*expected, max(quality, grid.shape[-1] if grid.ndim == 3 else quality))
         if grid.shape != expected or grid.dtype.kind not in "iu" or (grid.size and (grid.min() < 0 or
                                                                                   grid.max() >= codec.num_embeddings)):
-            raise ValueError(f"grid {i} must be integer codes in [0, {codec.num_embeddings}) of shape {expected} "
+            raise ValueError(f"grid {i} must be {kind} in [0, {codec.num_embeddings}) of shape {expected} "
                              f"(an image of {size[1]}x{size[0]} pixels), got {grid.dtype} {grid.shape}.")
+    if codec.depth is not None:
+        grids = [np.ascontiguousarray(grid[..., :quality]) for grid in grids]
     context = None if mode == "fixed" else codec.context
-    return vqz.pack(codec.weights_sha256, codec.stride, sizes, grids, codec.num_embeddings, context)
+    return vqz.pack(codec.weights_sha256, codec.stride, sizes, grids, codec.num_embeddings, context,
+                    quality=None if codec.depth is None else quality)
 
 
 def _version(data):
-    """1 or 2 from the magic bytes; `VQZFormatError` for anything else."""
+    """1, 2 or 3 from the magic bytes; `VQZFormatError` for anything else."""
     if data[: len(vqz.MAGIC_V1)] == vqz.MAGIC_V1:
         return 1
-    if data[:3] == vqz.MAGIC[:3] and len(data) > 3 and data[3] != vqz.VERSION:
-        raise VQZFormatError(f"unsupported .vqz format version {data[3]}; this vaezoo reads versions 1 and 2.")
-    if data[:4] != vqz.MAGIC:
-        raise VQZFormatError(f"not a .vqz file: expected the magic bytes {vqz.MAGIC!r} (or version 1's "
-                             f"{vqz.MAGIC_V1!r}) at the start, got {bytes(data[:8])!r}.")
-    return 2
+    if data[:3] == vqz.MAGIC[:3] and len(data) > 3 and data[3] not in vqz.VERSIONS:
+        raise VQZFormatError(f"unsupported .vqz format version {data[3]}; this vaezoo reads versions 1, 2 and 3.")
+    if data[:4] not in (vqz.MAGIC, vqz.MAGIC_V2):
+        raise VQZFormatError(f"not a .vqz file: expected the magic bytes {vqz.MAGIC!r} (or version 2's "
+                             f"{vqz.MAGIC_V2!r} or version 1's {vqz.MAGIC_V1!r}) at the start, got {bytes(data[:8])!r}.")
+    return data[3]
 
 
 def read_header(data, limits=Limits()):
-    """The checked header of `.vqz` bytes or a file: `vqz.Header` (version 2) or `vqz_v1.VQZHeader`."""
+    """The checked header of `.vqz` bytes or a file: `vqz.Header` (versions 2 and 3) or `vqz_v1.VQZHeader`."""
     data = _read(data, limits)
     return vqz_v1.read_header(data, limits) if _version(data) == 1 else vqz.parse(data, limits)
 
@@ -363,6 +408,16 @@ def decompress_codes(model, data, limits=Limits()):
         h, w = codec.model.image_shape[:2]
         return [(h, w)] * len(codes), list(codes)
     header = vqz.parse(data, limits)
+    if header.stacked and header.quality > (codec.depth or 1):
+        model_kind = f"an RQ-VAE of depth {codec.depth}" if codec.depth else "a VQ-VAE (quality 1)"
+        raise VQZModelMismatchError(f".vqz has quality {header.quality} (code depths per position), more than the "
+                                    f"given model, {model_kind}, decodes; decode it with the model it was written "
+                                    "with.")
+    if header.stacked != (codec.depth is not None):
+        kind = "an RQ-VAE's code stacks" if header.stacked else "a VQ-VAE's code grids"
+        raise VQZModelMismatchError(f".vqz holds {kind}, but the given model is "
+                                    f"{'an RQ-VAE' if codec.depth else 'a VQ-VAE'}; decode it with the model it was "
+                                    "written with.")
     if header.model_id != vqz.model_id(codec.weights_sha256) or header.stride != codec.stride:
         raise VQZModelMismatchError(
             f".vqz was written with a model whose weights sha256 starts {header.model_id}, but the given model's "
@@ -372,25 +427,29 @@ def decompress_codes(model, data, limits=Limits()):
     return list(header.sizes), grids
 
 
-def compress(model, images, mode="auto"):
+def compress(model, images, mode="auto", quality=None):
     """Compress images into `.vqz` bytes.
 
     Args:
-        model: a `VQVAE` or a `LiteRTCodecModel`.
+        model: a `VQVAE`, `RQVAE` or a `LiteRTCodecModel`.
         images: an array `(n, H, W, C)` or a list of `(H, W, C)` arrays of any sizes (at least
             8 pixels a side), uint8 in [0, 255] or float in [0, 1], the model's channels.
         mode: see `compress_codes`.
+        quality: an RQ-VAE's code depths to store, 1..D (default D: the best images, the
+            most bytes); a VQ-VAE's only quality is 1.
 
     Raises:
-        ValueError / TypeError: an image of the wrong channels, size, dtype or range (before any work).
+        ValueError / TypeError: an image of the wrong channels, size, dtype or range, or a
+            quality outside the model's (before any work).
 
     Example:
         >>> data = compress(model, x_test[:100])
         >>> len(data) / 100      # bytes per image
     """
     codec = codec_model(model)
+    quality = check_quality(codec, quality)
     sizes, grids = encode_images(codec, images)
-    return compress_codes(codec, grids, sizes, mode=mode)
+    return compress_codes(codec, grids, sizes, mode=mode, quality=quality)
 
 
 def decompress(model, data, limits=Limits()):
@@ -406,12 +465,13 @@ def decompress(model, data, limits=Limits()):
     return _stack_if_same(decode_images(codec, sizes, grids))
 
 
-def write_vqz(path, model, images, **kwargs):
+def write_vqz(path, model, images, mode="auto", quality=None):
     """Compress `images` into the file `path` (written atomically); returns its size in bytes.
 
-    Everything is validated and encoded before the file is opened, so bad input leaves no file.
+    `mode` and `quality` as in `compress`. Everything is validated and encoded before the
+    file is opened, so bad input leaves no file.
     """
-    data = compress(model, images, **kwargs)
+    data = compress(model, images, mode=mode, quality=quality)
     with atomic_path(os.fspath(path)) as tmp, open(tmp, "wb") as f:
         f.write(data)
     return len(data)
@@ -454,7 +514,7 @@ def save_images(images, folder, prefix="image"):
 
 __all__ = [
     "MIN_SIDE", "MODES", "Limits", "check_image", "VQZFormatError", "VQZModelMismatchError", "CodecModel",
-    "KerasCodecModel", "LiteRTCodecModel", "codec_model",
+    "KerasCodecModel", "LiteRTCodecModel", "codec_model", "check_quality",
     "encode_images", "decode_images", "compress", "decompress", "compress_codes", "decompress_codes", "read_header",
     "write_vqz", "read_vqz", "save_images",
 ]

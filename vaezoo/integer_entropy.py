@@ -1,4 +1,4 @@
-"""The exact entropy model of `.vqz` version 2: integer context network, group schedule, masses.
+"""The exact entropy model of `.vqz` (versions 2 and 3): integer context network, group schedule, masses.
 
 A range coder needs bit-identical probabilities at both ends. Float32 logits are not
 (different CPUs, kernels and thread counts round differently), and neither are int8 TFLite
@@ -28,6 +28,17 @@ is an integer of magnitude below 2^24 (fan-in x 127 x 127 + 2^22 < 2^24 for fan-
 so float32 arithmetic computes it exactly in any summation order, with or without FMA: a
 float32 TFLite file of this network gives the same integers on XNNPACK, the built-in and the
 reference kernels, at any thread count; numpy float64 (`forward`) gives them too.
+
+**Code stacks** (an RQ-VAE's `(h, w, D)` codes, depth by depth). Depth k of a block is
+coded after depths 0..k-1, group by group as above, with a network of `slots` = 1 + m
+input slots: slot 0 is the depth-k code as in a grid (K where not yet known), slot s >= 1 the
+code of depth k - s at the same position (K when k - s < 0). Every (depth, slot) pair has
+its own K + 1 embedding rows, so the embedding table has `(K + 1) * D * slots` rows and the
+network input at each position is the concatenation of its slots' rows (`stack_input`).
+The rows are what make the depth known to the network; the convolutions and the head are
+shared by all depths. The exactness bound applies to the first convolution's fan-in
+`9 * slots * C_slot` as to every other layer's. A network of one depth and one slot is the
+code-grid network above (inputs `(n, h, w)`).
 
 **Masses.** From the integer logits of one position, `masses` computes integer symbol
 masses that sum to exactly 2^PRECISION (24): `m_k = EXP_TABLE[min(max_logit - logit_k,
@@ -92,6 +103,37 @@ def context_input(codes, groups, group, num_embeddings):
     return np.where(groups[None] < group, codes, num_embeddings).astype(np.int32)
 
 
+def stack_input(codes, groups, group, depth, num_embeddings, slots):
+    """The network input `(n, h, w, slots)` for coding `group` of `depth` of code stacks.
+
+    Args:
+        codes: int code stacks `(n, h, w, d)`, d > `depth` (depths < `depth` known, and at
+            `depth` the groups < `group`; the other entries are not read).
+        groups: the block's `group_map`.
+        group, depth: what is being coded.
+        num_embeddings: K.
+        slots: 1 + the number of earlier depths the network sees.
+
+    Returns:
+        int32 rows of the embedding table: slot s of depth k reads rows
+        `(k * slots + s) * (K + 1) + value`, value the code or K (unknown / no such depth).
+    """
+    k1 = num_embeddings + 1
+    values = [np.where(groups[None] < group, codes[..., depth], num_embeddings)]
+    for s in range(1, slots):
+        values.append(codes[..., depth - s] if depth - s >= 0 else np.full(codes.shape[:3], num_embeddings))
+    offsets = (depth * slots + np.arange(slots)) * k1
+    return (np.stack(values, axis=-1) + offsets).astype(np.int32)
+
+
+def network_input(network, codes, groups, group, depth=None):
+    """The input of `network` for coding `group` (of `depth` when `codes` are stacks `(n, h, w, d)`):
+    `context_input` for a code-grid network, `stack_input` for a code-stack one."""
+    if not network.stacked:
+        return context_input(codes if depth is None else codes[..., depth], groups, group, network.num_embeddings)
+    return stack_input(codes, groups, group, depth, network.num_embeddings, network.slots)
+
+
 def exp_table(fraction_bits=LOGIT_FRACTION_BITS, top_bits=EXP_TABLE_BITS):
     """`round(2^top_bits * exp(-d / 2^fraction_bits))` for d = 0, 1, ... while it is >= 1.
 
@@ -149,35 +191,44 @@ def _floor_ratio(raw, free, total):
     return np.floor(raw * free / total)
 
 
-def code_bits(network, grids, block=16):
-    """Ideal coded size in bits of each code grid: the sum of -log2(mass / 2^24) of its codes,
-    block by block (`block` x `block` codes), group by group: what a `.vqz` payload costs
-    before the range coder's few bytes of flushing per block.
+def code_bits(network, grids, block=16, per_depth=False):
+    """Ideal coded size in bits of each code grid or stack: the sum of -log2(mass / 2^24) of
+    its codes, block by block (`block` x `block` codes), depth by depth, group by group: what
+    a `.vqz` payload costs before the range coder's few bytes of flushing per stream.
 
     Args:
         network: an `IntegerContextNetwork` or `LiteRTContextNetwork`.
-        grids: int code grids `(h, w)` (a list, or an array `(n, h, w)`).
+        grids: int code grids `(h, w)` or code stacks `(h, w, d)` (a list, or an array).
+        per_depth: return the bits of each depth separately.
 
     Returns:
-        float64 `(n,)`.
+        float64 `(n,)`, or `(n, d)` with `per_depth` (d = 1 for grids).
     """
-    out = []
-    for grid in grids:
-        grid = np.asarray(grid)
-        total = 0.0
-        for r in range(0, grid.shape[0], block):
-            for c in range(0, grid.shape[1], block):
-                codes = grid[None, r : r + block, c : c + block]
-                groups = group_map(*codes.shape[1:])
-                for g in range(NUM_GROUPS):
-                    where = groups == g
-                    if where.any():
-                        inputs = context_input(codes, groups, g, network.num_embeddings)
-                        logits = network.logits_at(inputs, np.flatnonzero(where))[0]
-                        m = masses(logits, network.table)
-                        total += float(np.sum(PRECISION - np.log2(m[np.arange(len(m)), codes[0][where]])))
-        out.append(total)
-    return np.asarray(out, np.float64)
+    stacks = [np.asarray(grid) for grid in grids]
+    stacks = [grid if grid.ndim == 3 else grid[..., None] for grid in stacks]
+    out = np.zeros((len(stacks), stacks[0].shape[-1] if stacks else 1))
+    by_shape = {}
+    for i, stack in enumerate(stacks):
+        by_shape.setdefault(stack.shape, []).append(i)
+    for shape, indices in by_shape.items():  # grids of one shape run as batches of blocks
+        for start in range(0, len(indices), 256):
+            chunk = indices[start : start + 256]
+            batch = np.stack([stacks[i] for i in chunk])
+            for r in range(0, shape[0], block):
+                for c in range(0, shape[1], block):
+                    codes = batch[:, r : r + block, c : c + block]
+                    groups = group_map(*codes.shape[1:3])
+                    for depth in range(shape[-1]):
+                        for g in range(NUM_GROUPS):
+                            where = groups == g
+                            if where.any():
+                                inputs = network_input(network, codes, groups, g, depth)
+                                logits = network.logits_at(inputs, np.flatnonzero(where))
+                                m = masses(logits.reshape(-1, logits.shape[-1]), network.table)
+                                symbols = codes[..., depth][:, where].reshape(-1)
+                                bits = PRECISION - np.log2(m[np.arange(len(m)), symbols])
+                                out[chunk, depth] += bits.reshape(len(chunk), -1).sum(axis=1)
+    return out if per_depth else out.sum(axis=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,12 +236,15 @@ class IntegerContextNetwork:
     """A frozen context network: integer weights and shifts (see the module docstring).
 
     Args:
-        embedding: int `(K + 1, C)` in [0, 127]; row K is "unknown".
+        embedding: int `(K + 1, C)` in [0, 127]; row K is "unknown". For code stacks of D
+            depths: `((K + 1) * D * slots, C)`, the rows of every (depth, slot) pair.
         kernels: list of int `(3, 3, C_in, C_out)` in [-127, 127].
         biases: list of int `(C_out,)` in [-2^22, 2^22].
         shifts: list of ints, one per conv.
         head_kernel: int `(C, K)`; head_bias int `(K,)`; head_shift int.
         table: int64 exp table (see `exp_table`).
+        slots: input slots per position (1 for code grids; see "Code stacks" in the module
+            docstring); the first convolution takes `slots * C` channels.
 
     Example:
         >>> network = model.freeze()          # a trained GroupedContextModel
@@ -205,13 +259,24 @@ class IntegerContextNetwork:
     head_bias: np.ndarray
     head_shift: int
     table: np.ndarray
+    slots: int = 1
 
     def __post_init__(self):
         self.check()
 
     @property
     def num_embeddings(self):
-        return int(self.embedding.shape[0] - 1)
+        return int(self.head_kernel.shape[1])
+
+    @property
+    def depths(self):
+        """How many code depths the network codes (1 for code grids)."""
+        return int(self.embedding.shape[0]) // ((self.num_embeddings + 1) * int(self.slots))
+
+    @property
+    def stacked(self):
+        """Whether the network codes code stacks (inputs `(n, h, w, slots)`), not grids."""
+        return self.depths > 1 or self.slots > 1
 
     def check(self):
         """Raise `EntropyModelError` unless every number keeps the exactness contract."""
@@ -223,9 +288,15 @@ class IntegerContextNetwork:
                 raise EntropyModelError(f"{name} must lie in [{lo}, {hi}], got [{values.min()}, {values.max()}].")
 
         bounded("embedding", self.embedding, 0, ACTIVATION_MAX)
+        if (int(self.slots) < 1 or self.head_kernel.ndim != 2 or self.embedding.ndim != 2
+                or self.embedding.shape[0] != (self.num_embeddings + 1) * self.depths * int(self.slots)
+                or self.depths < 1):
+            raise EntropyModelError(f"the embedding has {self.embedding.shape[0]} rows; with K = "
+                                    f"{self.head_kernel.shape[-1]} and {self.slots} slot(s) it must have (K + 1) x "
+                                    "depths x slots.")
         layers = list(zip(self.kernels, self.biases, self.shifts)) + [(self.head_kernel[None, None], self.head_bias,
                                                                       self.head_shift)]
-        channels = self.embedding.shape[1]
+        channels = self.embedding.shape[1] * int(self.slots)
         for index, (kernel, bias, shift) in enumerate(layers):
             bounded(f"kernel {index}", kernel, -WEIGHT_MAX, WEIGHT_MAX)
             bounded(f"bias {index}", bias, -BIAS_MAX, BIAS_MAX)
@@ -238,8 +309,6 @@ class IntegerContextNetwork:
             if not 0 <= int(shift) <= 30:
                 raise EntropyModelError(f"layer {index}: shift must be in [0, 30], got {shift}.")
             channels = kernel.shape[3]
-        if self.head_kernel.shape[1] != self.num_embeddings:
-            raise EntropyModelError(f"the head has {self.head_kernel.shape[1]} outputs for K = {self.num_embeddings}.")
         table = np.asarray(self.table)
         if table.dtype.kind not in "iu" or len(table) < 2 or table.min() < 1 or np.any(np.diff(table) > 0):
             raise EntropyModelError("the exp table must be positive, non-increasing integers.")
@@ -247,9 +316,13 @@ class IntegerContextNetwork:
             raise EntropyModelError("the exp table is too large for 64-bit mass sums.")
 
     def features(self, inputs):
-        """Last hidden activations `(n, h, w, C)` for input indices `(n, h, w)` in [0, K]:
-        the reference computation in float64 (exact: every value is an integer < 2^24)."""
-        a = self.embedding[np.asarray(inputs)].astype(np.float64)
+        """Last hidden activations `(n, h, w, C)` for input indices `(n, h, w)` in [0, K]
+        (code stacks: embedding rows `(n, h, w, slots)`, see `stack_input`): the reference
+        computation in float64 (exact: every value is an integer < 2^24)."""
+        inputs = np.asarray(inputs)
+        a = self.embedding[inputs].astype(np.float64)
+        if inputs.ndim == 4:
+            a = a.reshape(*inputs.shape[:3], -1)
         for kernel, bias, shift in zip(self.kernels, self.biases, self.shifts):
             a = _conv3x3(a, kernel.astype(np.float64)) + bias
             a = np.clip(np.floor(a * 2.0**-int(shift)), 0, ACTIVATION_MAX)
@@ -278,7 +351,7 @@ class IntegerContextNetwork:
         """A flat dict of int arrays (for `np.savez`): the whole network."""
         out = {"embedding": self.embedding, "head_kernel": self.head_kernel, "head_bias": self.head_bias,
                "head_shift": np.asarray(self.head_shift), "table": self.table,
-               "shifts": np.asarray(self.shifts, np.int64)}
+               "shifts": np.asarray(self.shifts, np.int64), "slots": np.asarray(self.slots)}
         for index, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
             out[f"kernel_{index}"], out[f"bias_{index}"] = kernel, bias
         return {name: np.asarray(value) for name, value in out.items()}
@@ -297,6 +370,7 @@ class IntegerContextNetwork:
                 head_bias=np.asarray(arrays["head_bias"]),
                 head_shift=int(np.asarray(arrays["head_shift"])),
                 table=np.asarray(arrays["table"]),
+                slots=int(np.asarray(arrays["slots"])) if "slots" in arrays else 1,
             )
         except KeyError as error:
             raise EntropyModelError(f"the entropy model misses the array {error.args[0]!r}.") from None
@@ -335,6 +409,7 @@ class LiteRTContextNetwork:
         self.network = network
         self.num_embeddings = network.num_embeddings
         self.table = network.table
+        self.stacked, self.slots = network.stacked, network.slots
         self.interpreter = Interpreter(model_content=bytes(model_content), num_threads=num_threads,
                                        experimental_op_resolver_type=kind)
         self._runner = self.interpreter.get_signature_runner("context")
@@ -349,7 +424,7 @@ class LiteRTContextNetwork:
 
     def logits(self, inputs):
         inputs = np.asarray(inputs)
-        n, h, w = inputs.shape
+        n, h, w = inputs.shape[:3]
         return self.logits_at(inputs, np.arange(h * w)).reshape(n, h, w, -1)
 
 
@@ -367,4 +442,4 @@ def _conv3x3(a, kernel):
 
 __all__ = ["NUM_GROUPS", "PRECISION", "LOGIT_FRACTION_BITS", "RESOLVERS", "EntropyModelError",
            "IntegerContextNetwork", "LiteRTContextNetwork",
-           "group_map", "context_input", "exp_table", "masses", "masses_float64", "code_bits"]
+           "group_map", "context_input", "stack_input", "network_input", "exp_table", "masses", "masses_float64", "code_bits"]

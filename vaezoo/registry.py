@@ -199,10 +199,11 @@ def load(name, *, weights=True, cache_dir=None):
 
 
 def load_codec_model(header):
-    """The zoo VQ-VAE a `.vqz` header was written with (`vaezoo decompress FILE` without --model).
+    """The zoo VQ-VAE or RQ-VAE a `.vqz` header was written with (`vaezoo decompress FILE` without --model).
 
-    Loads each pretrained zoo model of the VQVAE family and compares its weights sha256 with
-    the header's (the first 4 bytes a version-2 file stores, the whole hash of version 1).
+    Loads each pretrained zoo model of the VQVAE and RQVAE families and compares its weights
+    sha256 with the header's (the first 4 bytes versions 2 and 3 store, the whole hash of
+    version 1).
 
     Raises:
         UnknownModelError: no zoo model matches; the message says to pass --model.
@@ -211,7 +212,7 @@ def load_codec_model(header):
 
     stored = getattr(header, "model_id", None) or header.weights_sha256
     for name in list_models(pretrained=True):
-        if info(name)["family"] != "VQVAE":
+        if info(name)["family"] not in ("VQVAE", "RQVAE"):
             continue
         model = load(name)
         if weights_fingerprint(model).startswith(stored):

@@ -116,27 +116,30 @@ def fits(grid_shape, stride, max_tile_pixels):
 
 
 def encode_tiled(encode, image, stride, halo, max_tile_pixels):
-    """Code grid `(h, w)` of ONE padded image `(H, W, C)` (sides multiples of `stride`), by tiles.
+    """Code grid `(h, w)` (or code stack `(h, w, d)`) of ONE padded image `(H, W, C)` (sides
+    multiples of `stride`), by tiles.
 
-    `encode`: images `(1, H', W', C)` -> grids `(1, H'/stride, W'/stride)`.
+    `encode`: images `(1, H', W', C)` -> grids `(1, H'/stride, W'/stride[, d])`.
     """
     h, w = image.shape[0] // stride, image.shape[1] // stride
-    out = np.empty((h, w), np.int32)
+    out = None
     for (rows, cols), (erows, ecols) in tiles((h, w), halo, stride, max_tile_pixels):
         tile = image[erows.start * stride : erows.stop * stride, ecols.start * stride : ecols.stop * stride]
         grid = encode(np.ascontiguousarray(tile)[None])[0]
+        if out is None:
+            out = np.empty((h, w, *grid.shape[2:]), np.int32)
         out[rows, cols] = grid[rows.start - erows.start : rows.stop - erows.start,
                                cols.start - ecols.start : cols.stop - ecols.start]
     return out
 
 
 def decode_tiled(decode, grid, stride, halo, max_tile_pixels, size=None):
-    """Image `(H, W, C)` float32 of ONE code grid `(h, w)` by tiles, cropped to `size` `(H, W)`
-    (default: the whole `h * stride` x `w * stride`).
+    """Image `(H, W, C)` float32 of ONE code grid `(h, w)` (or code stack `(h, w, d)`) by
+    tiles, cropped to `size` `(H, W)` (default: the whole `h * stride` x `w * stride`).
 
-    `decode`: grids `(1, h', w')` -> images `(1, h' * stride, w' * stride, C)`.
+    `decode`: grids `(1, h', w'[, d])` -> images `(1, h' * stride, w' * stride, C)`.
     """
-    h, w = grid.shape
+    h, w = grid.shape[:2]
     height, width = size if size is not None else (h * stride, w * stride)
     out = None
     for (rows, cols), (erows, ecols) in tiles((h, w), halo, stride, max_tile_pixels):

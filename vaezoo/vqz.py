@@ -1,4 +1,4 @@
-"""`.vqz` version 2: the byte layout and the exact entropy coding of code grids.
+"""`.vqz` version 3: the byte layout and the exact entropy coding of code grids and code stacks.
 
 This module knows bytes, code grids and an integer context network; it imports no TensorFlow
 (numpy and constriction only), so a device with LiteRT alone reads and writes these files.
@@ -6,20 +6,24 @@ This module knows bytes, code grids and an integer context network; it imports n
 contract are specified in `docs/vqz_format.md`; in short (all integers little-endian,
 `varint` = unsigned LEB128):
 
-    magic "VQZ\\x02"                    4 bytes (the last byte is the format version)
+    magic "VQZ\\x03"                    4 bytes (the last byte is the format version)
     model id                           4 bytes: the first 4 bytes of the model's weights sha256
     flags                              1 byte: bit 0 context-coded, bit 1 one size for all images,
-                                       bits 2-5 log2 of the model's stride (pixels per code)
-    image count n                      varint
+                                       bit 2 one image (no count), bit 3 a quality byte follows,
+                                       bits 4-6 log2 of the model's stride (pixels per code), bit 7 0
+    quality q                          1 byte (bit 3 set: an RQ-VAE's code depth, 1..255; else 1)
+    image count n                      varint (absent when bit 2 is set: n = 1)
     image sizes                        varint height, varint width (once, or n times)
     stream lengths                     varint bytes of every range-coder stream but the last (context mode)
     payload                            the streams (context mode) or fixed-length codes
     crc32                              4 bytes: CRC32 of the header bytes followed by every code (int32 LE)
 
-Each image is encoded at its size padded up to the model's stride; its code grid is split
-into blocks of at most `BLOCK` x `BLOCK` codes, each coded alone group by group
+Each image is encoded at its size padded up to the model's stride; its code grid (or, for an
+RQ-VAE at quality q, its code stack `(h, w, q)`) is split into blocks of at most `BLOCK` x
+`BLOCK` positions, each coded alone depth by depth and group by group
 (`integer_entropy.NUM_GROUPS`) with the probabilities `integer_entropy.masses` computes from
-the context network's integer logits. Blocks of one shape share a range-coder stream up to
+the context network's integer logits. Version-2 files (no quality, an image count always)
+still parse. Blocks of one shape share a range-coder stream up to
 `STREAM_CODES` codes (`streams_of`), so streams decode independently (in parallel) while a
 file of thumbnails does not pay a stream's flush bytes per image.
 """
@@ -33,16 +37,27 @@ import numpy as np
 
 from vaezoo import integer_entropy as ie
 
-#: the magic bytes of version 2 (version-1 files start with `MAGIC_V1`).
-MAGIC = b"VQZ\x02"
+#: the magic bytes of version 3, the version written (version 2's start `MAGIC_V2`, version 1's `MAGIC_V1`).
+MAGIC = b"VQZ\x03"
+MAGIC_V2 = b"VQZ\x02"
 MAGIC_V1 = b"\x89VQZ\r\n\x1a\n"
-VERSION = 2
+VERSION = 3
+#: the versions `parse` reads.
+VERSIONS = (2, 3)
 #: block side in codes: blocks are entropy-coded independently of each other.
 BLOCK = 16
 FLAG_CONTEXT = 1
 FLAG_SAME_SIZE = 2
-_STRIDE_SHIFT, _STRIDE_MASK = 2, 0x3C
-_KNOWN_FLAGS = FLAG_CONTEXT | FLAG_SAME_SIZE | _STRIDE_MASK
+#: version 3: one image (the count is omitted) and a quality byte.
+FLAG_ONE_IMAGE = 4
+FLAG_QUALITY = 8
+#: where each version keeps log2 of the stride in the flags.
+_STRIDE_BITS = {2: (2, 0x3C), 3: (4, 0x70)}
+_KNOWN_FLAGS = {2: FLAG_CONTEXT | FLAG_SAME_SIZE | 0x3C, 3: FLAG_CONTEXT | FLAG_SAME_SIZE | FLAG_ONE_IMAGE | FLAG_QUALITY | 0x70}
+#: the largest log2 stride version 3 stores (3 bits).
+MAX_LOG_STRIDE = 7
+#: the most code depths a file may claim (one byte).
+MAX_QUALITY = 255
 
 
 class VQZFormatError(ValueError):
@@ -62,7 +77,8 @@ class Limits:
         max_images: images per file.
         max_side: pixels per image side.
         max_pixels: pixels per image (height x width).
-        max_total_pixels: pixels over all images of a file.
+        max_total_pixels: pixels over all images of a file (times its quality: an RQ-VAE's
+            code depths per position).
         max_file_bytes: bytes of a file (checked before a file is read into memory: a sparse
             file can claim terabytes on a few kilobytes of disk).
     """
@@ -89,15 +105,22 @@ class Limits:
             raise VQZFormatError(f".vqz claims a {width}x{height} image; this reader accepts sides up to "
                                  f"{self.max_side} and {self.max_pixels} pixels (Limits).")
 
-    def check_total(self, pixels):
-        if pixels > self.max_total_pixels:
-            raise VQZFormatError(f".vqz claims {pixels} pixels in all; this reader accepts {self.max_total_pixels} "
-                                 "(Limits.max_total_pixels).")
+    def check_total(self, pixels, quality=1):
+        """`max_total_pixels` bounds the pixels of a file times its quality (codes per pixel
+        scale with the code depth, and so does a reader's memory)."""
+        if pixels * quality > self.max_total_pixels:
+            depth = f" at quality {quality} ({pixels * quality} pixels x depths)" if quality > 1 else ""
+            raise VQZFormatError(f".vqz claims {pixels} pixels in all{depth}; this reader accepts "
+                                 f"{self.max_total_pixels} (Limits.max_total_pixels).")
 
 
 @dataclasses.dataclass(frozen=True)
 class Header:
-    """The parsed header of a version-2 `.vqz` file."""
+    """The parsed header of a version-2 or version-3 `.vqz` file.
+
+    `quality` is the number of code depths stored per position: an RQ-VAE's depth (1..D),
+    and 1 for a VQ-VAE's code grids (a header without a quality byte).
+    """
 
     version: int
     model_id: str
@@ -107,6 +130,13 @@ class Header:
     stream_lengths: tuple
     header_length: int
     payload_length: int
+    quality: int = 1
+    stacked: bool = False
+
+    def grid_shapes(self):
+        """The shape of each image's codes: `(h, w)`, or `(h, w, quality)` for code stacks."""
+        shapes = [grid_shape(size, self.stride) for size in self.sizes]
+        return [(*shape, self.quality) for shape in shapes] if self.stacked else shapes
 
     @property
     def num_images(self):
@@ -225,19 +255,23 @@ def _passes(streams):
 
 
 def _group_logits(context, codes):
-    """For each group in coding order: `(positions, logits)` of a batch of blocks, the integer
-    logits `(blocks, positions of the group, K)` computed from `codes` as they are when the
-    group's turn comes (the decoder fills in each group before the next).
+    """For each (depth, group) in coding order: `(positions, depth, logits)` of a batch of
+    blocks, the integer logits `(blocks, positions of the group, K)` computed from `codes` as
+    they are when the turn comes (the decoder fills in each group before the next). `codes` are
+    grids `(blocks, h, w)` (depth `None`) or stacks `(blocks, h, w, d)`, coded depth 0 first.
 
-    The first group sees no codes at all (every input is "unknown"), so its logits are the same
-    for every block of a shape: computed on one block, returned with a leading axis of 1."""
-    groups = ie.group_map(*codes.shape[1:])
-    for group in range(ie.NUM_GROUPS):
-        where = groups == group
-        if where.any():
-            sees_codes = bool((groups < group).any())
-            inputs = ie.context_input(codes if sees_codes else codes[:1], groups, group, context.num_embeddings)
-            yield where, context.logits_at(inputs, np.flatnonzero(where))
+    A step that sees no codes at all (the first group, at the first depth or with a network
+    that does not look at earlier depths) has the same logits for every block of a shape:
+    computed on one block, returned with a leading axis of 1."""
+    groups = ie.group_map(*codes.shape[1:3])
+    for depth in (range(codes.shape[3]) if codes.ndim == 4 else [None]):
+        for group in range(ie.NUM_GROUPS):
+            where = groups == group
+            if where.any():
+                earlier_depths = context.stacked and context.slots > 1 and depth not in (None, 0)
+                sees_codes = bool((groups < group).any()) or earlier_depths
+                inputs = ie.network_input(context, codes if sees_codes else codes[:1], groups, group, depth)
+                yield where, depth, context.logits_at(inputs, np.flatnonzero(where))
 
 
 def _probabilities(logits, table, blocks):
@@ -246,6 +280,11 @@ def _probabilities(logits, table, blocks):
     probabilities = ie.masses_float64(logits.reshape(-1, k), table)
     probabilities *= 2.0**-ie.PRECISION  # exact: dyadic
     return np.broadcast_to(probabilities.reshape(len(logits), -1, k), (blocks, logits.shape[1], k))
+
+
+def _at(where, depth):
+    """The index of a (group, depth) step's codes in a batch of blocks `(blocks, h, w[, d])`."""
+    return (slice(None), where) if depth is None else (slice(None), where, depth)
 
 
 def _spans(streams, indices):
@@ -259,18 +298,18 @@ def _spans(streams, indices):
 
 def encode_grids(grids, context, block=BLOCK):
     """Entropy-code code grids: one bytes stream per `streams_of` stream. A stream holds its
-    blocks group by group, and within a group block by block, positions in raster order.
+    blocks depth by depth, group by group, and within a group block by block, positions in
+    raster order.
 
     Args:
-        grids: list of int code grids `(h, w)` in [0, K).
+        grids: list of int code grids `(h, w)` in [0, K), or code stacks `(h, w, d)` (all of one d).
         context: an `IntegerContextNetwork` or `LiteRTContextNetwork` (same integers).
     """
     import constriction
 
     family = _categorical()
-    streams = streams_of([grid.shape for grid in grids], block)
+    streams = streams_of([grid.shape[:2] for grid in grids], block)
     encoders = [constriction.stream.queue.RangeEncoder() for _ in streams]
-
     def encode_group(indices, symbols, logits):
         probabilities = _probabilities(logits, context.table, len(symbols))
         for index, first, end in _spans(streams, indices):
@@ -285,8 +324,8 @@ def encode_grids(grids, context, block=BLOCK):
         for _, indices in _passes(streams):
             members = [member for index in indices for member in streams[index][1]]
             codes = np.stack([grids[g][rows, cols] for g, rows, cols in members]).astype(np.int32)
-            for where, logits in _group_logits(context, codes):
-                pending.append(worker.submit(encode_group, indices, codes[:, where], logits))
+            for where, depth, logits in _group_logits(context, codes):
+                pending.append(worker.submit(encode_group, indices, codes[_at(where, depth)], logits))
                 if len(pending) > 2:  # bound the masses held in memory to a few groups
                     pending.pop(0).result()
         for job in pending:
@@ -295,12 +334,14 @@ def encode_grids(grids, context, block=BLOCK):
 
 
 def decode_grids(payloads, shapes, context, block=BLOCK):
-    """The inverse of `encode_grids`: code grids of the given `(h, w)` shapes from the streams."""
+    """The inverse of `encode_grids`: code grids of the given `(h, w)` shapes (or code stacks
+    of `(h, w, d)` shapes) from the streams."""
     import constriction
 
     family = _categorical()
     grids = [np.zeros(shape, np.int32) for shape in shapes]
-    streams = streams_of(shapes, block)
+    streams = streams_of([shape[:2] for shape in shapes], block)
+    depths = tuple(shapes[0][2:]) if shapes else ()
     if len(streams) != len(payloads):
         raise VQZFormatError(f"corrupted .vqz: {len(payloads)} streams for {len(streams)}.")
     decoders = []
@@ -310,8 +351,8 @@ def decode_grids(payloads, shapes, context, block=BLOCK):
         decoders.append(constriction.stream.queue.RangeDecoder(np.frombuffer(payload, "<u4").astype(np.uint32)))
     for shape, indices in _passes(streams):
         members = [member for index in indices for member in streams[index][1]]
-        codes = np.zeros((len(members), *shape), np.int32)
-        for where, logits in _group_logits(context, codes):
+        codes = np.zeros((len(members), *shape, *depths), np.int32)
+        for where, depth, logits in _group_logits(context, codes):
             probabilities = _probabilities(logits, context.table, len(codes))
             count = int(where.sum())
             for index, first, end in _spans(streams, indices):
@@ -320,7 +361,7 @@ def decode_grids(payloads, shapes, context, block=BLOCK):
                     decoded = decoders[index].decode(family, span)
                 except Exception as error:  # constriction raises on streams it cannot decode
                     raise VQZFormatError(f"corrupted .vqz: the range decoder failed ({error}).") from None
-                codes[first:end, where] = np.asarray(decoded).reshape(end - first, count)
+                codes[first:end][_at(where, depth)] = np.asarray(decoded).reshape(end - first, count)
         for j, (g, rows, cols) in enumerate(members):
             grids[g][rows, cols] = codes[j]
     return grids
@@ -342,8 +383,9 @@ def encode_fixed(grids, num_embeddings):
 
 
 def decode_fixed(payload, shapes, num_embeddings):
+    """The inverse of `encode_fixed`: code grids (or stacks) of the given shapes."""
     bits = bits_per_code(num_embeddings)
-    count = sum(h * w for h, w in shapes)
+    count = sum(math.prod(shape) for shape in shapes)
     expected = (count * bits + 7) // 8
     if len(payload) != expected:
         raise VQZFormatError(f"corrupted .vqz: a fixed-length payload of {count} codes x {bits} bits is "
@@ -356,33 +398,44 @@ def decode_fixed(payload, shapes, num_embeddings):
     if flat.size and flat.max() >= num_embeddings:
         raise VQZFormatError(f"corrupted .vqz: decoded code {flat.max()} is outside [0, {num_embeddings}).")
     out, start = [], 0
-    for h, w in shapes:
-        out.append(flat[start : start + h * w].reshape(h, w))
-        start += h * w
+    for shape in shapes:
+        out.append(flat[start : start + math.prod(shape)].reshape(shape))
+        start += math.prod(shape)
     return out
 
 
 # --------------------------------------------------------------------- the container
-def pack(weights_sha256, stride, sizes, grids, num_embeddings, context=None):
-    """The bytes of a complete version-2 file.
+def pack(weights_sha256, stride, sizes, grids, num_embeddings, context=None, quality=None):
+    """The bytes of a complete version-3 file.
 
     Args:
         weights_sha256: the model's weights sha256 (hex); its first 4 bytes are stored.
-        stride: pixels per code (a power of two up to 2^15).
+        stride: pixels per code (a power of two up to 2^7).
         sizes: `(height, width)` of every original image.
-        grids: the code grid of every image (its size padded to the stride).
+        grids: the code grid `(h, w)` of every image (its size padded to the stride), or with
+            `quality` its code stack `(h, w, quality)`.
         num_embeddings: K.
         context: the context network (context mode) or `None` (fixed-length codes).
+        quality: `None` for code grids (a VQ-VAE: no quality byte), else the code depth of the
+            stacks, 1 to `MAX_QUALITY` (stored in the quality byte).
     """
     if not sizes:
         raise ValueError("no images to write.")
     log_stride = int(stride).bit_length() - 1
-    if stride < 1 or 2**log_stride != stride or log_stride > 15:
-        raise ValueError(f"stride must be a power of two up to 2^15, got {stride}.")
-    flags = (FLAG_CONTEXT if context is not None else 0) | (log_stride << _STRIDE_SHIFT)
+    if stride < 1 or 2**log_stride != stride or log_stride > MAX_LOG_STRIDE:
+        raise ValueError(f"stride must be a power of two up to 2^{MAX_LOG_STRIDE}, got {stride}.")
+    if quality is not None and not 1 <= int(quality) <= MAX_QUALITY:
+        raise ValueError(f"quality must be a code depth in [1, {MAX_QUALITY}], got {quality}.")
+    shift = _STRIDE_BITS[VERSION][0]
+    flags = (FLAG_CONTEXT if context is not None else 0) | (log_stride << shift)
     same = all(tuple(s) == tuple(sizes[0]) for s in sizes)
-    flags |= FLAG_SAME_SIZE if same else 0
-    head = bytearray(MAGIC + bytes.fromhex(model_id(weights_sha256)) + bytes([flags]) + _varint(len(sizes)))
+    flags |= (FLAG_SAME_SIZE if same else 0) | (FLAG_ONE_IMAGE if len(sizes) == 1 else 0)
+    flags |= FLAG_QUALITY if quality is not None else 0
+    head = bytearray(MAGIC + bytes.fromhex(model_id(weights_sha256)) + bytes([flags]))
+    if quality is not None:
+        head.append(int(quality))
+    if len(sizes) != 1:
+        head += _varint(len(sizes))
     for h, w in (sizes[:1] if same else sizes):
         head += _varint(int(h)) + _varint(int(w))
     if context is not None:
@@ -397,26 +450,38 @@ def pack(weights_sha256, stride, sizes, grids, num_embeddings, context=None):
 
 
 def parse(data, limits=Limits()):
-    """Parse and bound-check a version-2 header: `Header` (nothing is decoded or allocated).
+    """Parse and bound-check a version-3 (or version-2) header: `Header` (nothing is decoded or allocated).
 
     Every claim is checked against `limits` and against the file's own length before the
     reader sizes anything by it: the image count and sizes (`Limits`), and the stream count
     (each stream's length takes at least one byte of the header).
 
     Raises:
-        VQZFormatError: not version 2, truncated, a size or count over `limits`, lengths that
-            do not add up to the file's length.
+        VQZFormatError: not version 2 or 3, truncated, a size or count over `limits`, lengths
+            that do not add up to the file's length.
     """
-    if data[:4] != MAGIC:
-        raise VQZFormatError(f"not a version-2 .vqz file (starts with {bytes(data[:4])!r}).")
+    version = {MAGIC: 3, MAGIC_V2: 2}.get(bytes(data[:4]))
+    if version is None:
+        raise VQZFormatError(f"not a version-2 or version-3 .vqz file (starts with {bytes(data[:4])!r}).")
     limits.check_file_length(len(data))
     if len(data) < 4 + 4 + 1 + 1 + 4:
         raise VQZFormatError(f"truncated .vqz: {len(data)} bytes is shorter than the smallest header.")
     flags = data[8]
-    if flags & ~_KNOWN_FLAGS:
+    if flags & ~_KNOWN_FLAGS[version]:
         raise VQZFormatError(f"corrupted .vqz: unknown flags {flags:#04x}.")
-    stride = 2 ** ((flags & _STRIDE_MASK) >> _STRIDE_SHIFT)
-    n, offset = _read_varint(data, 9, "image count")
+    shift, mask = _STRIDE_BITS[version]
+    stride = 2 ** ((flags & mask) >> shift)
+    if version == 2:  # bits 2-5 are the stride there
+        flags &= FLAG_CONTEXT | FLAG_SAME_SIZE
+    offset, quality = 9, 1
+    if flags & FLAG_QUALITY:
+        quality, offset = data[offset], offset + 1
+        if quality < 1:
+            raise VQZFormatError("corrupted .vqz: quality 0 (a code depth is at least 1).")
+    if flags & FLAG_ONE_IMAGE:
+        n = 1
+    else:
+        n, offset = _read_varint(data, offset, "image count")
     limits.check_count(n)
     same = bool(flags & FLAG_SAME_SIZE)
     if not same and len(data) < offset + 2 * n:
@@ -428,7 +493,7 @@ def parse(data, limits=Limits()):
         limits.check_size(h, w)
         sizes.append((h, w))
     sizes = sizes * n if same else sizes
-    limits.check_total(sum(h * w for h, w in sizes))
+    limits.check_total(sum(h * w for h, w in sizes), quality)
     lengths = []
     if flags & FLAG_CONTEXT:
         count = stream_count([grid_shape(s, stride) for s in sizes])
@@ -444,19 +509,23 @@ def parse(data, limits=Limits()):
                              f"{max(payload, 0)}.")
     if flags & FLAG_CONTEXT:
         lengths.append(payload - sum(lengths))
-    return Header(version=VERSION, model_id=bytes(data[4:8]).hex(), stride=stride,
+    return Header(version=version, model_id=bytes(data[4:8]).hex(), stride=stride,
                   context_coded=bool(flags & FLAG_CONTEXT),
-                  sizes=tuple(sizes), stream_lengths=tuple(lengths), header_length=offset, payload_length=payload)
+                  sizes=tuple(sizes), stream_lengths=tuple(lengths), header_length=offset, payload_length=payload,
+                  quality=int(quality), stacked=bool(flags & FLAG_QUALITY))
 
 
 def unpack(data, header, num_embeddings, context=None):
-    """The code grids of a parsed file, checked against the stored CRC32."""
-    stride = header.stride
+    """The code grids (or code stacks) of a parsed file, checked against the stored CRC32."""
     payload = data[header.header_length : header.header_length + header.payload_length]
-    shapes = [grid_shape(s, stride) for s in header.sizes]
+    shapes = header.grid_shapes()
     if header.context_coded:
         if context is None:
             raise VQZFormatError(".vqz is context-coded, but the model has no context model (context_model=None).")
+        if header.stacked != bool(getattr(context, "stacked", False)):
+            kind = "code stacks (an RQ-VAE's)" if header.stacked else "code grids (a VQ-VAE's)"
+            raise VQZModelMismatchError(f".vqz holds {kind}, but the given model's context model codes the other "
+                                        "kind; decode it with the model it was written with.")
         streams, start = [], 0
         for length in header.stream_lengths:
             streams.append(payload[start : start + length])
@@ -471,7 +540,7 @@ def unpack(data, header, num_embeddings, context=None):
     return grids
 
 
-__all__ = ["MAGIC", "VERSION", "BLOCK", "STREAM_CODES", "Limits", "Header", "VQZFormatError", "VQZModelMismatchError",
+__all__ = ["MAGIC", "MAGIC_V2", "VERSION", "VERSIONS", "MAX_QUALITY", "BLOCK", "STREAM_CODES", "Limits", "Header", "VQZFormatError", "VQZModelMismatchError",
            "pack",
            "parse", "unpack", "encode_grids", "decode_grids", "grid_shape", "blocks", "streams_of",
            "stream_count", "model_id", "bits_per_code"]

@@ -2,7 +2,7 @@
 
 Version-1 files still decode (`decompress_codes`), with the Keras model they were written with
 and its PixelCNN prior in TensorFlow; `compress_codes` still writes them for tests of that
-path. New files are version 2 (`vaezoo.vqz`, `vaezoo.codec`). The byte layout is in
+path. New files are version 3 (`vaezoo.vqz`, `vaezoo.codec`). The byte layout is in
 `docs/vqz_format.md` ("Version 1").
 
 Probabilities are bit-identical at both ends only on one software and hardware stack (float32

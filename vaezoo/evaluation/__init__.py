@@ -12,6 +12,7 @@ its protocol in its docstring, in the module of its concern:
 | `likelihood` | `elbo`, `iwae` | `elbo_per_example`, `iwae_per_example` |
 | `reconstruction` | `mse`, `nmse`, `psnr` | `mse`, `normalized_mse`, `psnr`, `per_image_mse` |
 | `codebook` | `perplexity`, `codebook_usage`, `prior_bits_per_code`, `codec_bits_per_code` | `codebook_stats`, `prior_bits_per_code`, `codec_bits_per_code` |
+| `compression` | `vqz_rate` (per quality: `vqz_bytes_per_image`, `vqz_bits_per_pixel`, `vqz_psnr`, `vqz_ssim`) | `quality_curve`, `ssim` |
 | `latents` | `active_units`, `kl_per_dim`, `kl_per_layer` | `active_units`, `posterior_means`, `kl_per_dim`, `kl_per_layer` |
 | `anomaly` | `auroc`, `auprc` | `auroc`, `average_precision`, `anomaly_scores` |
 | `samples` | `conditional_accuracy` | `conditional_accuracy` |
@@ -29,6 +30,7 @@ Example:
 
 from vaezoo.evaluation.anomaly import SCORES, anomaly_scores, auprc, auroc, average_precision
 from vaezoo.evaluation.codebook import codebook_stats, codec_bits_per_code, encode_codes, prior_bits_per_code
+from vaezoo.evaluation.compression import quality_curve, ssim
 from vaezoo.evaluation.latents import active_units, kl_per_dim, kl_per_layer, posterior_means
 from vaezoo.evaluation.likelihood import elbo_per_example, iwae_per_example
 from vaezoo.evaluation.reconstruction import (
@@ -58,5 +60,5 @@ __all__ = [
     "as_arrays", "check_metric_names", "format_table", "elbo_per_example", "iwae_per_example", "reconstructions",
     "reconstruction_errors", "per_image_mse", "mse", "normalized_mse", "psnr", "encode_codes",
     "codebook_stats", "prior_bits_per_code", "codec_bits_per_code", "active_units", "posterior_means", "kl_per_dim", "kl_per_layer",
-    "auroc", "average_precision", "auprc", "anomaly_scores", "conditional_accuracy",
+    "auroc", "average_precision", "auprc", "anomaly_scores", "conditional_accuracy", "quality_curve", "ssim",
 ]

@@ -6,13 +6,13 @@ import difflib
 import numpy as np
 
 from vaezoo import validation
-from vaezoo.evaluation import anomaly, codebook, factors, latents, likelihood, reconstruction, samples
+from vaezoo.evaluation import anomaly, codebook, compression, factors, latents, likelihood, reconstruction, samples
 from vaezoo.evaluation.records import EvaluationRun, Inputs, Options
 
 #: every metric record, in the order `evaluate` computes and reports them.
 METRICS = {
     metric.name: metric
-    for module in (likelihood, reconstruction, codebook, latents, anomaly, samples, factors)
+    for module in (likelihood, reconstruction, codebook, compression, latents, anomaly, samples, factors)
     for metric in module.RECORDS
 }
 #: metrics that need ground-truth factors (`factors=`, a `vaezoo.disentanglement.FactorSampler`).

@@ -240,7 +240,8 @@ def _convert_full_int8(converter, info):
 def convert_context_network(network):
     """Flatbuffer bytes of a float32 TFLite file computing `network.logits_at` exactly.
 
-    One signature, `context`: `codes` int32 `(n, h, w)` in [0, K] (K = unknown) and
+    One signature, `context`: `codes` int32 `(n, h, w)` in [0, K] (K = unknown; a code-stack
+    network's embedding rows `(n, h, w, slots)`, `integer_entropy.stack_input`) and
     `positions` int32 `(p,)` (flat indices into `h * w`) -> `logits` float32 `(n, p, K)`,
     integer-valued: the network over the whole grid, then the head only where asked (the
     positions of the group being coded). Weights stay float32 (integer values): no
@@ -258,10 +259,15 @@ def convert_context_network(network):
     head_bias = tf.constant(network.head_bias.astype(np.float32))
     head_scale = 2.0 ** -int(network.head_shift)
 
-    @tf.function(input_signature=[tf.TensorSpec((None, None, None), tf.int32, name="codes"),
+    codes_shape = (None, None, None, network.slots) if network.stacked else (None, None, None)
+    width = network.embedding.shape[1] * network.slots
+
+    @tf.function(input_signature=[tf.TensorSpec(codes_shape, tf.int32, name="codes"),
                                   tf.TensorSpec((None,), tf.int32, name="positions")])
     def context(codes, positions):
         a = tf.gather(embedding, codes)
+        if network.stacked:  # the slots' rows side by side
+            a = tf.reshape(a, tf.concat([tf.shape(codes)[:3], [width]], 0))
         for kernel, bias, scale in layers:
             a = tf.nn.conv2d(a, kernel, 1, "SAME") + bias
             a = tf.minimum(tf.maximum(tf.floor(a * scale), 0.0), float(ie.ACTIVATION_MAX))
@@ -395,7 +401,7 @@ def export_tflite(
         }
     )
     manifest.setdefault("variants", {}).update(files)
-    if kind == "vq":  # the .vqz codec codes VQ-VAE grids only (RQ-VAE files: not yet)
+    if kind in ("vq", "rq"):  # the .vqz codec: VQ-VAE code grids, RQ-VAE code stacks
         manifest["codec"] = _write_codec_files(model, out_dir)
     write_json(manifest, manifest_path)
     return paths
@@ -409,6 +415,8 @@ def _write_codec_files(model, out_dir):
 
     entry = {"stride": model.stride, "channels": model.image_shape[-1], "num_embeddings": model.num_embeddings,
              "context_model": None}
+    if model.latent_kind == "residual_code_grid":
+        entry["depth"] = model.depth  # code stacks of 1..depth levels: the qualities
     network = model.context_network()
     if network is None:
         return entry
@@ -610,7 +618,7 @@ def parity_report(model, tflite_paths, images, latency_images=16, num_threads=No
         >>> report["float32"]["reconstruction_max_abs_diff"] < 1e-4
         True
     """
-    from vaezoo.evaluation import psnr  # the one PSNR (mean of per-image PSNRs)
+    from vaezoo.evaluation.reconstruction import psnr  # the one PSNR (mean of per-image PSNRs)
 
     kind = _check_exportable(model)
     x = _as_float_images(model, images)

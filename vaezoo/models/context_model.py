@@ -39,15 +39,26 @@ class GroupedContextModel(TrackedLossTraining, keras.Model):
     codes of group g: the loss is then an unbiased estimate of the bits per code of coding
     the whole grid group by group.
 
+    With `depths` D > 1 it models an RQ-VAE's code stacks `(h, w, D)`: depth k is coded after
+    depths < k, each example draws a depth uniformly too, and the network sees the depth-k
+    codes of earlier groups beside the codes of the `condition_depths` depths before k at
+    every position, each from the (depth, slot) pair's own embedding rows
+    (`integer_entropy.stack_input`). The rate is then the bits per code over all depths,
+    and a file of quality d < D costs the first d depths' share of it.
+
     Args:
         num_embeddings: codebook size K.
-        channels: width C of the embedding and of every hidden layer (<= 86, the exactness
-            bound of a 3x3 convolution).
+        channels: width C of every hidden layer and of the network input (<= 86, the
+            exactness bound of a 3x3 convolution); with condition slots each slot's embedding
+            is `C // (1 + condition_depths)` wide.
         num_layers: 3x3 convolutions (receptive field 2 * num_layers + 1).
         weight_shift: a kernel's integers are `round(w * 2^weight_shift)`; the layer divides
             by the same power of two, so `w` keeps the scale of a float network.
         head_shift: the same for the head (logits come out in 2^-3 nat units).
         seed: integer seed of the group draws.
+        depths: code depths D (1: code grids `(h, w)`; D > 1: code stacks `(h, w, D)`).
+        condition_depths: how many earlier depths the network sees at each position (0 to
+            D - 1).
 
     Example:
         >>> model = GroupedContextModel(num_embeddings=512)
@@ -57,13 +68,19 @@ class GroupedContextModel(TrackedLossTraining, keras.Model):
     """
 
     def __init__(self, num_embeddings=512, channels=64, num_layers=4, weight_shift=9, head_shift=8, seed=None,
-                 **kwargs):
+                 depths=1, condition_depths=0, **kwargs):
         super().__init__(**kwargs)
         validation.check_int("num_embeddings", num_embeddings, 2)
         validation.check_int("channels", channels, 1)
         validation.check_int("num_layers", num_layers, 1)
         validation.check_int("weight_shift", weight_shift, 0)
         validation.check_int("head_shift", head_shift, ie.LOGIT_FRACTION_BITS)
+        validation.check_int("depths", depths, 1)
+        validation.check_int("condition_depths", condition_depths, 0)
+        if condition_depths >= depths and condition_depths:
+            raise ValueError(f"condition_depths must be below depths ({depths}), got {condition_depths}.")
+        if channels // (1 + condition_depths) < 1:
+            raise ValueError(f"channels={channels} cannot be shared by {1 + condition_depths} input slots.")
         if 9 * channels * ie.WEIGHT_MAX * ie.ACTIVATION_MAX + ie.BIAS_MAX >= ie.EXACT_BOUND:
             raise ValueError(f"channels={channels} lets a 3x3 convolution reach 2^24 (inexact in float32); "
                              "use at most 86.")
@@ -73,12 +90,17 @@ class GroupedContextModel(TrackedLossTraining, keras.Model):
         self.weight_shift = int(weight_shift)
         self.head_shift = int(head_shift)
         self.seed = seed
+        self.depths = int(depths)
+        self.condition_depths = int(condition_depths)
+        self.slots = 1 + self.condition_depths
         self.seed_generator = keras.random.SeedGenerator(seed)
         c, k = self.channels, self.num_embeddings
-        self.embedding = self.add_weight(name="embedding", shape=(k + 1, c),
+        slot_width = c // self.slots
+        self.embedding = self.add_weight(name="embedding", shape=((k + 1) * self.depths * self.slots, slot_width),
                                          initializer=keras.initializers.RandomUniform(0.0, 64.0))
         he = keras.initializers.HeNormal(seed=seed)
-        self.kernels = [self.add_weight(name=f"kernel_{i}", shape=(3, 3, c, c), initializer=he)
+        self.kernels = [self.add_weight(name=f"kernel_{i}", shape=(3, 3, slot_width * self.slots if i == 0 else c, c),
+                                        initializer=he)
                         for i in range(self.num_layers)]
         self.biases = [self.add_weight(name=f"bias_{i}", shape=(c,), initializer="zeros")
                        for i in range(self.num_layers)]
@@ -95,9 +117,18 @@ class GroupedContextModel(TrackedLossTraining, keras.Model):
     def _integer_bias(self, b, shift):
         return tf.clip_by_value(_round_ste(b * 2.0**shift), -ie.BIAS_MAX, ie.BIAS_MAX)
 
+    @property
+    def stacked(self):
+        """Whether the model codes code stacks (inputs: embedding rows `(n, h, w, slots)`)."""
+        return self.depths > 1 or self.slots > 1
+
     def logits(self, inputs):
-        """Integer-valued float32 logits `(n, h, w, K)` (units of 2^-3 nats) for input indices in [0, K]."""
+        """Integer-valued float32 logits `(n, h, w, K)` (units of 2^-3 nats) for input indices in [0, K]
+        (code stacks: embedding rows `(n, h, w, slots)`)."""
         a = tf.clip_by_value(_round_ste(tf.gather(self.embedding, inputs)), 0.0, ie.ACTIVATION_MAX)
+        if self.stacked:
+            shape = tf.shape(inputs)
+            a = tf.reshape(a, [shape[0], shape[1], shape[2], self.embedding.shape[1] * self.slots])
         q = self.weight_shift
         for kernel, bias in zip(self.kernels, self.biases):
             z = tf.nn.conv2d(a, self._integer_weight(kernel, q), 1, "SAME") + self._integer_bias(bias, q)
@@ -122,6 +153,7 @@ class GroupedContextModel(TrackedLossTraining, keras.Model):
             head_bias=ints(self.head_bias, self.head_shift, ie.BIAS_MAX),
             head_shift=self.head_shift - ie.LOGIT_FRACTION_BITS,
             table=ie.exp_table(),
+            slots=self.slots,
         )
 
     # ----------------------------------------------------------------- training
@@ -130,14 +162,34 @@ class GroupedContextModel(TrackedLossTraining, keras.Model):
             data = data["codes"]
         elif isinstance(data, (tuple, list)):
             data = data[0]
-        return check_codes(data, self.num_embeddings, name="batch codes")
+        codes = check_codes(data, self.num_embeddings, name="batch codes")
+        rank = 4 if self.depths > 1 else 3
+        if len(codes.shape) != rank or (rank == 4 and codes.shape[-1] != self.depths):
+            expected = f"code stacks (batch, h, w, {self.depths})" if rank == 4 else "code grids (batch, h, w)"
+            raise ValueError(f"this context model takes {expected}, got shape {tuple(codes.shape)}.")
+        return codes
 
-    def group_nll(self, codes, group):
-        """Nats of each grid's codes of `group` (int `(n,)`, one group per grid) given earlier groups, and counts."""
+    def stack_inputs(self, codes, groups, group, depth):
+        """`integer_entropy.stack_input` in TensorFlow, one (group, depth) per example:
+        int32 embedding rows `(n, h, w, slots)` of code stacks `(n, h, w, D)`."""
+        k = self.num_embeddings
+        values = [tf.where(groups[None] >= group[:, None, None], k, tf.gather(codes, depth, axis=3, batch_dims=1))]
+        for s in range(1, self.slots):
+            earlier = tf.gather(codes, tf.maximum(depth - s, 0), axis=3, batch_dims=1)
+            values.append(tf.where((depth - s >= 0)[:, None, None], earlier, k))
+        offsets = (depth[:, None] * self.slots + tf.range(self.slots)[None]) * (k + 1)
+        return tf.stack(values, axis=-1) + offsets[:, None, None, :]
+
+    def group_nll(self, codes, group, depth=None):
+        """Nats of each grid's codes of `group` (int `(n,)`, one group per grid) given earlier groups, and counts
+        (code stacks: of `depth`, int `(n,)`, given the earlier depths too)."""
         shape = tf.shape(codes)
         groups = tf.constant(ie.group_map(64, 64), tf.int32)[: shape[1], : shape[2]]  # the map of any block <= 64
-        hidden = groups[None] >= group[:, None, None]
-        inputs = tf.where(hidden, self.num_embeddings, codes)
+        if self.stacked:
+            inputs = self.stack_inputs(codes, groups, group, depth)
+            codes = tf.gather(codes, depth, axis=3, batch_dims=1)
+        else:
+            inputs = tf.where(groups[None] >= group[:, None, None], self.num_embeddings, codes)
         logits = self.logits(inputs) / 2.0**ie.LOGIT_FRACTION_BITS
         nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=codes, logits=logits)
         scored = tf.cast(tf.equal(groups[None], group[:, None, None]), tf.float32)
@@ -152,7 +204,11 @@ class GroupedContextModel(TrackedLossTraining, keras.Model):
         seed = tf.cast(self.seed_generator.next(), tf.int32)
         group = tf.random.stateless_categorical(tf.math.log(sizes[None]), shape[0], seed)[0]
         group = tf.cast(group, tf.int32)
-        nats, count = self.group_nll(codes, group)
+        depth = None
+        if self.stacked:  # every depth has as many codes: uniform
+            depth_seed = tf.cast(self.seed_generator.next(), tf.int32)
+            depth = tf.random.stateless_uniform((shape[0],), depth_seed, 0, self.depths, dtype=tf.int32)
+        nats, count = self.group_nll(codes, group, depth)
         per_code = nats / tf.maximum(count, 1.0)
         terms = {"loss": per_code, "bits_per_code": per_code / math.log(2.0)}
         return tf.nn.compute_average_loss(per_code), terms
@@ -160,7 +216,7 @@ class GroupedContextModel(TrackedLossTraining, keras.Model):
     def get_config(self):
         return {"num_embeddings": self.num_embeddings, "channels": self.channels, "num_layers": self.num_layers,
                 "weight_shift": self.weight_shift, "head_shift": self.head_shift, "seed": self.seed,
-                "name": self.name}
+                "depths": self.depths, "condition_depths": self.condition_depths, "name": self.name}
 
     @classmethod
     def from_config(cls, config):

@@ -7,7 +7,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from vaezoo import validation
-from vaezoo.models.vqvae import DEFAULT_LIKELIHOOD, VQVAE
+from vaezoo.models.vqvae import CONTEXT_MODEL_DEFAULTS, DEFAULT_LIKELIHOOD, VQVAE
 from vaezoo.quantizer import ResidualQuantizer, check_codes, check_depth
 
 tfd = tfp.distributions
@@ -35,7 +35,8 @@ class RQVAE(VQVAE):
     `KL = h * w * depth * log K` per example; `encode(x)` returns the point mass on the
     full-depth quantized latents, `decode(z)` takes latents `(batch, h, w, embedding_dim)`.
     `sample` draws code stacks uniformly (there is no learned prior over code stacks yet:
-    `prior` and `context_model` must be None).
+    `prior` must be None). The exact context model (`context_model`) entropy-codes code
+    stacks in `.vqz` files, depth by depth, each depth given the ones before it.
 
     Args:
         depth: number of residual quantizers D (the operating points are depths 1..D).
@@ -46,7 +47,11 @@ class RQVAE(VQVAE):
         num_downsamples, commitment_cost, ema, decay, epsilon, restart_dead_codes,
         dead_code_threshold, likelihood, seed: as in `VQVAE` (the quantizer arguments apply
             to every level).
-        prior, context_model: must be None (a uniform prior over code stacks).
+        prior: must be None (a uniform prior over code stacks).
+        context_model: spec `{"channels", "layers", "condition_depths"}` of the exact
+            context model of code stacks (`GroupedContextModel` with `depths=depth`; it sees
+            the `condition_depths` depths before the one it codes), or None. Trained by
+            `fit_context_model` after `fit`.
 
     Example:
         >>> model = vaezoo.RQVAE(input_shape=(32, 32, 3), depth=8, num_embeddings=256)
@@ -92,12 +97,11 @@ class RQVAE(VQVAE):
         validation.check_positive("quantizer_dropout", quantizer_dropout, allow_zero=True)
         if quantizer_dropout > 1:
             raise ValueError(f"quantizer_dropout must be a probability in [0, 1], got {quantizer_dropout!r}.")
-        for name, value in (("prior", prior), ("context_model", context_model)):
-            if value is not None:
-                raise validation.ConfigError(
-                    f"RQVAE has no {name} over code stacks yet: pass {name}=None (sample draws code "
-                    f"stacks uniformly), got {value!r}."
-                )
+        if prior is not None:
+            raise validation.ConfigError(
+                f"RQVAE has no prior over code stacks yet: pass prior=None (sample draws code "
+                f"stacks uniformly), got {prior!r}."
+            )
         self.depth = int(depth)  # read by _build_quantizer, called from VQVAE.__init__
         self.quantizer_dropout = float(quantizer_dropout)
         super().__init__(
@@ -106,8 +110,26 @@ class RQVAE(VQVAE):
             num_residual_blocks=num_residual_blocks, num_downsamples=num_downsamples,
             commitment_cost=commitment_cost, ema=ema, decay=decay, epsilon=epsilon,
             restart_dead_codes=restart_dead_codes, dead_code_threshold=dead_code_threshold,
-            likelihood=likelihood, prior=None, context_model=None, seed=seed, **kwargs,
+            likelihood=likelihood, prior=None, context_model=context_model, seed=seed, **kwargs,
         )
+
+    #: the context model sees the code of the depth before the one it codes by default.
+    context_model_defaults = {**CONTEXT_MODEL_DEFAULTS, "condition_depths": 1}
+
+    def _context_model_arguments(self, spec):
+        condition = spec["condition_depths"]
+        if isinstance(condition, bool) or not isinstance(condition, int) or not 0 <= condition < self.depth:
+            raise validation.ConfigError(f"context_model condition_depths must be in [0, {self.depth - 1}] (the depths "
+                                         f"before the last), got {condition!r}.")
+        return {**super()._context_model_arguments(spec), "depths": self.depth,
+                "condition_depths": condition}
+
+    def _stage_codes(self, codes):
+        codes = self._check_code_stack(codes, self.grid_shape)
+        if codes.shape[-1] != self.depth:
+            raise ValueError(f"the context model trains on full code stacks (batch, h, w, {self.depth}), got shape "
+                             f"{tuple(codes.shape)}.")
+        return codes
 
     def _build_quantizer(self, **quantizer_args):
         return ResidualQuantizer(depth=self.depth, **quantizer_args)

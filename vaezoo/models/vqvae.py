@@ -37,9 +37,9 @@ def _resolve_stage_spec(spec, defaults, name, none_means):
     return {**defaults, **spec}
 
 
-def resolve_context_model_spec(spec):
-    """Fill a context-model spec with defaults; `None` stays `None` (no exact entropy model)."""
-    return _resolve_stage_spec(spec, CONTEXT_MODEL_DEFAULTS, "context_model", "no context model")
+def resolve_context_model_spec(spec, defaults=CONTEXT_MODEL_DEFAULTS):
+    """Fill a context-model spec with `defaults`; `None` stays `None` (no exact entropy model)."""
+    return _resolve_stage_spec(spec, defaults, "context_model", "no context model")
 
 
 def resolve_prior_spec(spec):
@@ -167,7 +167,7 @@ class VQVAE(LatentVariableModel):
         self.latent_shape = (*self.grid_shape, self.embedding_dim)
         self.likelihood_spec = dict(likelihood) if isinstance(likelihood, dict) else likelihood
         self.prior_spec = resolve_prior_spec(prior)
-        self.context_model_spec = resolve_context_model_spec(context_model)
+        self.context_model_spec = resolve_context_model_spec(context_model, self.context_model_defaults)
 
         self.likelihood = build_likelihood(self.likelihood_spec)
         self.quantizer = self._build_quantizer(
@@ -193,9 +193,15 @@ class VQVAE(LatentVariableModel):
             None
             if self.context_model_spec is None
             else GroupedContextModel(self.num_embeddings, seed=seed, name="context_model",
-                                     channels=self.context_model_spec["channels"],
-                                     num_layers=self.context_model_spec["layers"])
+                                     **self._context_model_arguments(self.context_model_spec))
         )
+
+    #: keys and defaults of the `context_model` spec.
+    context_model_defaults = CONTEXT_MODEL_DEFAULTS
+
+    def _context_model_arguments(self, spec):
+        """`GroupedContextModel` arguments of a resolved context-model spec."""
+        return {"channels": spec["channels"], "num_layers": spec["layers"]}
 
     # ----------------------------------------------------------------- networks
     def _build_quantizer(self, **quantizer_args):
@@ -389,6 +395,10 @@ class VQVAE(LatentVariableModel):
         """The frozen `IntegerContextNetwork` of the context model (None without one)."""
         return None if self.context_model is None else self.context_model.freeze()
 
+    def _stage_codes(self, codes):
+        """Integer codes given to a second stage's fit, checked: code grids `(n, h, w)`."""
+        return check_codes(codes, self.num_embeddings, self.grid_shape)
+
     def _fit_on_codes(self, stage, data, epochs, batch_size, learning_rate, verbose, **fit_kwargs):
         """Fit a second-stage model (`prior` or `context_model`) on the codes of `data`."""
         validation.check_int("epochs", epochs, 1)
@@ -397,8 +407,8 @@ class VQVAE(LatentVariableModel):
             dataset = data
         else:
             values = data if isinstance(data, (tf.Tensor, tf.Variable)) else np.asarray(data)
-            if tf.as_dtype(values.dtype).is_integer and len(values.shape) == 3:
-                codes = check_codes(values, self.num_embeddings, self.grid_shape)
+            if tf.as_dtype(values.dtype).is_integer:
+                codes = self._stage_codes(values)
             else:
                 self._images(values)  # validate all images once, with a clear error
                 codes = tf.concat(
