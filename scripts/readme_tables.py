@@ -201,7 +201,7 @@ def latency_table(results_text=None):
 TABLES["latency-table"] = latency_table
 
 
-COMPRESSION_TITLE = "Compression: .vqz v2 (exact context model, LiteRT) vs PixelCNN v1, WebP and AVIF"
+COMPRESSION_TITLE = "Compression: .vqz v3 (exact context model, LiteRT) vs PixelCNN v1, WebP and AVIF"
 
 
 def last_section(title, results_text=None):
