@@ -604,26 +604,32 @@ def test_real_photos_round_trip_through_a_file_in_tiles_without_seams(zoo_photos
 
 
 @pytest.mark.slow
-def test_zoo_model_files_are_identical_on_every_runtime_for_2000_cifar_images(shared_data_dir, tmp_path):
-    """The issue's check at scale: vq-vae-cifar's codes of 2,000 CIFAR-10 (JPEG q75 copy) test
-    images give the same bytes on the desktop path and on LiteRT with every kernel set and
-    thread count, and each path decodes the desktop file to exactly those codes."""
+@pytest.mark.parametrize("name, count, qualities", [("vq-vae-cifar", 2000, (None,)), ("rq-vae-cifar", 200, (1, 8))])
+def test_zoo_model_files_are_identical_on_every_runtime_for_cifar_images(shared_data_dir, tmp_path, name, count,
+                                                                         qualities):
+    """The issue's check at scale: a zoo model's codes of CIFAR-10 (JPEG q75 copy) test images
+    (2,000 for vq-vae-cifar; 200 at its lowest and highest quality for rq-vae-cifar) give the same bytes on the
+    desktop path and on LiteRT with every kernel set and thread count, and each path decodes the
+    desktop file to exactly those codes."""
     import vaezoo
     from vaezoo.data import load_image_tar
     from vaezoo.export.tflite import export_tflite
 
-    model = vaezoo.load("vq-vae-cifar")
+    model = vaezoo.load(name)
     images, _ = load_image_tar(os.path.join(shared_data_dir, "cifar10_jpeg.tar.gz"), "test")
-    images = images[np.sort(np.random.default_rng(0).choice(len(images), 2000, replace=False))]
+    images = images[np.sort(np.random.default_rng(0).choice(len(images), count, replace=False))]
     sizes, grids = codec.encode_images(model, images)
-    desktop = codec.compress_codes(model, grids, sizes)
     export_tflite(model, str(tmp_path), variants=("float32",))
-    for resolver in integer_entropy.RESOLVERS:
-        for threads in (1, 2):
-            device = codec.LiteRTCodecModel(str(tmp_path), resolver=resolver, num_threads=threads)
-            assert codec.compress_codes(device, grids, sizes) == desktop, (resolver, threads)
-            _, decoded = codec.decompress_codes(device, desktop)
-            assert all(np.array_equal(a, b) for a, b in zip(decoded, grids)), (resolver, threads)
+    for quality in qualities:
+        options = {} if quality is None else {"quality": quality}
+        kept = grids if quality is None else [g[..., :quality] for g in grids]
+        desktop = codec.compress_codes(model, grids, sizes, **options)
+        for resolver in integer_entropy.RESOLVERS:
+            for threads in (1, 2):
+                device = codec.LiteRTCodecModel(str(tmp_path), resolver=resolver, num_threads=threads)
+                assert codec.compress_codes(device, grids, sizes, **options) == desktop, (resolver, threads, quality)
+                _, decoded = codec.decompress_codes(device, desktop)
+                assert all(np.array_equal(a, b) for a, b in zip(decoded, kept)), (resolver, threads, quality)
 
 
 # --------------------------------------------------------------------- an RQ-VAE's qualities
