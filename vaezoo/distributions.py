@@ -3,7 +3,18 @@
 `tfp.layers` subclass Keras 2 (`tf_keras`) and do not work inside Keras 3 models, so vaezoo
 has its own layers in the same spirit: each layer says how many raw parameters it needs per
 event element (`params_size`) and maps a parameter tensor to a `tfd.Distribution` whose event
-covers every non-batch axis (via `tfd.Independent`), so `log_prob` gives one number per example.
+covers every non-batch axis, so `log_prob` gives one number per example.
+
+Gaussian and Bernoulli layers return `IndependentNormal` / `IndependentBernoulli`: the same
+distribution as `tfd.Independent(tfd.Normal(loc, scale), event_ndims)` (or of a Bernoulli),
+in one object that is cheap to build. A public method returns its distribution from a
+compiled core, and TensorFlow rebuilds it in Python from the core's tensors on every call:
+a `tfd.Independent` around a `tfd.Normal` is two distributions to build there, and the
+outer one infers its batch shape from the inner one's, which together cost as much as a
+small network's whole run at batch 1; these read their shapes from the parameters' static
+shapes and build one distribution. The elementwise maths stays TFP's (`distribution`, built
+on first use); KL divergences are registered with `tfd.kl_divergence` between these classes
+and against `tfd.Independent`.
 
 Likelihood layers also know how images map to their event space (`targets`) and back
 (`image`): vaezoo images are float32 in [0, 1] inside the models, a discretized likelihood
@@ -26,6 +37,273 @@ MAX_LOG_SCALE = 3.0  # ceiling of the discretized logistic's log-scale (see Disc
 
 def _independent(distribution, event_rank):
     return tfd.Independent(distribution, reinterpreted_batch_ndims=event_rank)
+
+
+class _FactorizedDistribution(tfd.AutoCompositeTensorDistribution):
+    """An elementwise TFP distribution whose last `event_ndims` axes are one event.
+
+    What `tfd.Independent(elementwise, event_ndims)` computes, with its shapes read from
+    the parameters' static shapes (no inference at construction) and the elementwise
+    distribution built only when a method needs it. Subclasses store their parameters as
+    tensors and give `_params_shape` (static), `_params_shape_tensor` and `_elementwise`.
+    """
+
+    @property
+    def event_ndims(self):
+        """How many trailing axes of the parameters make up one event (an int)."""
+        return self._event_ndims
+
+    @property
+    def reinterpreted_batch_ndims(self):
+        """`event_ndims`, under `tfd.Independent`'s name."""
+        return self._event_ndims
+
+    @property
+    def distribution(self):
+        """The elementwise TFP distribution (scalar events), as `tfd.Independent.distribution`."""
+        elementwise = self.__dict__.get("_elementwise_distribution")
+        if elementwise is None:
+            elementwise = self._elementwise()
+            self._elementwise_distribution = self._no_dependency(elementwise)
+        return elementwise
+
+    def _split_axis(self, rank):
+        return rank - self._event_ndims
+
+    def _batch_shape(self):
+        shape = self._params_shape()
+        if shape.rank is None:
+            return tf.TensorShape(None)
+        return shape[: self._split_axis(shape.rank)]
+
+    def _event_shape(self):
+        shape = self._params_shape()
+        if shape.rank is None:
+            return tf.TensorShape([None] * self._event_ndims)
+        return shape[self._split_axis(shape.rank):]
+
+    def _batch_shape_tensor(self):
+        shape = self._params_shape_tensor()
+        return shape[: self._split_axis(tf.size(shape))]
+
+    def _event_shape_tensor(self):
+        shape = self._params_shape_tensor()
+        return shape[self._split_axis(tf.size(shape)):]
+
+    def _sum_event(self, values):
+        if self._event_ndims == 0:
+            return values
+        return tf.reduce_sum(values, axis=list(range(-self._event_ndims, 0)))
+
+    def _log_prob(self, x):
+        return self._sum_event(self.distribution.log_prob(x))
+
+    def _entropy(self):
+        return self._sum_event(self.distribution.entropy())
+
+    def _sample_n(self, n, seed=None):
+        # the elementwise distribution's own draws: the same samples as tfd.Independent's
+        return self.distribution.sample(n, seed=seed)
+
+    def _mode(self):
+        return self.distribution.mode()
+
+    def _variance(self):
+        return self.distribution.variance()
+
+    def _stddev(self):
+        return self.distribution.stddev()
+
+    def _parameter_control_dependencies(self, is_init):
+        # Skipped when TensorFlow rebuilds the distribution from a tf.function's outputs.
+        if is_init:
+            rank = self._params_shape().rank
+            if rank is not None and self._event_ndims > rank:
+                raise ValueError(f"event_ndims={self._event_ndims} is more than the parameters' rank ({rank}); "
+                                 f"parameter shape {self._params_shape()}.")
+            if self.validate_args:
+                self.distribution  # the elementwise distribution checks its parameters as it is built
+        return []
+
+
+def _float_dtype(*values):
+    """The dtype of the first of `values` that has one (a tensor or numpy array), else float32."""
+    for value in values:
+        if hasattr(value, "dtype"):
+            return tf.as_dtype(value.dtype)
+    return tf.float32
+
+
+def _event_ndims_of(distribution):
+    return distribution.event_ndims
+
+
+class IndependentNormal(_FactorizedDistribution):
+    """Normal distributions whose last `event_ndims` axes are one event (a diagonal Gaussian).
+
+    The same distribution as `tfd.Independent(tfd.Normal(loc, scale), event_ndims)`: the
+    same log-densities, samples (for the same seed), moments, entropy and KL divergences,
+    with `distribution` and `reinterpreted_batch_ndims` as on `tfd.Independent`. It is
+    cheaper to build (see the module docstring), which is what the public methods pay for
+    each distribution they return. `tfd.kl_divergence` works between two of them (closed
+    form) and against a `tfd.Independent`.
+
+    Args:
+        loc: float tensor of means; `loc` and `scale` broadcast to the full shape
+            `batch_shape + event_shape`.
+        scale: positive float tensor of standard deviations.
+        event_ndims: how many trailing axes of the full shape are the event (an int >= 0).
+        validate_args: check that `scale` is positive (TFP's `validate_args`).
+        allow_nan_stats: TFP's `allow_nan_stats`.
+        name: name of the distribution.
+
+    Example:
+        >>> q = IndependentNormal(tf.zeros([8, 16]), tf.ones([8, 16]), event_ndims=1)
+        >>> q.batch_shape, q.event_shape
+        (TensorShape([8]), TensorShape([16]))
+        >>> tfd.kl_divergence(q, IndependentNormal(tf.zeros([16]), 1.0)).shape
+        TensorShape([8])
+    """
+
+    def __init__(self, loc, scale, event_ndims=1, validate_args=False, allow_nan_stats=True,
+                 name="IndependentNormal"):
+        parameters = dict(locals())
+        check_int("event_ndims", event_ndims, 0)
+        dtype = _float_dtype(loc, scale)
+        self._loc = tf.convert_to_tensor(loc, dtype=dtype, name="loc")
+        self._scale = tf.convert_to_tensor(scale, dtype=dtype, name="scale")
+        self._event_ndims = int(event_ndims)
+        super().__init__(dtype=self._loc.dtype, reparameterization_type=tfd.FULLY_REPARAMETERIZED,
+                         validate_args=validate_args, allow_nan_stats=allow_nan_stats,
+                         parameters=parameters, name=name)
+
+    @classmethod
+    def _parameter_properties(cls, dtype, num_classes=None):
+        return dict(loc=tfp.util.ParameterProperties(event_ndims=_event_ndims_of),
+                    scale=tfp.util.ParameterProperties(event_ndims=_event_ndims_of))
+
+    @property
+    def loc(self):
+        """The means (as given: broadcast with `scale` to the full shape)."""
+        return self._loc
+
+    @property
+    def scale(self):
+        """The standard deviations (as given: broadcast with `loc` to the full shape)."""
+        return self._scale
+
+    def _params_shape(self):
+        return tf.broadcast_static_shape(self._loc.shape, self._scale.shape)
+
+    def _params_shape_tensor(self):
+        return tf.broadcast_dynamic_shape(tf.shape(self._loc), tf.shape(self._scale))
+
+    def _elementwise(self):
+        return tfd.Normal(self._loc, self._scale, validate_args=self.validate_args,
+                          allow_nan_stats=self.allow_nan_stats)
+
+    def _mean(self):
+        if _has_broadcast_shape(self._loc, self._scale):
+            return self._loc
+        return self.distribution.mean()
+
+    def _mode(self):
+        return self._mean()
+
+    def _stddev(self):
+        if _has_broadcast_shape(self._scale, self._loc):
+            return self._scale
+        return self.distribution.stddev()
+
+
+def _has_broadcast_shape(values, other):
+    """Whether the static shapes show that `values` already has the shape of `values` and
+    `other` broadcast (then a mean is `loc` itself). Eagerly every shape is known; in a graph
+    an unknown dimension gives False, and the elementwise distribution broadcasts."""
+    a, b = values.shape, other.shape
+    if a.rank is None or b.rank is None or b.rank > a.rank:
+        return False
+    return all(db == 1 or (da is not None and da == db) for da, db in zip(a.as_list()[a.rank - b.rank:], b.as_list()))
+
+
+class IndependentBernoulli(_FactorizedDistribution):
+    """Bernoulli variables whose last `event_ndims` axes are one event, from logits.
+
+    The same distribution as `tfd.Independent(tfd.Bernoulli(logits=logits, dtype=dtype),
+    event_ndims)` (see `IndependentNormal` for what is the same and why it exists).
+
+    Args:
+        logits: float tensor of log-odds of a 1, shape `batch_shape + event_shape`.
+        event_ndims: how many trailing axes of `logits` are the event (an int >= 0).
+        dtype: dtype of the samples (float32: images).
+        validate_args: TFP's `validate_args`.
+        allow_nan_stats: TFP's `allow_nan_stats`.
+        name: name of the distribution.
+
+    Example:
+        >>> p = IndependentBernoulli(tf.zeros([2, 28, 28, 1]), event_ndims=3)
+        >>> p.log_prob(tf.ones([2, 28, 28, 1])).shape
+        TensorShape([2])
+    """
+
+    def __init__(self, logits, event_ndims=1, dtype=tf.float32, validate_args=False, allow_nan_stats=True,
+                 name="IndependentBernoulli"):
+        parameters = dict(locals())
+        check_int("event_ndims", event_ndims, 0)
+        self._logits = tf.convert_to_tensor(logits, dtype=_float_dtype(logits), name="logits")
+        self._event_ndims = int(event_ndims)
+        super().__init__(dtype=dtype, reparameterization_type=tfd.NOT_REPARAMETERIZED,
+                         validate_args=validate_args, allow_nan_stats=allow_nan_stats,
+                         parameters=parameters, name=name)
+
+    @classmethod
+    def _parameter_properties(cls, dtype, num_classes=None):
+        return dict(logits=tfp.util.ParameterProperties(event_ndims=_event_ndims_of))
+
+    @property
+    def logits(self):
+        """The log-odds of a 1."""
+        return self._logits
+
+    def _params_shape(self):
+        return self._logits.shape
+
+    def _params_shape_tensor(self):
+        return tf.shape(self._logits)
+
+    def _elementwise(self):
+        return tfd.Bernoulli(logits=self._logits, dtype=self.dtype, validate_args=self.validate_args,
+                             allow_nan_stats=self.allow_nan_stats)
+
+    def _mean(self):
+        return tf.math.sigmoid(self._logits)  # tfd.Bernoulli's mean from logits
+
+
+def _as_independent(distribution):
+    """A vaezoo factorized distribution as the `tfd.Independent` it stands for."""
+    if isinstance(distribution, _FactorizedDistribution):
+        return tfd.Independent(distribution.distribution, reinterpreted_batch_ndims=distribution.event_ndims)
+    return distribution
+
+
+@tfd.RegisterKL(IndependentNormal, IndependentNormal)
+@tfd.RegisterKL(IndependentBernoulli, IndependentBernoulli)
+def _kl_factorized(a, b, name=None):
+    """KL(a || b) per batch member: the elementwise closed form summed over the event."""
+    if a.event_ndims != b.event_ndims:
+        raise ValueError(f"KL between distributions with event_ndims {a.event_ndims} and {b.event_ndims}.")
+    if a.event_shape.is_fully_defined() and b.event_shape.is_fully_defined() and a.event_shape != b.event_shape:
+        raise ValueError(f"Event shapes do not match: {a.event_shape} and {b.event_shape}.")
+    return a._sum_event(tfd.kl_divergence(a.distribution, b.distribution, name=name))
+
+
+@tfd.RegisterKL(IndependentNormal, tfd.Independent)
+@tfd.RegisterKL(tfd.Independent, IndependentNormal)
+@tfd.RegisterKL(IndependentBernoulli, tfd.Independent)
+@tfd.RegisterKL(tfd.Independent, IndependentBernoulli)
+def _kl_against_independent(a, b, name=None):
+    """KL(a || b) with a `tfd.Independent` on one side: TFP's Independent-Independent KL."""
+    return tfd.kl_divergence(_as_independent(a), _as_independent(b), name=name)
 
 
 class DistributionLayer(keras.layers.Layer):
@@ -66,7 +344,7 @@ class DiagonalGaussian(DistributionLayer):
         params = tf.cast(params, tf.float32)
         loc, raw_scale = tf.split(params, 2, axis=-1)
         scale = tf.nn.softplus(raw_scale) + self.min_scale
-        return _independent(tfd.Normal(loc, scale), len(params.shape) - 1)
+        return IndependentNormal(loc, scale, event_ndims=len(params.shape) - 1)
 
     def get_config(self):
         return {**super().get_config(), "min_scale": self.min_scale}
@@ -93,7 +371,7 @@ class StandardNormalPrior(DistributionLayer):
 
     def call(self, inputs=None):
         zeros = tf.zeros(self.latent_shape, tf.float32)
-        return _independent(tfd.Normal(zeros, 1.0), len(self.latent_shape))
+        return IndependentNormal(zeros, 1.0, event_ndims=len(self.latent_shape))
 
     def get_config(self):
         return {**super().get_config(), "latent_shape": list(self.latent_shape)}
@@ -114,7 +392,7 @@ class BernoulliLikelihood(DistributionLayer):
 
     def call(self, logits):
         logits = tf.cast(logits, tf.float32)
-        return _independent(tfd.Bernoulli(logits=logits, dtype=tf.float32), len(logits.shape) - 1)
+        return IndependentBernoulli(logits, event_ndims=len(logits.shape) - 1)
 
     def targets(self, images):
         return images
@@ -166,7 +444,7 @@ class GaussianLikelihood(DistributionLayer):
             scale = tf.nn.softplus(tf.cast(self.raw_scale, tf.float32)) + self.min_scale
         else:
             loc, scale = params, self.scale
-        return _independent(tfd.Normal(loc, scale), len(params.shape) - 1)
+        return IndependentNormal(loc, scale, event_ndims=len(params.shape) - 1)
 
     def targets(self, images):
         return images

@@ -151,4 +151,6 @@ def check_latents(z, latent_dim, name="z"):
         raise ValueError(f"{name} is an empty batch; expected shape (batch, {latent_dim}) with batch >= 1.")
     if not is_symbolic(z) and not np.all(np.isfinite(np.asarray(z))):
         raise ValueError(f"{name} contains NaN or Inf.")
+    if isinstance(z, np.ndarray):  # one conversion (tf.cast would convert, then cast)
+        return tf.convert_to_tensor(z.astype(np.float32, copy=False))
     return tf.cast(z, tf.float32)

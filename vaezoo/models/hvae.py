@@ -256,7 +256,7 @@ class HierarchicalVAE(LatentVariableModel):
             elif layer == L - 1:
                 z = tf.zeros((n, self.latent_dim)) if use_mean else temperature * noise[layer]
             else:
-                loc, scale = prior.distribution.loc, prior.distribution.scale
+                loc, scale = prior.loc, prior.scale
                 z = loc if use_mean else loc + temperature * scale * noise[layer]
             out["prior"][layer] = prior
             out["z"][layer] = z
