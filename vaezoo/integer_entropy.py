@@ -12,8 +12,8 @@ group numbers repeated over the block from its top-left corner (`SCHEDULES`, `gr
 The default, `"groups5"` (every network without a schedule of its own), has 5 groups:
 group 0 is every 4th row and column, group 1 the centres between them, group 2 the remaining
 even-even positions, group 3 the odd-odd positions, group 4 the rest (half the positions).
-`"groups8"` splits groups 2, 3 and 4 each into two halves, the second of which sees the
-first. Codes are coded group by group; the probabilities of group g come from one pass of the
+`"groups6"` splits group 3 and `"groups8"` groups 2, 3 and 4 each into two halves, the second
+of which sees the first. Codes are coded group by group; the probabilities of group g come from one pass of the
 context network over the block with the codes of groups < g known and the others set to the
 "unknown" index K. Decoding takes one network pass per group, whatever the grid size (the
 first sees no codes, so the coder runs it once per block shape, not once per block). The
@@ -68,6 +68,12 @@ SCHEDULES = {
                 (4, 3, 4, 3),
                 (2, 4, 1, 4),
                 (4, 3, 4, 3)),
+    # groups5 with the odd-odd positions (3) split as a checkerboard: the second half sees the
+    # first at distance 2 in its row and column (one pass more).
+    "groups6": ((0, 5, 2, 5),
+                (5, 3, 5, 4),
+                (2, 5, 1, 5),
+                (5, 4, 5, 3)),
     # groups5 with 2, 3 and 4 split in halves, the second half seeing the first: 2 -> (0, 2)
     # then (2, 0) (diagonal, distance 2); 3 -> a checkerboard of the odd-odd positions, whose
     # second half sees the first at distance 2 in its row and column; 4 -> even row / odd
