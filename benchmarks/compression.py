@@ -1,6 +1,10 @@
 """Rate and speed of `.vqz` (version 3; its payload is coded as version 2's) beside the PixelCNN coding of version 1, WebP and AVIF.
 
     python benchmarks/compression.py --model vq-vae-cifar
+    python benchmarks/compression.py --model vq-vae-cifar \
+        --context-option "5 groups, 4 more epochs=/work/runs/context-cifar-warm5/context_model.npz" \
+        --context-option "groups6=/work/runs/context-cifar-warm6/context_model.npz" \
+        --context-option "groups8=/work/runs/context-cifar-warm8/context_model.npz"
 
 On CIFAR-10 test images (the JPEG q75 copy in ../shared/data, so every figure is labelled
 "CIFAR-10 (JPEG q75 copy)"), a fixed random sample of --images images:
@@ -11,7 +15,10 @@ On CIFAR-10 test images (the JPEG q75 copy in ../shared/data, so every figure is
   the loop; also one image per file (the container's cost), and the desktop path (Keras
   networks, the context model in numpy) on the same images;
 - the rate of the exact context model against the PixelCNN prior on the same codes (bits per
-  code: ideal -log2 p and the coded bytes), and version-1 PixelCNN coding of --v1-images
+  code: ideal -log2 p and the coded bytes); with --context-option, other frozen context models
+  (another size or group schedule: `scripts/train_context_model.py --schedule`) on the same
+  codes, their entropy-coding time (and per group: one network pass each) and where each
+  schedule's extra bits are, group by group; and version-1 PixelCNN coding of --v1-images
   images spread over the sample (bytes and time: the prior re-runs once per grid position);
 - Pillow's WebP (method 6) and AVIF (speed 6) at the quality whose mean PSNR over the images
   is closest to the `.vqz`'s (searched on the first 200 images), then timed encoding and
