@@ -1,6 +1,10 @@
 """Rate and speed of `.vqz` (version 3; its payload is coded as version 2's) beside the PixelCNN coding of version 1, WebP and AVIF.
 
     python benchmarks/compression.py --model vq-vae-cifar
+    python benchmarks/compression.py --model vq-vae-cifar \
+        --context-option "5 groups, 4 more epochs=/work/runs/context-cifar-warm5/context_model.npz" \
+        --context-option "groups6=/work/runs/context-cifar-warm6/context_model.npz" \
+        --context-option "groups8=/work/runs/context-cifar-warm8/context_model.npz"
 
 On CIFAR-10 test images (the JPEG q75 copy in ../shared/data, so every figure is labelled
 "CIFAR-10 (JPEG q75 copy)"), a fixed random sample of --images images:
@@ -11,7 +15,10 @@ On CIFAR-10 test images (the JPEG q75 copy in ../shared/data, so every figure is
   the loop; also one image per file (the container's cost), and the desktop path (Keras
   networks, the context model in numpy) on the same images;
 - the rate of the exact context model against the PixelCNN prior on the same codes (bits per
-  code: ideal -log2 p and the coded bytes), and version-1 PixelCNN coding of --v1-images
+  code: ideal -log2 p and the coded bytes); with --context-option, other frozen context models
+  (another size or group schedule: `scripts/train_context_model.py --schedule`) on the same
+  codes, their entropy-coding time (and per group: one network pass each) and where each
+  schedule's extra bits are, group by group; and version-1 PixelCNN coding of --v1-images
   images spread over the sample (bytes and time: the prior re-runs once per grid position);
 - Pillow's WebP (method 6) and AVIF (speed 6) at the quality whose mean PSNR over the images
   is closest to the `.vqz`'s (searched on the first 200 images), then timed encoding and
@@ -111,47 +118,53 @@ def context_options(model, grids, sizes, pixelcnn, extra, repeats=3):
         _, decode = best_of(lambda: vqz.decode_grids(streams, [g.shape for g in grids], runtime), repeats)
         rows.append({"context model": label, "bits/code": f"{bits:.3f}", "/ PixelCNN": f"{bits / pixelcnn:.3f}",
                      "entropy encode ms/image": f"{1e3 * encode / len(grids):.2f}",
-                     "entropy decode ms/image": f"{1e3 * decode / len(grids):.2f}"})
+                     "entropy decode ms/image": f"{1e3 * decode / len(grids):.2f}",
+                     "decode ms/image per group": f"{1e3 * decode / len(grids) / network.num_groups:.2f}"})
+    return markdown_table(rows, list(rows[0])), candidates
+
+
+def rate_by_group(model, codes, candidates):
+    """Where each exact model's extra bits are: per coding group of its schedule, its share of
+    the positions, the exact model's bits per code and the PixelCNN's (-log2 p, autoregressive
+    in raster order) at the same positions, and the group's share of the difference.
+    `candidates` are `(label, IntegerContextNetwork)` (`context_options`')."""
+    logits = np.concatenate([np.asarray(model.prior.logits(codes[i : i + 500]), np.float64)
+                             for i in range(0, len(codes), 500)])
+    logits -= logits.max(axis=-1, keepdims=True)
+    log_p = np.take_along_axis(logits, codes[..., None], -1)[..., 0] - np.log(np.exp(logits).sum(axis=-1))
+    pixelcnn = -log_p / np.log(2.0)
+    rows = []
+    for label, network in candidates:
+        rows += _group_rows(label, network, codes, pixelcnn)
     return markdown_table(rows, list(rows[0]))
 
 
-def rate_by_group(model, codes):
-    """Where the exact model's extra bits are: per coding group, its share of the positions, the
-    exact model's bits per code and the PixelCNN's (-log2 p, autoregressive in raster order) at
-    the same positions, and the group's share of the difference."""
+def _group_rows(label, network, codes, pixelcnn):
     from vaezoo import integer_entropy
 
-    network = model.context_network()
-    groups = integer_entropy.group_map(*codes.shape[1:])
+    groups = integer_entropy.group_map(*codes.shape[1:], network.schedule)
     exact = np.zeros(codes.shape, np.float64)
-    for group in range(integer_entropy.NUM_GROUPS):
+    for group in range(network.num_groups):
         where = groups == group
         logits = network.logits_at(integer_entropy.context_input(codes, groups, group, network.num_embeddings),
                                    np.flatnonzero(where))
         masses = integer_entropy.masses(logits.reshape(-1, logits.shape[-1]), network.table)
         chosen = masses[np.arange(len(masses)), codes[:, where].reshape(-1)].reshape(len(codes), -1)
         exact[:, where] = integer_entropy.PRECISION - np.log2(chosen)
-    logits = np.concatenate([np.asarray(model.prior.logits(codes[i : i + 500]), np.float64)
-                             for i in range(0, len(codes), 500)])
-    logits -= logits.max(axis=-1, keepdims=True)
-    log_p = np.take_along_axis(logits, codes[..., None], -1)[..., 0] - np.log(np.exp(logits).sum(axis=-1))
-    pixelcnn = -log_p / np.log(2.0)
     gap = float(np.sum(exact - pixelcnn))
     rows = []
-    for group in range(integer_entropy.NUM_GROUPS):
+    for group in range(network.num_groups):
         where = groups == group
-        rows.append({"group": str(group), "positions": f"{int(where.sum())} of {where.size}",
+        rows.append({"context model": label, "group": str(group), "positions": f"{int(where.sum())} of {where.size}",
                      "exact bits/code": f"{exact[:, where].mean():.3f}",
                      "PixelCNN bits/code (same positions)": f"{pixelcnn[:, where].mean():.3f}",
                      "share of the extra bits": f"{np.sum(exact[:, where] - pixelcnn[:, where]) / gap:.0%}"})
-    return markdown_table(rows, list(rows[0]))
+    return rows
 
 
 def _describe(network):
-    from vaezoo import integer_entropy
-
     return (f"{len(network.kernels)} conv layers x {network.embedding.shape[1]} channels, "
-            f"{integer_entropy.NUM_GROUPS} groups")
+            f"{network.num_groups} groups ({network.schedule})")
 
 
 def main():
@@ -247,8 +260,8 @@ def main():
         row(f"{fmt.title()} (Pillow)", f"quality {quality}, {label}, one file per image", nbytes,
             psnr_uint8(test, pillow_images), t_enc, t_dec, "PSNR-matched on the first 200 images")
 
-    options = context_options(model, grids, sizes, pixelcnn, args.context_option, args.repeats)
-    by_group = rate_by_group(model, codes)
+    options, candidates = context_options(model, grids, sizes, pixelcnn, args.context_option, args.repeats)
+    by_group = rate_by_group(model, codes, candidates)
     webp = next(r for r in rows if r["codec"].startswith("Webp"))
     table = markdown_table(rows, list(rows[0]))
     rate = markdown_table([{

@@ -39,7 +39,7 @@ def main():
 
     from train_context_model import load_model
 
-    from vaezoo import registry, zoo_maintenance
+    from vaezoo import integer_entropy, registry, zoo_maintenance
     from vaezoo import workdir as workdirs
     from vaezoo.data import load_split
     from vaezoo.models.context_model import GroupedContextModel
@@ -54,8 +54,11 @@ def main():
     spec = {"channels": report["channels"], "layers": report["layers"]}
     if report.get("depths", 1) > 1:
         spec["condition_depths"] = report["condition_depths"]
+    if report.get("schedule", integer_entropy.DEFAULT_SCHEDULE) != integer_entropy.DEFAULT_SCHEDULE:
+        spec["schedule"] = report["schedule"]  # the coder's group schedule is the model's
     trained = GroupedContextModel(old.num_embeddings, channels=spec["channels"], num_layers=spec["layers"],
-                                  depths=report.get("depths", 1), condition_depths=spec.get("condition_depths", 0))
+                                  depths=report.get("depths", 1), condition_depths=spec.get("condition_depths", 0),
+                                  schedule=spec.get("schedule", integer_entropy.DEFAULT_SCHEDULE))
     trained.load_weights(os.path.join(args.workdir, "context.weights.h5"))
 
     card["config"] = {**card["config"], "context_model": spec}
@@ -66,9 +69,10 @@ def main():
         getattr(new, part).set_weights(getattr(old, part).get_weights())
     new.context_model.set_weights(trained.get_weights())
     with np.load(os.path.join(args.workdir, "context_model.npz")) as f:  # what the report measured
-        frozen = {name: f[name] for name in f.files}
-    assert all(np.array_equal(frozen[name], value) for name, value in new.context_network().to_arrays().items()
-               if name in frozen), "the attached context model is not the one the report measured"
+        frozen = integer_entropy.IntegerContextNetwork.from_arrays(dict(f)).to_arrays()  # older files: defaults filled in
+    attached = new.context_network().to_arrays()
+    assert set(attached) == set(frozen) and all(np.array_equal(frozen[name], value) for name, value in attached.items()), \
+        "the attached context model is not the one the report measured"
 
     images, _ = load_split(card["eval_data"], "test", limit=256)
     codes = np.asarray(old.encode_to_codes(images))
@@ -85,9 +89,13 @@ def main():
     card.setdefault("notes", {})["context_model"] = (
         f"The exact context model (the .vqz entropy model, {spec['channels']} channels, {spec['layers']} layers"
         + (f", each depth given the {spec['condition_depths']} depth(s) before it" if "condition_depths" in spec else "")
+        + (f", group schedule {spec['schedule']}" if "schedule" in spec else "")
         + f") was trained on the codes of {train_images:,} training images with `python "
         f"scripts/train_context_model.py --model {args.source or args.model} --workdir WORKDIR --epochs "
-        f"{report['epochs']}` (Adam {report.get('learning_rate', 2e-3):g}, per-epoch cosine decay, batch "
+        f"{report['epochs']}"
+        + (f" --schedule {spec['schedule']}" if "schedule" in spec else "")
+        + (" --init PREVIOUS/context.weights.h5" if report.get("init") else "")
+        + f"` (Adam {report.get('learning_rate', 2e-3):g}, per-epoch cosine decay, batch "
         f"{report.get('batch_size', 128)}, seed {report.get('seed', 0)}; {measured}) and added to the weights with "
         "`python scripts/add_context_model.py`; the other weights are unchanged."
     )

@@ -2,6 +2,7 @@
 
     python scripts/train_context_model.py --model vq-vae-cifar --workdir runs/context-cifar
     python scripts/train_context_model.py --model /work/runs/rq-vae-cifar --workdir runs/context-rq-cifar
+    python scripts/train_context_model.py --model vq-vae-cifar --workdir runs/context-cifar-groups8 --schedule groups8
 
 `--model` is a zoo name, a finished training workdir, or a workdir still training (its latest
 checkpoint is used: for development). Encodes the training and test images of the model's
@@ -68,6 +69,12 @@ def main():
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--condition-depths", type=int, default=1,
                         help="RQ-VAE: earlier depths the model sees beside the one it codes (default 1)")
+    parser.add_argument("--schedule", default=None,
+                        help="group schedule of the coder (vaezoo.integer_entropy.SCHEDULES; default groups5): "
+                             "more groups, more context per code, one network pass per group")
+    parser.add_argument("--init", default=None, metavar="WEIGHTS_H5",
+                        help="start from these weights (another run's context.weights.h5 of the same shape, e.g. "
+                             "trained on another schedule) instead of a random initialization")
     parser.add_argument("--train-images", type=int, default=0, help="first N training images (default 0: all)")
     parser.add_argument("--test-images", type=int, default=0, help="first N test images (default 0: all)")
     parser.add_argument("--seed", type=int, default=0)
@@ -80,6 +87,10 @@ def main():
     from vaezoo.io import atomic_path, write_json
     from vaezoo.models.context_model import GroupedContextModel
 
+    from vaezoo import integer_entropy
+
+    schedule = args.schedule or integer_entropy.DEFAULT_SCHEDULE
+    integer_entropy.schedule_tile(schedule)  # an unknown name fails before any encoding
     os.makedirs(args.workdir, exist_ok=True)
     vq, spec, source = load_model(args.model)
     print(f"model: {source}", flush=True)
@@ -98,7 +109,7 @@ def main():
     print(f"codes: train {train.shape}, test {test.shape}", flush=True)
 
     model = GroupedContextModel(vq.num_embeddings, channels=args.channels, num_layers=args.layers, seed=args.seed,
-                                depths=depths, condition_depths=condition)
+                                depths=depths, condition_depths=condition, schedule=schedule)
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
     state_path = os.path.join(args.workdir, "state.json")
     weights_path = os.path.join(args.workdir, "context.weights.h5")
@@ -108,6 +119,9 @@ def main():
             done = json.load(f)["epochs"]
         model.load_weights(weights_path)
         print(f"resuming after epoch {done}", flush=True)
+    elif args.init:
+        model.load_weights(args.init)
+        print(f"starting from {args.init}", flush=True)
     dataset = tf.data.Dataset.from_tensor_slices(train).shuffle(len(train), seed=args.seed).batch(args.batch_size)
     start = time.time()
     for epoch in range(done, args.epochs):
@@ -134,8 +148,9 @@ def main():
     exact = float(np.mean(per_depth))
     report = {"model": args.model, "source": str(source), "train_codes": int(train.shape[0]),
               "test_codes": int(test.shape[0]), "exact_bits_per_code": exact, "epochs": args.epochs,
-              "channels": args.channels, "layers": args.layers, "batch_size": args.batch_size,
-              "learning_rate": args.learning_rate, "seed": args.seed, "vaezoo": vaezoo.__version__}
+              "channels": args.channels, "layers": args.layers, "schedule": schedule, "batch_size": args.batch_size,
+              "learning_rate": args.learning_rate, "seed": args.seed,
+              "init": args.init, "vaezoo": vaezoo.__version__}
     if depths > 1:
         report.update({"depths": depths, "condition_depths": condition,
                        "exact_bits_per_code_per_depth": [float(b) for b in per_depth]})

@@ -245,6 +245,10 @@ CASES = [
      ValueError, r"(truncated|short|CRC|checksum|length)"),
     ("vqz-wrong-magic", "a file that is not .vqz", lambda d: _read_vqz(d, b"GIF89a" + _vqz_bytes()[6:]),
      ValueError, r"magic|not a \.vqz"),
+    ("context-unknown-schedule", "a VQ-VAE whose context model names an unknown group schedule",
+     lambda d: __import__("vaezoo").VQVAE(input_shape=(16, 16, 3), num_embeddings=8, prior=None,
+                                           context_model={"schedule": "groups7"}),
+     ValueError, r"context_model schedule must be one of \['groups5', 'groups6', 'groups8'\]"),
     ("vqz-small-image", "a 7x30 image to compress", lambda d: __import__("vaezoo.codec").codec.compress(
         _vq(), [np.zeros((7, 30, 3), np.uint8)]), ValueError, r"at least 8 pixels"),
     ("vqz-grey-for-rgb", "a greyscale image for an RGB model", lambda d: __import__("vaezoo.codec").codec.compress(

@@ -1,5 +1,6 @@
 """The exact entropy model: groups, masses, the integer network and its LiteRT runs agreeing to the bit."""
 
+import dataclasses
 import math
 
 import keras
@@ -12,9 +13,10 @@ from vaezoo.export.tflite import convert_context_network
 from vaezoo.models.context_model import GroupedContextModel
 
 
-def extreme_network(seed=0, k=32, channels=64, layers=2, depths=1, slots=1):
+def extreme_network(seed=0, k=32, channels=64, layers=2, depths=1, slots=1, schedule=ie.DEFAULT_SCHEDULE):
     """Random integers at the contract's limits: every dot product near the 2^24 bound
-    (`depths`, `slots`: a code-stack network whose input is `slots` rows of `channels // slots`)."""
+    (`depths`, `slots`: a code-stack network whose input is `slots` rows of `channels // slots`;
+    `schedule`: its group schedule)."""
     rng = np.random.default_rng(seed)
     width = channels // slots
     return ie.IntegerContextNetwork(
@@ -28,6 +30,7 @@ def extreme_network(seed=0, k=32, channels=64, layers=2, depths=1, slots=1):
         head_shift=9,
         table=ie.exp_table(),
         slots=slots,
+        schedule=schedule,
     )
 
 
@@ -45,6 +48,132 @@ def test_groups_partition_every_block():
     codes = np.arange(64).reshape(1, 8, 8)
     inputs = ie.context_input(codes, groups, 3, 99)
     np.testing.assert_array_equal(inputs[0] == 99, groups >= 3)
+
+
+def original_group_map(height, width):
+    """The 5-group map as `.vqz` version 2 defined it before schedules (a second implementation)."""
+    i, j = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    groups = np.full((height, width), 4, np.int8)
+    groups[(i % 2 == 1) & (j % 2 == 1)] = 3
+    groups[(i % 2 == 0) & (j % 2 == 0)] = 2
+    groups[(i % 4 == 2) & (j % 4 == 2)] = 1
+    groups[(i % 4 == 0) & (j % 4 == 0)] = 0
+    return groups
+
+
+def test_the_default_schedule_is_the_original_five_group_map():
+    for height in range(1, 19):
+        for width in range(1, 19):
+            expected = original_group_map(height, width)
+            for got in (ie.group_map(height, width), ie.group_map(height, width, "groups5"),
+                        ie.group_map(height, width, None)):
+                assert got.dtype == np.int8 and np.array_equal(got, expected), (height, width)
+    assert ie.num_groups() == ie.NUM_GROUPS == 5 and ie.DEFAULT_SCHEDULE == "groups5"
+    # a default network stores no schedule (its context.npz is what it was) and reads back as the default
+    network = extreme_network(layers=1)
+    assert "schedule" not in network.to_arrays() and network.num_groups == 5
+    assert ie.IntegerContextNetwork.from_arrays(network.to_arrays()).schedule == "groups5"
+
+
+@pytest.mark.parametrize("schedule", sorted(ie.SCHEDULES))
+def test_a_schedule_covers_every_position_once_and_each_group_sees_only_earlier_groups(schedule):
+    groups = ie.group_map(13, 10, schedule)
+    count = ie.num_groups(schedule)
+    assert groups.shape == (13, 10) and sorted(np.unique(groups).tolist()) == list(range(count))
+    tile = ie.schedule_tile(schedule)
+    assert np.bincount(tile.reshape(-1), minlength=count).min() >= 1  # every group has positions in a tile
+    # the tile repeats from the top-left corner: one group per position, the same at every period
+    np.testing.assert_array_equal(groups[tile.shape[0]:, tile.shape[1]:], groups[: 13 - tile.shape[0], : 10 - tile.shape[1]])
+    network = extreme_network(k=8, channels=16, layers=2, schedule=schedule)
+    network = dataclasses.replace(network, biases=tuple(0 * b for b in network.biases),  # not saturated
+                                  head_bias=0 * network.head_bias, shifts=(10, 10))
+    rng = np.random.default_rng(11)
+    codes = rng.integers(0, 8, (4, 13, 10))
+    for group in range(count):
+        inputs = ie.network_input(network, codes, groups, group)
+        np.testing.assert_array_equal(inputs == 8, np.broadcast_to(groups >= group, inputs.shape))
+        positions = np.flatnonzero(groups == group)
+        later = np.where(groups[None] >= group, rng.integers(0, 8, codes.shape), codes)  # redraw this and later groups
+        np.testing.assert_array_equal(network.logits_at(ie.network_input(network, later, groups, group), positions),
+                                      network.logits_at(inputs, positions))
+        if group:  # while the earlier groups' codes do reach it
+            earlier = np.where(groups[None] < group, (codes + 1) % 8, codes)
+            assert not np.array_equal(network.logits_at(ie.network_input(network, earlier, groups, group), positions),
+                                      network.logits_at(inputs, positions))
+
+
+def test_the_finer_schedules_refine_the_default_with_more_context():
+    groups6 = ie.group_map(8, 8, "groups6")
+    assert np.bincount(groups6.reshape(-1)).tolist() == [4, 4, 8, 8, 8, 32]
+    np.testing.assert_array_equal(np.array([0, 1, 2, 3, 3, 4])[groups6], ie.group_map(8, 8))
+    np.testing.assert_array_equal(groups6 == 4, ie.group_map(8, 8, "groups8") == 5)  # the same second odd-odd half
+    groups = ie.group_map(8, 8, "groups8")
+    assert np.bincount(groups.reshape(-1)).tolist() == [4, 4, 4, 4, 8, 8, 16, 16]
+    merged = np.array([0, 1, 2, 2, 3, 3, 4, 4])[groups]  # each default group split in two, in order
+    np.testing.assert_array_equal(merged, ie.group_map(8, 8))
+
+    def neighbours(i, j, offsets):
+        return [groups[(i + a) % 8, (j + b) % 8] for a, b in offsets]  # the tile repeats: wrap around
+
+    straight2 = ((-2, 0), (2, 0), (0, -2), (0, 2))
+    diagonal1 = ((-1, -1), (-1, 1), (1, -1), (1, 1))
+    for i, j in zip(*np.nonzero(groups == 5)):  # the second odd-odd half sees the first 2 away in its row and column
+        assert neighbours(i, j, straight2) == [4] * 4
+    for i, j in zip(*np.nonzero(groups == 7)):  # the second half of the rest sees the first as diagonal neighbours
+        assert neighbours(i, j, diagonal1) == [6] * 4
+    for i, j in zip(*np.nonzero(groups == 3)):  # the second even-even half sees the first diagonally, 2 away
+        assert neighbours(i, j, ((-2, -2), (-2, 2), (2, -2), (2, 2))) == [2] * 4
+
+
+def test_an_unknown_schedule_is_refused_with_the_known_names():
+    for bad in ("groups7", "", 5):
+        with pytest.raises(ValueError, match=r"unknown group schedule .*expected one of \['groups5', 'groups6', 'groups8'\]"):
+            ie.group_map(4, 4, bad)
+    arrays = {**extreme_network(layers=1).to_arrays(), "schedule": np.asarray("checkerboard")}
+    with pytest.raises(ie.EntropyModelError, match="unknown group schedule 'checkerboard'"):
+        ie.IntegerContextNetwork.from_arrays(arrays)
+    with pytest.raises(ValueError, match="unknown group schedule 'groups7'"):
+        GroupedContextModel(16, channels=8, num_layers=1, schedule="groups7")
+
+
+def test_an_8_group_network_codes_group_by_group_in_its_schedule_and_round_trips_on_litert():
+    """`vqz.encode_grids` with a groups8 network writes what a plain loop over the groups8 map
+    writes (not the default map's stream), on numpy and on LiteRT, and decodes exactly."""
+    import constriction
+
+    from vaezoo import vqz
+
+    network = extreme_network(k=16, channels=16, layers=2, schedule="groups8")
+    network = ie.IntegerContextNetwork.from_arrays(network.to_arrays())  # the schedule survives context.npz
+    assert network.schedule == "groups8" and network.num_groups == 8
+    rng = np.random.default_rng(12)
+    shapes = [(8, 8)] * 5 + [(5, 7), (16, 16), (3, 3)]
+    grids = [rng.integers(0, 16, shape).astype(np.int32) for shape in shapes]
+    got = vqz.encode_grids(grids, network)
+    family = constriction.stream.model.Categorical(perfect=False)
+
+    def plain(schedule):
+        out = []
+        for shape, members in vqz.streams_of(shapes):
+            encoder = constriction.stream.queue.RangeEncoder()
+            blocks = np.stack([grids[g][rows, cols] for g, rows, cols in members])
+            groups = ie.group_map(*shape, schedule)
+            for group in range(ie.num_groups(schedule)):
+                where = groups == group
+                logits = network.logits(ie.context_input(blocks, groups, group, 16))
+                masses = ie.masses(logits[:, where].reshape(-1, 16), network.table)
+                encoder.encode(blocks[:, where].reshape(-1), family, masses / 2.0**ie.PRECISION)
+            out.append(encoder.get_compressed().astype("<u4").tobytes())
+        return out
+
+    assert got == plain("groups8") and got != plain("groups5")
+    runtime = ie.LiteRTContextNetwork(convert_context_network(network), network, num_threads=2)
+    assert runtime.schedule == "groups8" and vqz.encode_grids(grids, runtime) == got
+    for context in (network, runtime):
+        decoded = vqz.decode_grids(got, shapes, context)
+        assert all(np.array_equal(a, b) for a, b in zip(decoded, grids))
+    bits = ie.code_bits(network, grids)  # the ideal size follows the same schedule
+    assert abs(8 * sum(map(len, got)) - bits.sum()) <= 64 * len(got)
 
 
 def test_masses_sum_to_the_coder_precision_and_follow_the_logits():
@@ -206,6 +335,35 @@ def test_quantization_aware_training_freezes_to_the_network_it_trained():
                                       network.logits(inputs))
     with pytest.raises(ValueError, match="at most 86"):
         GroupedContextModel(16, channels=100)
+
+
+def test_a_model_trains_and_freezes_with_its_schedule():
+    keras.utils.set_random_seed(1)  # the embedding's initializer and fit's shuffling draw from it
+    rng = np.random.default_rng(1)
+    codes = rng.integers(0, 16, (256, 8, 8)).astype(np.int32)
+    codes[:, :, 1::2] = codes[:, :, ::2]  # every odd column repeats its left neighbour
+    model = GroupedContextModel(16, channels=16, num_layers=2, seed=0, schedule="groups8")
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    model.fit(codes, epochs=10, batch_size=32, verbose=0)
+    again = GroupedContextModel.from_config(model.get_config())
+    assert again.schedule == "groups8"
+    network = model.freeze()
+    assert network.schedule == "groups8"
+    groups = ie.group_map(8, 8, "groups8")
+    per_group = []
+    for group in range(8):
+        inputs = ie.context_input(codes[:32], groups, group, 16)
+        np.testing.assert_array_equal(np.asarray(model.logits(tf.constant(inputs))).astype(np.int64),
+                                      network.logits(inputs))
+        nats, count = model.group_nll(tf.constant(codes[:32]), tf.fill([32], group))
+        assert np.all(count.numpy() == np.sum(groups == group))  # scored on the schedule's group
+        logits = network.logits(inputs)[:, groups == group] / 2.0**ie.LOGIT_FRACTION_BITS
+        expected = -np.sum(np.take_along_axis(logits - np.log(np.sum(np.exp(logits - logits.max(-1, keepdims=True)), -1,
+                                                                         keepdims=True)) - logits.max(-1, keepdims=True),
+                                              codes[:32][:, groups == group][..., None], -1), axis=(1, 2))
+        np.testing.assert_allclose(nats.numpy(), expected, rtol=1e-4)
+        per_group.append(float(np.mean(nats.numpy() / count.numpy())))
+    assert per_group[6] < per_group[0] - 0.5, per_group  # odd columns after their left neighbours: learnt
 
 
 def test_stack_inputs_read_each_depth_and_slot_rows():

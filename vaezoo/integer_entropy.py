@@ -6,14 +6,19 @@ models (measured: see "Exact entropy models on stock LiteRT" in the design notes
 module defines a computation that is exact by construction and is therefore the same on every
 runtime, and it imports no TensorFlow (numpy only: it runs on a device with LiteRT alone).
 
-**Groups.** The positions of a block of code grid are split into `NUM_GROUPS` interleaved
-groups (a multi-scale checkerboard, He et al. 2021): group 0 is every 4th row and column,
-group 1 the centres between them, group 2 the remaining even-even positions, group 3 the
-odd-odd positions, group 4 the rest (half the positions). Codes are coded group by group;
-the probabilities of group g come from one pass of the context network over the block with
-the codes of groups < g known and the others set to the "unknown" index K. Decoding takes
-`NUM_GROUPS` network passes, whatever the grid size (the first sees no codes, so the coder
-runs it once per block shape, not once per block).
+**Groups.** The positions of a block of code grid are split into interleaved groups (a
+multi-scale checkerboard, He et al. 2021) by the network's group *schedule*: a small tile of
+group numbers repeated over the block from its top-left corner (`SCHEDULES`, `group_map`).
+The default, `"groups5"` (every network without a schedule of its own), has 5 groups:
+group 0 is every 4th row and column, group 1 the centres between them, group 2 the remaining
+even-even positions, group 3 the odd-odd positions, group 4 the rest (half the positions).
+`"groups6"` splits group 3 and `"groups8"` groups 2, 3 and 4 each into two halves, the second
+of which sees the first. Codes are coded group by group; the probabilities of group g come from one pass of the
+context network over the block with the codes of groups < g known and the others set to the
+"unknown" index K. Decoding takes one network pass per group, whatever the grid size (the
+first sees no codes, so the coder runs it once per block shape, not once per block). The
+schedule belongs to the trained network (it learnt those contexts): it is stored with its
+integers (`IntegerContextNetwork.schedule`).
 
 **The network** (`IntegerContextNetwork`): an embedding table of K + 1 rows (the last is
 "unknown"), then 3x3 convolutions (zero padding), then a 1x1 head with K outputs. Every
@@ -54,7 +59,33 @@ import math
 
 import numpy as np
 
-#: number of interleaved groups a block of codes is coded in (network passes to decode).
+#: group schedules: a tile of group numbers (0 = coded first) repeated over a block from its
+#: top-left corner. Every position of the tile has a group, every group at least one position.
+SCHEDULES = {
+    # 0: every 4th row and column; 1: the centres between them; 2: the other even-even
+    # positions; 3: odd-odd (sees only its diagonal neighbours); 4: the rest (half).
+    "groups5": ((0, 4, 2, 4),
+                (4, 3, 4, 3),
+                (2, 4, 1, 4),
+                (4, 3, 4, 3)),
+    # groups5 with the odd-odd positions (3) split as a checkerboard: the second half sees the
+    # first at distance 2 in its row and column (one pass more).
+    "groups6": ((0, 5, 2, 5),
+                (5, 3, 5, 4),
+                (2, 5, 1, 5),
+                (5, 4, 5, 3)),
+    # groups5 with 2, 3 and 4 split in halves, the second half seeing the first: 2 -> (0, 2)
+    # then (2, 0) (diagonal, distance 2); 3 -> a checkerboard of the odd-odd positions, whose
+    # second half sees the first at distance 2 in its row and column; 4 -> even row / odd
+    # column, then odd row / even column (the first half as direct diagonal neighbours).
+    "groups8": ((0, 6, 2, 6),
+                (7, 4, 7, 5),
+                (3, 6, 1, 6),
+                (7, 5, 7, 4)),
+}
+#: the schedule of a network that names none (every model and file before schedules existed).
+DEFAULT_SCHEDULE = "groups5"
+#: groups of the default schedule (network passes to decode a block).
 NUM_GROUPS = 5
 #: fixed-point precision of the range coder's probabilities (bits).
 PRECISION = 24
@@ -77,8 +108,23 @@ class EntropyModelError(ValueError):
     """An integer context network whose numbers break the exactness contract."""
 
 
-def group_map(height, width):
-    """The group (0 .. NUM_GROUPS - 1) of every position of a `(height, width)` block, int8.
+def schedule_tile(schedule=DEFAULT_SCHEDULE):
+    """The tile of a named group schedule (int8 `(p, q)`); `ValueError` naming the known ones."""
+    if schedule is None:
+        schedule = DEFAULT_SCHEDULE
+    if not isinstance(schedule, str) or schedule not in SCHEDULES:
+        raise ValueError(f"unknown group schedule {schedule!r}; expected one of {sorted(SCHEDULES)}.")
+    return np.asarray(SCHEDULES[schedule], np.int8)
+
+
+def num_groups(schedule=DEFAULT_SCHEDULE):
+    """How many groups (network passes per block) a schedule has."""
+    return int(schedule_tile(schedule).max()) + 1
+
+
+def group_map(height, width, schedule=DEFAULT_SCHEDULE):
+    """The group (0 .. `num_groups(schedule)` - 1) of every position of a `(height, width)`
+    block, int8: the schedule's tile repeated from the top-left corner.
 
     Example:
         >>> group_map(4, 4)
@@ -87,15 +133,9 @@ def group_map(height, width):
                [2, 4, 1, 4],
                [4, 3, 4, 3]], dtype=int8)
     """
-    i, j = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-    groups = np.full((height, width), 4, np.int8)
-    odd_odd = (i % 2 == 1) & (j % 2 == 1)
-    groups[odd_odd] = 3
-    even_even = (i % 2 == 0) & (j % 2 == 0)
-    groups[even_even] = 2
-    groups[(i % 4 == 2) & (j % 4 == 2)] = 1
-    groups[(i % 4 == 0) & (j % 4 == 0)] = 0
-    return groups
+    tile = schedule_tile(schedule)
+    reps = (-(-height // tile.shape[0]), -(-width // tile.shape[1]))
+    return np.ascontiguousarray(np.tile(tile, reps)[:height, :width])
 
 
 def context_input(codes, groups, group, num_embeddings):
@@ -217,9 +257,9 @@ def code_bits(network, grids, block=16, per_depth=False):
             for r in range(0, shape[0], block):
                 for c in range(0, shape[1], block):
                     codes = batch[:, r : r + block, c : c + block]
-                    groups = group_map(*codes.shape[1:3])
+                    groups = group_map(*codes.shape[1:3], network.schedule)
                     for depth in range(shape[-1]):
-                        for g in range(NUM_GROUPS):
+                        for g in range(num_groups(network.schedule)):
                             where = groups == g
                             if where.any():
                                 inputs = network_input(network, codes, groups, g, depth)
@@ -245,6 +285,7 @@ class IntegerContextNetwork:
         table: int64 exp table (see `exp_table`).
         slots: input slots per position (1 for code grids; see "Code stacks" in the module
             docstring); the first convolution takes `slots * C` channels.
+        schedule: the name of its group schedule (`SCHEDULES`; the network was trained on it).
 
     Example:
         >>> network = model.freeze()          # a trained GroupedContextModel
@@ -260,9 +301,15 @@ class IntegerContextNetwork:
     head_shift: int
     table: np.ndarray
     slots: int = 1
+    schedule: str = DEFAULT_SCHEDULE
 
     def __post_init__(self):
         self.check()
+
+    @property
+    def num_groups(self):
+        """Groups of its schedule: network passes per block."""
+        return num_groups(self.schedule)
 
     @property
     def num_embeddings(self):
@@ -287,6 +334,10 @@ class IntegerContextNetwork:
             if values.size and (values.min() < lo or values.max() > hi):
                 raise EntropyModelError(f"{name} must lie in [{lo}, {hi}], got [{values.min()}, {values.max()}].")
 
+        try:
+            schedule_tile(self.schedule)
+        except ValueError as error:
+            raise EntropyModelError(str(error)) from None
         bounded("embedding", self.embedding, 0, ACTIVATION_MAX)
         if (int(self.slots) < 1 or self.head_kernel.ndim != 2 or self.embedding.ndim != 2
                 or self.embedding.shape[0] != (self.num_embeddings + 1) * self.depths * int(self.slots)
@@ -348,10 +399,13 @@ class IntegerContextNetwork:
         return np.clip(np.floor(z), -LOGIT_LIMIT, LOGIT_LIMIT).astype(np.int64)
 
     def to_arrays(self):
-        """A flat dict of int arrays (for `np.savez`): the whole network."""
+        """A flat dict of arrays (for `np.savez`): the whole network. The schedule is a string
+        array `schedule`, left out for the default (so older readers and files are unchanged)."""
         out = {"embedding": self.embedding, "head_kernel": self.head_kernel, "head_bias": self.head_bias,
                "head_shift": np.asarray(self.head_shift), "table": self.table,
                "shifts": np.asarray(self.shifts, np.int64), "slots": np.asarray(self.slots)}
+        if self.schedule != DEFAULT_SCHEDULE:
+            out["schedule"] = np.asarray(self.schedule)
         for index, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
             out[f"kernel_{index}"], out[f"bias_{index}"] = kernel, bias
         return {name: np.asarray(value) for name, value in out.items()}
@@ -371,6 +425,7 @@ class IntegerContextNetwork:
                 head_shift=int(np.asarray(arrays["head_shift"])),
                 table=np.asarray(arrays["table"]),
                 slots=int(np.asarray(arrays["slots"])) if "slots" in arrays else 1,
+                schedule=str(np.asarray(arrays["schedule"])) if "schedule" in arrays else DEFAULT_SCHEDULE,
             )
         except KeyError as error:
             raise EntropyModelError(f"the entropy model misses the array {error.args[0]!r}.") from None
@@ -410,6 +465,7 @@ class LiteRTContextNetwork:
         self.num_embeddings = network.num_embeddings
         self.table = network.table
         self.stacked, self.slots = network.stacked, network.slots
+        self.schedule, self.num_groups = network.schedule, network.num_groups
         self.interpreter = Interpreter(model_content=bytes(model_content), num_threads=num_threads,
                                        experimental_op_resolver_type=kind)
         self._runner = self.interpreter.get_signature_runner("context")
@@ -440,6 +496,6 @@ def _conv3x3(a, kernel):
     return out
 
 
-__all__ = ["NUM_GROUPS", "PRECISION", "LOGIT_FRACTION_BITS", "RESOLVERS", "EntropyModelError",
+__all__ = ["NUM_GROUPS", "SCHEDULES", "DEFAULT_SCHEDULE", "schedule_tile", "num_groups", "PRECISION", "LOGIT_FRACTION_BITS", "RESOLVERS", "EntropyModelError",
            "IntegerContextNetwork", "LiteRTContextNetwork",
            "group_map", "context_input", "stack_input", "network_input", "exp_table", "masses", "masses_float64", "code_bits"]

@@ -21,7 +21,7 @@ contract are specified in `docs/vqz_format.md`; in short (all integers little-en
 Each image is encoded at its size padded up to the model's stride; its code grid (or, for an
 RQ-VAE at quality q, its code stack `(h, w, q)`) is split into blocks of at most `BLOCK` x
 `BLOCK` positions, each coded alone depth by depth and group by group
-(`integer_entropy.NUM_GROUPS`) with the probabilities `integer_entropy.masses` computes from
+(the context network's group schedule, `integer_entropy.group_map`) with the probabilities `integer_entropy.masses` computes from
 the context network's integer logits. Version-2 files (no quality, an image count always)
 still parse. Blocks of one shape share a range-coder stream up to
 `STREAM_CODES` codes (`streams_of`), so streams decode independently (in parallel) while a
@@ -263,9 +263,9 @@ def _group_logits(context, codes):
     A step that sees no codes at all (the first group, at the first depth or with a network
     that does not look at earlier depths) has the same logits for every block of a shape:
     computed on one block, returned with a leading axis of 1."""
-    groups = ie.group_map(*codes.shape[1:3])
+    groups = ie.group_map(*codes.shape[1:3], context.schedule)
     for depth in (range(codes.shape[3]) if codes.ndim == 4 else [None]):
-        for group in range(ie.NUM_GROUPS):
+        for group in range(context.num_groups):
             where = groups == group
             if where.any():
                 earlier_depths = context.stacked and context.slots > 1 and depth not in (None, 0)

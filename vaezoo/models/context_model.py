@@ -32,7 +32,7 @@ def _floor_ste(x):
 
 @keras.saving.register_keras_serializable(package="vaezoo")
 class GroupedContextModel(TrackedLossTraining, keras.Model):
-    """Context model over code grids, coded in `integer_entropy.NUM_GROUPS` interleaved groups.
+    """Context model over code grids, coded in the interleaved groups of a group schedule.
 
     Each training example draws one group g with probability proportional to its number of
     positions, hides the codes of groups >= g (index K, "unknown"), and is scored on the
@@ -59,6 +59,8 @@ class GroupedContextModel(TrackedLossTraining, keras.Model):
         depths: code depths D (1: code grids `(h, w)`; D > 1: code stacks `(h, w, D)`).
         condition_depths: how many earlier depths the network sees at each position (0 to
             D - 1).
+        schedule: the group schedule (`integer_entropy.SCHEDULES`; default `"groups5"`): more
+            groups give each code more known neighbours, at one network pass per group.
 
     Example:
         >>> model = GroupedContextModel(num_embeddings=512)
@@ -68,7 +70,7 @@ class GroupedContextModel(TrackedLossTraining, keras.Model):
     """
 
     def __init__(self, num_embeddings=512, channels=64, num_layers=4, weight_shift=9, head_shift=8, seed=None,
-                 depths=1, condition_depths=0, **kwargs):
+                 depths=1, condition_depths=0, schedule=ie.DEFAULT_SCHEDULE, **kwargs):
         super().__init__(**kwargs)
         validation.check_int("num_embeddings", num_embeddings, 2)
         validation.check_int("channels", channels, 1)
@@ -77,6 +79,7 @@ class GroupedContextModel(TrackedLossTraining, keras.Model):
         validation.check_int("head_shift", head_shift, ie.LOGIT_FRACTION_BITS)
         validation.check_int("depths", depths, 1)
         validation.check_int("condition_depths", condition_depths, 0)
+        ie.schedule_tile(schedule)  # a clear error for an unknown name
         if condition_depths >= depths and condition_depths:
             raise ValueError(f"condition_depths must be below depths ({depths}), got {condition_depths}.")
         if channels // (1 + condition_depths) < 1:
@@ -93,6 +96,7 @@ class GroupedContextModel(TrackedLossTraining, keras.Model):
         self.depths = int(depths)
         self.condition_depths = int(condition_depths)
         self.slots = 1 + self.condition_depths
+        self.schedule = str(schedule)
         self.seed_generator = keras.random.SeedGenerator(seed)
         c, k = self.channels, self.num_embeddings
         slot_width = c // self.slots
@@ -154,6 +158,7 @@ class GroupedContextModel(TrackedLossTraining, keras.Model):
             head_shift=self.head_shift - ie.LOGIT_FRACTION_BITS,
             table=ie.exp_table(),
             slots=self.slots,
+            schedule=self.schedule,
         )
 
     # ----------------------------------------------------------------- training
@@ -184,7 +189,7 @@ class GroupedContextModel(TrackedLossTraining, keras.Model):
         """Nats of each grid's codes of `group` (int `(n,)`, one group per grid) given earlier groups, and counts
         (code stacks: of `depth`, int `(n,)`, given the earlier depths too)."""
         shape = tf.shape(codes)
-        groups = tf.constant(ie.group_map(64, 64), tf.int32)[: shape[1], : shape[2]]  # the map of any block <= 64
+        groups = tf.constant(ie.group_map(64, 64, self.schedule), tf.int32)[: shape[1], : shape[2]]  # any block <= 64
         if self.stacked:
             inputs = self.stack_inputs(codes, groups, group, depth)
             codes = tf.gather(codes, depth, axis=3, batch_dims=1)
@@ -199,8 +204,8 @@ class GroupedContextModel(TrackedLossTraining, keras.Model):
         """Nats per code of one group per grid, averaged over the GLOBAL batch, and the terms."""
         codes = self.unpack_batch(data)
         shape = tf.shape(codes)
-        groups = tf.constant(ie.group_map(64, 64), tf.int32)[: shape[1], : shape[2]]
-        sizes = tf.cast(tf.math.bincount(tf.reshape(groups, [-1]), minlength=ie.NUM_GROUPS), tf.float32)
+        groups = tf.constant(ie.group_map(64, 64, self.schedule), tf.int32)[: shape[1], : shape[2]]
+        sizes = tf.cast(tf.math.bincount(tf.reshape(groups, [-1]), minlength=ie.num_groups(self.schedule)), tf.float32)
         seed = tf.cast(self.seed_generator.next(), tf.int32)
         group = tf.random.stateless_categorical(tf.math.log(sizes[None]), shape[0], seed)[0]
         group = tf.cast(group, tf.int32)
@@ -216,7 +221,8 @@ class GroupedContextModel(TrackedLossTraining, keras.Model):
     def get_config(self):
         return {"num_embeddings": self.num_embeddings, "channels": self.channels, "num_layers": self.num_layers,
                 "weight_shift": self.weight_shift, "head_shift": self.head_shift, "seed": self.seed,
-                "depths": self.depths, "condition_depths": self.condition_depths, "name": self.name}
+                "depths": self.depths, "condition_depths": self.condition_depths, "schedule": self.schedule,
+                "name": self.name}
 
     @classmethod
     def from_config(cls, config):

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vaezoo import validation
+from vaezoo import integer_entropy, validation
 from vaezoo.distributions import build_likelihood
 from vaezoo.models.base import LatentVariableModel
 from vaezoo.models.context_model import GroupedContextModel
@@ -18,7 +18,9 @@ from vaezoo.quantizer import VectorQuantizer, check_codes
 tfd = tfp.distributions
 
 #: defaults of the `context_model` spec (the exact entropy model of `.vqz` version 2).
-CONTEXT_MODEL_DEFAULTS = {"channels": 64, "layers": 4}
+#: `schedule` names the coder's group schedule (`integer_entropy.SCHEDULES`); `None` is the
+#: default, "groups5", the schedule of every model made before schedules existed.
+CONTEXT_MODEL_DEFAULTS = {"channels": 64, "layers": 4, "schedule": None}
 #: defaults of the `prior` spec (the PixelCNN's arguments besides the codebook and grid).
 PRIOR_DEFAULTS = {"filters": 64, "layers": 6, "kernel_size": 3}
 #: the default likelihood: Gaussian pixels with a fixed scale (a scaled squared error).
@@ -97,9 +99,11 @@ class VQVAE(LatentVariableModel):
             `MSE / data variance` does for CIFAR-10.
         prior: PixelCNN spec `{"filters", "layers", "kernel_size"}` (missing keys take
             defaults) or `None` for a uniform prior over codes.
-        context_model: spec `{"channels", "layers"}` of the exact grouped context model that
-            entropy-codes `.vqz` files (`vaezoo.models.context_model`), or `None`. Trained by
-            `fit_context_model`, after `fit`; `context_network()` is its frozen integer form.
+        context_model: spec `{"channels", "layers", "schedule"}` of the exact grouped context
+            model that entropy-codes `.vqz` files (`vaezoo.models.context_model`), or `None`.
+            `schedule` names its group schedule (`integer_entropy.SCHEDULES`; absent: "groups5").
+            Trained by `fit_context_model`, after `fit`; `context_network()` is its frozen
+            integer form.
         seed: integer seed for the model's random draws.
 
     Example:
@@ -201,7 +205,12 @@ class VQVAE(LatentVariableModel):
 
     def _context_model_arguments(self, spec):
         """`GroupedContextModel` arguments of a resolved context-model spec."""
-        return {"channels": spec["channels"], "num_layers": spec["layers"]}
+        schedule = spec["schedule"]
+        if schedule is not None and schedule not in integer_entropy.SCHEDULES:
+            raise validation.ConfigError(f"context_model schedule must be one of {sorted(integer_entropy.SCHEDULES)} "
+                                         f"(or absent: {integer_entropy.DEFAULT_SCHEDULE}), got {schedule!r}.")
+        return {"channels": spec["channels"], "num_layers": spec["layers"],
+                "schedule": schedule or integer_entropy.DEFAULT_SCHEDULE}
 
     # ----------------------------------------------------------------- networks
     def _build_quantizer(self, **quantizer_args):
