@@ -402,7 +402,7 @@ def test_a_model_with_the_8_group_schedule_codes_with_it_on_every_path(tmp_path)
         _, decoded = codec.decompress_codes(path, desktop)
         assert all(np.array_equal(a, b) for a, b in zip(decoded, grids))
     with pytest.raises(vaezoo.validation.ConfigError, match="schedule must be one of"):
-        vaezoo.VQVAE(**{**config, "context_model": {"schedule": "groups6"}})
+        vaezoo.VQVAE(**{**config, "context_model": {"schedule": "groups7"}})
 
 
 def test_litert_images_round_trip_and_decode_on_the_desktop(trained, bundle):
