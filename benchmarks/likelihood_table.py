@@ -3,7 +3,7 @@
 For each zoo model (`vae-mnist`, `hvae-mnist`) two vaezoo rows:
 
 - `card`: the IWAE figure written into the model card by `vaezoo eval NAME --metrics iwae --k 1000
-  --limit 0 --write-card` (all 10,000 test images; the card holds the exact command and date);
+  --limit 0 --write-card` (the card holds the exact command, its test images and date);
 - `rerun`: the same estimator recomputed by this script on the first `--limit` test images
   (default 1,000, so the table refreshes in minutes on 2 cores; `--limit 0` for all).
 
@@ -89,7 +89,7 @@ def main():
     append_results(
         "MNIST negative log-likelihood (nats, lower is better): zoo VAEs beside published figures", table,
         protocol=("vaezoo rows: MNIST test (../shared/data/mnist.npz), dynamic binarization, IWAE bound with "
-                  f"k = {args.k}; `card` rows cover all 10,000 test images (command in the row), `rerun` rows "
+                  f"k = {args.k}; `card` rows on the test images of the card's command (in the row), `rerun` rows "
                   f"the first {args.limit or 10000} images, recomputed by this run. Published rows are quoted "
                   "from the papers, with different architectures and training budgets"),
         hardware=hardware_description())
