@@ -255,3 +255,22 @@ def test_layers_return_the_factorized_distributions(rng):
     likelihood = D.GaussianLikelihood(scale="learned")(image_params)
     assert isinstance(likelihood, D.IndependentNormal)
     assert likelihood.batch_shape == (2,) and likelihood.event_shape == (4, 4, 1)
+
+
+def test_independent_deterministic_is_tfp_independent_deterministic(rng):
+    """The VQ-VAE's posterior: a point mass whose last three axes are one event."""
+    loc = rng.normal(size=(3, 2, 2, 4)).astype(np.float32)
+    ours = D.IndependentDeterministic(loc, event_ndims=3)
+    reference = tfd.Independent(tfd.Deterministic(loc), 3)
+    off = loc.copy()
+    off[1, 0, 1, 2] += 1.0  # image 1 misses the point in one element
+    for candidate in (ours, tf.function(lambda loc: D.IndependentDeterministic(loc, 3))(loc)):
+        assert type(candidate) is D.IndependentDeterministic
+        assert candidate.batch_shape == reference.batch_shape and candidate.event_shape == reference.event_shape
+        for x in (loc, off):
+            np.testing.assert_array_equal(candidate.log_prob(x), reference.log_prob(x))
+        np.testing.assert_array_equal(candidate.prob(off), [1.0, 0.0, 1.0])
+        np.testing.assert_array_equal(candidate.sample(2, seed=(1, 2)), np.stack([loc, loc]))
+        for statistic in ("mean", "mode", "stddev", "variance"):
+            np.testing.assert_array_equal(getattr(candidate, statistic)(), getattr(reference, statistic)(),
+                                          err_msg=statistic)

@@ -14,7 +14,8 @@ outer one infers its batch shape from the inner one's, which together cost as mu
 small network's whole run at batch 1; these read their shapes from the parameters' static
 shapes and build one distribution. The elementwise maths stays TFP's (`distribution`, built
 on first use); KL divergences are registered with `tfd.kl_divergence` between these classes
-and against `tfd.Independent`.
+and against `tfd.Independent`. `IndependentDeterministic` does the same for the point mass a
+VQ-VAE's or RQ-VAE's `encode` returns.
 
 Likelihood layers also know how images map to their event space (`targets`) and back
 (`image`): vaezoo images are float32 in [0, 1] inside the models, a discretized likelihood
@@ -277,6 +278,60 @@ class IndependentBernoulli(_FactorizedDistribution):
 
     def _mean(self):
         return tf.math.sigmoid(self._logits)  # tfd.Bernoulli's mean from logits
+
+
+class IndependentDeterministic(_FactorizedDistribution):
+    """A point mass at `loc` whose last `event_ndims` axes are one event: a VQ-VAE's posterior.
+
+    The same distribution as `tfd.Independent(tfd.Deterministic(loc), event_ndims)` (see
+    `IndependentNormal` for what is the same and why it exists).
+
+    Args:
+        loc: float tensor, the point, shape `batch_shape + event_shape`.
+        event_ndims: how many trailing axes of `loc` are the event (an int >= 0).
+        validate_args: TFP's `validate_args`.
+        allow_nan_stats: TFP's `allow_nan_stats`.
+        name: name of the distribution.
+
+    Example:
+        >>> q = IndependentDeterministic(tf.ones([2, 8, 8, 64]), event_ndims=3)
+        >>> q.log_prob(tf.ones([2, 8, 8, 64])).numpy()
+        array([0., 0.], dtype=float32)
+    """
+
+    def __init__(self, loc, event_ndims=1, validate_args=False, allow_nan_stats=True,
+                 name="IndependentDeterministic"):
+        parameters = dict(locals())
+        check_int("event_ndims", event_ndims, 0)
+        self._loc = tf.convert_to_tensor(loc, dtype=_float_dtype(loc), name="loc")
+        self._event_ndims = int(event_ndims)
+        super().__init__(dtype=self._loc.dtype, reparameterization_type=tfd.NOT_REPARAMETERIZED,
+                         validate_args=validate_args, allow_nan_stats=allow_nan_stats,
+                         parameters=parameters, name=name)
+
+    @classmethod
+    def _parameter_properties(cls, dtype, num_classes=None):
+        return dict(loc=tfp.util.ParameterProperties(event_ndims=_event_ndims_of))
+
+    @property
+    def loc(self):
+        """The point."""
+        return self._loc
+
+    def _params_shape(self):
+        return self._loc.shape
+
+    def _params_shape_tensor(self):
+        return tf.shape(self._loc)
+
+    def _elementwise(self):
+        return tfd.Deterministic(self._loc, validate_args=self.validate_args, allow_nan_stats=self.allow_nan_stats)
+
+    def _mean(self):
+        return self._loc
+
+    def _mode(self):
+        return self._loc
 
 
 def _as_independent(distribution):

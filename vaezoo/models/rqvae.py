@@ -3,14 +3,13 @@
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from vaezoo import validation
+from vaezoo.distributions import IndependentDeterministic
 from vaezoo.models.vqvae import CONTEXT_MODEL_DEFAULTS, DEFAULT_LIKELIHOOD, VQVAE
 from vaezoo.quantizer import ResidualQuantizer, check_codes, check_depth
-
-tfd = tfp.distributions
 
 
 @keras.saving.register_keras_serializable(package="vaezoo")
@@ -142,7 +141,7 @@ class RQVAE(VQVAE):
 
     def _encode(self, x, condition=None):
         latents = self.quantizer.embed(self._encode_to_codes(x))
-        return tfd.Independent(tfd.Deterministic(latents), reinterpreted_batch_ndims=3)
+        return IndependentDeterministic(latents, event_ndims=3)
 
     def training_depths(self, batch_size, step=None):
         """Each example's depth in a training step: int32 `(batch_size,)` in [1, depth].
@@ -236,6 +235,14 @@ class RQVAE(VQVAE):
         """`depth` as one int32 depth per image `(batch,)` of the batch `batch_of`: a scalar
         is repeated, so the compiled cores always see the same rank (a scalar after a vector
         would relax the trace to an unknown rank, which the decoder cannot take)."""
+        if (depth is None or isinstance(depth, (int, np.integer))) and not validation.is_symbolic(batch_of):
+            # an eager call with one depth for all: numpy, so that no TensorFlow op runs
+            # before the compiled core (each costs about as much as a small core at batch 1)
+            if depth is not None:
+                check_depth(depth, self.depth)
+                if int(depth) > available:
+                    raise ValueError(f"depth {int(depth)} needs as many code levels, but the codes have {available}.")
+            return np.full((batch_of.shape[0],), available if depth is None else int(depth), np.int32)
         depth = self._depth_argument(depth, available, per_example=True)
         if depth.shape.rank == 0:
             return tf.fill(tf.shape(batch_of)[:1], depth)
@@ -248,6 +255,8 @@ class RQVAE(VQVAE):
     def _full_stack(self, codes):
         """Code stacks padded with zeros to the model's depth (one compiled shape for every d;
         the levels from the given depth on are masked out)."""
+        if codes.shape[-1] == self.depth:
+            return codes
         return tf.pad(codes, [[0, 0], [0, 0], [0, 0], [0, self.depth - codes.shape[-1]]])
 
     def _decode_codes(self, codes, depth=None):

@@ -5,17 +5,15 @@ import math
 import keras
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from vaezoo import integer_entropy, validation
-from vaezoo.distributions import build_likelihood
+from vaezoo.distributions import IndependentDeterministic, build_likelihood
 from vaezoo.models.base import LatentVariableModel
 from vaezoo.models.context_model import GroupedContextModel
 from vaezoo.models.pixelcnn import PixelCNN
 from vaezoo.networks import ResidualBlock
 from vaezoo.quantizer import VectorQuantizer, check_codes
 
-tfd = tfp.distributions
 
 #: defaults of the `context_model` spec (the exact entropy model of `.vqz` version 2).
 #: `schedule` names the coder's group schedule (`integer_entropy.SCHEDULES`); `None` is the
@@ -65,7 +63,7 @@ class VQVAE(LatentVariableModel):
     one-hot categorical over codes at each of the `h * w` positions, and training uses a
     uniform prior, so `KL = h * w * log K` per example (a constant, reported as `kl` and left
     out of `loss`), `elbo = -(nll + kl)`, and `iwae` equals the ELBO for every k.
-    `encode(x)` returns that posterior as a point mass (`tfd.Deterministic`) on the
+    `encode(x)` returns that posterior as a point mass (`IndependentDeterministic`) on the
     quantized latents `(batch, h, w, embedding_dim)`; `decode(z)` takes such latents;
     `encode_to_codes` / `decode_codes` work with the int32 code grids `(batch, h, w)`, and
     `latent_statistics(x)` gives the codes with each image's `quantization_error` (mean
@@ -254,7 +252,7 @@ class VQVAE(LatentVariableModel):
 
     def _encode(self, x, condition=None):
         codes = self.quantizer.nearest_codes(self.encoder(x))
-        return tfd.Independent(tfd.Deterministic(self.quantizer.embed(codes)), reinterpreted_batch_ndims=3)
+        return IndependentDeterministic(self.quantizer.embed(codes), event_ndims=3)
 
     def _decode(self, z, condition=None):
         return self.likelihood(self.decoder(z))
