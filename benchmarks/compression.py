@@ -2,9 +2,9 @@
 
     python benchmarks/compression.py --model vq-vae-cifar
     python benchmarks/compression.py --model vq-vae-cifar \
-        --context-option "5 groups, 4 more epochs=/work/runs/context-cifar-warm5/context_model.npz" \
-        --context-option "groups6=/work/runs/context-cifar-warm6/context_model.npz" \
-        --context-option "groups8=/work/runs/context-cifar-warm8/context_model.npz"
+        --context-option "5 groups, 4 more epochs=runs/context-cifar-warm5/context_model.npz" \
+        --context-option "groups6=runs/context-cifar-warm6/context_model.npz" \
+        --context-option "groups8=runs/context-cifar-warm8/context_model.npz"
 
 On CIFAR-10 test images (the JPEG q75 copy in ../shared/data, so every figure is labelled
 "CIFAR-10 (JPEG q75 copy)"), a fixed random sample of --images images:

@@ -86,7 +86,7 @@ SCHEDULES = {
 #: the schedule of a network that names none (every model and file before schedules existed).
 DEFAULT_SCHEDULE = "groups5"
 #: groups of the default schedule (network passes to decode a block).
-NUM_GROUPS = 5
+NUM_GROUPS = 1 + max(map(max, SCHEDULES[DEFAULT_SCHEDULE]))
 #: fixed-point precision of the range coder's probabilities (bits).
 PRECISION = 24
 #: integer logits are in units of 2^-LOGIT_FRACTION_BITS nats.
@@ -259,7 +259,7 @@ def code_bits(network, grids, block=16, per_depth=False):
                     codes = batch[:, r : r + block, c : c + block]
                     groups = group_map(*codes.shape[1:3], network.schedule)
                     for depth in range(shape[-1]):
-                        for g in range(num_groups(network.schedule)):
+                        for g in range(network.num_groups):
                             where = groups == g
                             if where.any():
                                 inputs = network_input(network, codes, groups, g, depth)
@@ -496,6 +496,7 @@ def _conv3x3(a, kernel):
     return out
 
 
-__all__ = ["NUM_GROUPS", "SCHEDULES", "DEFAULT_SCHEDULE", "schedule_tile", "num_groups", "PRECISION", "LOGIT_FRACTION_BITS", "RESOLVERS", "EntropyModelError",
-           "IntegerContextNetwork", "LiteRTContextNetwork",
-           "group_map", "context_input", "stack_input", "network_input", "exp_table", "masses", "masses_float64", "code_bits"]
+__all__ = ["NUM_GROUPS", "SCHEDULES", "DEFAULT_SCHEDULE", "schedule_tile", "num_groups", "PRECISION",
+           "LOGIT_FRACTION_BITS", "RESOLVERS", "EntropyModelError", "IntegerContextNetwork", "LiteRTContextNetwork",
+           "group_map", "context_input", "stack_input", "network_input", "exp_table", "masses", "masses_float64",
+           "code_bits"]

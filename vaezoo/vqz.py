@@ -20,10 +20,10 @@ contract are specified in `docs/vqz_format.md`; in short (all integers little-en
 
 Each image is encoded at its size padded up to the model's stride; its code grid (or, for an
 RQ-VAE at quality q, its code stack `(h, w, q)`) is split into blocks of at most `BLOCK` x
-`BLOCK` positions, each coded alone depth by depth and group by group
-(the context network's group schedule, `integer_entropy.group_map`) with the probabilities `integer_entropy.masses` computes from
-the context network's integer logits. Version-2 files (no quality, an image count always)
-still parse. Blocks of one shape share a range-coder stream up to
+`BLOCK` positions, each coded alone depth by depth and group by group (the context
+network's group schedule, `integer_entropy.group_map`) with the probabilities
+`integer_entropy.masses` computes from the context network's integer logits. Version-2
+files (no quality, an image count always) still parse. Blocks of one shape share a range-coder stream up to
 `STREAM_CODES` codes (`streams_of`), so streams decode independently (in parallel) while a
 file of thumbnails does not pay a stream's flush bytes per image.
 """
