@@ -14,9 +14,10 @@ on the weights' values):
 - `TFLite`: the float32 `.tflite` file of `export_tflite` on LiteRT (`TFLiteModel`, 2 threads)
   where it has the signature (`encode` / `decode` of unconditional models).
 
-Inputs are the same for every peer: uint8 images (TFLite: the same images as float32, which
-`TFLiteModel` converts), latents `z` (the encoder's means), code grids, seeds
-`0 .. batch - 1`. Each cell is the median wall time of one call over several rounds after
+Inputs are the same numpy arrays for every peer: uint8 images (TFLite: the same images as
+float32, which `TFLiteModel` converts), latents `z` (the encoder's means), code grids, seeds
+`0 .. batch - 1`; the SavedModel's signatures take tensors, so its calls convert the arrays
+(`tf.constant`) as the API does, as a Python service holding numpy arrays would. Each cell is the median wall time of one call over several rounds after
 two warm-up calls (tracing, graph optimisation), in ms per call; a round calls the row's API,
 SavedModel and TFLite peers in turn, so their ratio compares calls made under the same load. `elbo` is paired with the `score` signature (the export's ELBO, deterministic);
 `iwae` (k=16) has no exported peer. For `vq-vae-cifar`, `sample (full-grid loop)` is the
@@ -80,12 +81,19 @@ def model_cases(model, saved, tflite, batch):
     images = rng.integers(0, 256, (batch, *model.image_shape), dtype=np.uint8)
     floats = images.astype(np.float32) / 255.0
     seeds = np.arange(batch, dtype=np.int32)
-    kw, sig_kw = {}, {}
+    kw = {}
     if model.conditional:
         labels = (np.arange(batch) % model.num_classes).astype(np.int32)
-        kw, sig_kw = {"condition": labels}, {"condition": tf.constant(labels)}
+        kw = {"condition": labels}
     sig = saved.signatures
-    x = tf.constant(images)
+
+    # The signatures take tensors: a SavedModel call converts the same numpy inputs the API
+    # is given, in the call, as a Python service holding numpy arrays would.
+    def x():
+        return tf.constant(images)
+
+    def sig_kw():
+        return {"condition": tf.constant(labels)} if model.conditional else {}
     cases = []
 
     def add(method, api, sm=None, lite=None):
@@ -94,43 +102,46 @@ def model_cases(model, saved, tflite, batch):
     codes_kind = model.latent_kind in ("code_grid", "residual_code_grid")
     residual = model.latent_kind == "residual_code_grid"
     # an RQ-VAE's SavedModel decode and reconstruct take one depth per image (here: every depth)
-    depth_kw = {"depth": tf.constant(np.full(batch, model.depth, np.int32))} if residual else {}
+    depth = np.full(batch, getattr(model, "depth", 1), np.int32)
+
+    def depth_kw():
+        return {"depth": tf.constant(depth)} if residual else {}
     add("encode", lambda: model.encode(images, **kw),
-        lambda: sig["encode"](images=x, **sig_kw),
+        lambda: sig["encode"](images=x(), **sig_kw()),
         None if tflite is None or codes_kind else lambda: tflite.encode(floats))
     if codes_kind:
         codes = np.asarray(model.encode_to_codes(images))
         latents = np.asarray(model.encode(images).mean())
         add("decode", lambda: model.decode(latents))
-        add("encode_to_codes", lambda: model.encode_to_codes(images), lambda: sig["encode"](images=x),
+        add("encode_to_codes", lambda: model.encode_to_codes(images), lambda: sig["encode"](images=x()),
             None if tflite is None else lambda: tflite.encode(floats))
         add("decode_codes", lambda: model.decode_codes(codes),
-            lambda: sig["decode"](codes=tf.constant(codes), **depth_kw),
+            lambda: sig["decode"](codes=tf.constant(codes), **depth_kw()),
             None if tflite is None else lambda: tflite.decode(codes))
     else:
         z = np.asarray(model.encode(images, **kw).mean(), np.float32)
-        add("decode", lambda: model.decode(z, **kw), lambda: sig["decode"](z=tf.constant(z), **sig_kw),
+        add("decode", lambda: model.decode(z, **kw), lambda: sig["decode"](z=tf.constant(z), **sig_kw()),
             None if tflite is None else lambda: tflite.decode(z))
     add("reconstruct", lambda: model.reconstruct(images, **kw),
-        lambda: sig["reconstruct"](images=x, **sig_kw, **depth_kw))
+        lambda: sig["reconstruct"](images=x(), **sig_kw(), **depth_kw()))
     if residual:  # the first `part` depths (the SavedModel's encode gives every depth, whose first d
         # are the depth-d codes, so it is the peer of both encode_to_codes rows)
         part = max(1, model.depth // 2)
-        partial = tf.constant(np.full(batch, part, np.int32))
+        partial = np.full(batch, part, np.int32)
         add(f"encode_to_codes (depth {part})", lambda: model.encode_to_codes(images, depth=part),
-            lambda: sig["encode"](images=x))
+            lambda: sig["encode"](images=x()))
         add(f"decode_codes (depth {part})", lambda: model.decode_codes(codes, depth=part),
-            lambda: sig["decode"](codes=tf.constant(codes), depth=partial),
+            lambda: sig["decode"](codes=tf.constant(codes), depth=tf.constant(partial)),
             None if tflite is None else lambda: tflite.decode(codes, depth=part))
         add(f"reconstruct (depth {part})", lambda: model.reconstruct(images, depth=part),
-            lambda: sig["reconstruct"](images=x, depth=partial))
-    add("elbo", lambda: model.elbo(images, **kw), lambda: sig["score"](images=x, **sig_kw))
-    add("score_terms", lambda: model.score_terms(images, **kw), lambda: sig["score"](images=x, **sig_kw))
+            lambda: sig["reconstruct"](images=x(), depth=tf.constant(partial)))
+    add("elbo", lambda: model.elbo(images, **kw), lambda: sig["score"](images=x(), **sig_kw()))
+    add("score_terms", lambda: model.score_terms(images, **kw), lambda: sig["score"](images=x(), **sig_kw()))
     add("iwae", lambda: model.iwae(images, k=IWAE_K, **kw))
     add("sample", lambda: model.sample(batch, seed=0, **kw),
-        lambda: sig["sample"](seed=tf.constant(seeds), **sig_kw))
+        lambda: sig["sample"](seed=tf.constant(seeds), **sig_kw()))
     add("sample_per_seed", lambda: model.sample_per_seed(seeds, **kw),
-        lambda: sig["sample"](seed=tf.constant(seeds), **sig_kw))
+        lambda: sig["sample"](seed=tf.constant(seeds), **sig_kw()))
     if model.latent_kind == "code_grid" and model.prior is not None:
         prior = model.prior
         full_grid = tf.function(lambda noise: model.decode_codes(prior._sample_from_noise_full_grid(noise)))
@@ -217,7 +228,8 @@ def main():
                      f"labelled so); uint8 images from a fixed generator (batch 1 and 64); median of up to "
                      f"{args.repeats} rounds at batch 64 and {args.repeats * BATCH1_ROUNDS} at batch 1 after 2 "
                      f"warm-up calls, each round calling the API, SavedModel and TFLite peers in turn; ms per "
-                     f"call; SavedModel loaded with "
+                     f"call; every peer is given the same numpy arrays (the SavedModel call converts them "
+                     f"with tf.constant, as the API converts them); SavedModel loaded with "
                      f"tf.saved_model.load in the same process; TFLite float32 on LiteRT with 2 threads; "
                      f"'API eager' is the same method with compiled_methods=False (the code path before the "
                      f"compiled cores); elbo is paired with the score signature; iwae k={IWAE_K}",

@@ -146,7 +146,7 @@ def test_bad_inputs():
 
 @pytest.mark.parametrize("kernel_size, layers, grid", [(3, 3, (5, 6)), (5, 2, (4, 3))])
 def test_row_cached_sampler_draws_the_codes_of_the_full_grid_loop(kernel_size, layers, grid):
-    """`sample_from_noise` (vertical stack once per row, horizontal stack on one row) draws
+    """`sample_from_noise` (vertical stack once per row, horizontal stack once per position) draws
     exactly the codes of the straightforward loop that reruns the network on the whole grid
     at every position, from the same Gumbel noise; and `sample(n, seed)` is that sampler."""
     model = _randomize(PixelCNN(num_embeddings=7, grid_shape=grid, filters=8, layers=layers,

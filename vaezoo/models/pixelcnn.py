@@ -238,10 +238,11 @@ class PixelCNN(TrackedLossTraining, keras.Model):
         Position p (raster order) gets `argmax(logits_p / temperature + noise[:, p])`. The
         network runs only on what a position depends on: the vertical stack of row i sees
         rows < i only, so it runs once per row (on the `kernel_size // 2 + 1` rows its masked
-        kernel covers, from a per-layer cache of its inputs); the horizontal stack runs on
-        row i alone, once per position, and the head at that position alone. The logits are
-        those of `logits` on the whole grid (`_sample_from_noise_full_grid` is the
-        straightforward loop, kept as the reference the tests compare with).
+        kernel covers, from a per-layer cache of its inputs); the horizontal stack at (i, j)
+        sees columns <= j of row i only, so it runs once per position, on the columns its
+        kernel covers, and so does the head. The logits are those of `logits` on the whole
+        grid (`_sample_from_noise_full_grid` is the straightforward loop, kept as the
+        reference the tests compare with).
         """
         height, width = self.grid_shape
         half = self.kernel_size // 2
@@ -249,7 +250,17 @@ class PixelCNN(TrackedLossTraining, keras.Model):
         temperature = tf.cast(temperature, tf.float32)
         n = tf.shape(noise)[0]
         dtype = tf.as_dtype(self.embedding.compute_dtype)
-        columns = tf.range(width)[None, :]
+        noise_rows = tf.reshape(noise, [n, height, width, self.num_embeddings])
+        # One position's horizontal stack and head are matrix products on (n, channels) rows:
+        # as convolutions on (n, 1, 1, channels) inputs they run several times slower.
+        def taps(conv):  # the masked (1, half + 1) kernel, one (channels, filters) matrix per kept tap
+            kernel = tf.cast(conv.kernel, dtype)
+            return {t: kernel[0, t] for t in range(half + 1) if conv.mask[0, t]}
+
+        def pointwise(conv, x):  # a 1x1 Conv2D on (n, channels) rows
+            return tf.matmul(x, tf.cast(conv.kernel[0, 0], dtype)) + tf.cast(conv.bias, dtype)
+
+        horizontal_taps = [taps(layer.horizontal) for layer in self.gated]
         # per layer, the inputs of its vertical conv, rows first, with `half` zero rows on top
         # (the padding the conv would add); row i of layer 0 is masked, of layer l > 0 is the
         # gated vertical output of layer l - 1 at row i, filled in when row i starts.
@@ -258,30 +269,38 @@ class PixelCNN(TrackedLossTraining, keras.Model):
 
         def row_step(i, codes, inputs):
             inputs = list(inputs)
-            to_horizontal = []
+            to_horizontal = []  # per layer and column, row i's vertical stack as the horizontal sees it
             for index, layer in enumerate(self.gated):
                 window = tf.transpose(inputs[index][i : i + half + 1], [1, 0, 2, 3])
                 vertical = layer.vertical(window)[:, -1:]  # row i: (n, 1, width, 2 * filters)
-                to_horizontal.append(layer.vertical_to_horizontal(vertical))
+                to_horizontal.append(tf.unstack(layer.vertical_to_horizontal(vertical)[:, 0], width, axis=1))
                 if index + 1 < len(self.gated):
                     row = tf.transpose(layer._gate(vertical), [1, 0, 2, 3])
                     inputs[index + 1] = tf.tensor_scatter_nd_update(inputs[index + 1], [[i + half]], row)
-
-            def column_step(j, row_codes):
-                x_h = self.embedding(row_codes[:, None, :])
-                for layer, v_to_h in zip(self.gated, to_horizontal):
-                    out = layer.horizontal_out(layer._gate(layer.horizontal(x_h) + v_to_h))
-                    x_h = out if layer.first else out + x_h
-                h = tf.nn.relu(self.head_hidden(tf.nn.relu(x_h[:, :, j : j + 1])))
-                logits = tf.reshape(tf.cast(self.head_logits(h), tf.float32), [n, self.num_embeddings])
-                drawn = tf.argmax(logits / temperature + noise[:, i * width + j], axis=-1, output_type=tf.int32)
-                return j + 1, tf.where(tf.equal(columns, j), drawn[:, None], row_codes)
-
-            _, row_codes = tf.while_loop(lambda j, _: j < width, column_step,
-                                         (tf.constant(0), tf.zeros([n, width], tf.int32)))
-            codes = tf.tensor_scatter_nd_update(codes, [[i]], row_codes[None])
-            embedded = tf.cast(self.embedding(row_codes[:, None, :]), dtype)
-            inputs[0] = tf.tensor_scatter_nd_update(inputs[0], [[i + half]], tf.transpose(embedded, [1, 0, 2, 3]))
+            row_noise = tf.unstack(tf.gather(noise_rows, i, axis=1), width, axis=1)
+            # per layer, the horizontal stack's inputs along row i so far, (n, filters) per
+            # column: layer 0's are the embedded codes, layer l > 0's layer l - 1's outputs.
+            # The grid's width is static, so the columns are a Python loop (no cache updates).
+            row_inputs = [[] for _ in self.gated]
+            drawn_row = []
+            for j in range(width):
+                for index, layer in enumerate(self.gated):
+                    h = tf.cast(layer.horizontal.bias, dtype) + to_horizontal[index][j]
+                    for t, kernel in horizontal_taps[index].items():  # tap t sees column j - half + t
+                        if j - half + t >= 0:
+                            h = h + tf.matmul(row_inputs[index][j - half + t], kernel)
+                    x_h = pointwise(layer.horizontal_out, layer._gate(h))
+                    if not layer.first:
+                        x_h = x_h + row_inputs[index][j]
+                    if index + 1 < len(self.gated):
+                        row_inputs[index + 1].append(x_h)
+                hidden = tf.nn.relu(pointwise(self.head_hidden, tf.nn.relu(x_h)))
+                logits = tf.cast(pointwise(self.head_logits, hidden), tf.float32)
+                drawn = tf.argmax(logits / temperature + row_noise[j], axis=-1, output_type=tf.int32)
+                drawn_row.append(drawn)
+                row_inputs[0].append(tf.cast(self.embedding(drawn), dtype))
+            codes = tf.tensor_scatter_nd_update(codes, [[i]], tf.stack(drawn_row, axis=1)[None])
+            inputs[0] = tf.tensor_scatter_nd_update(inputs[0], [[i + half]], tf.stack(row_inputs[0], axis=1)[None])
             return i + 1, codes, inputs
 
         _, codes, _ = tf.while_loop(lambda i, *_: i < height, row_step, (tf.constant(0), codes, inputs))
