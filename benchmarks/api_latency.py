@@ -19,7 +19,7 @@ float32, which `TFLiteModel` converts), latents `z` (the encoder's means), code 
 `0 .. batch - 1`; the SavedModel's signatures take tensors, so its calls convert the arrays
 (`tf.constant`) as the API does, as a Python service holding numpy arrays would. Each cell is the median wall time of one call over several rounds after
 two warm-up calls (tracing, graph optimisation), in ms per call; a round calls the row's API,
-SavedModel and TFLite peers in turn, so their ratio compares calls made under the same load. `elbo` is paired with the `score` signature (the export's ELBO, deterministic);
+SavedModel and TFLite peers in turn (in an order that rotates from round to round), so their ratio compares calls made under the same load. `elbo` is paired with the `score` signature (the export's ELBO, deterministic);
 `iwae` (k=16) has no exported peer. For `vq-vae-cifar`, `sample (full-grid loop)` is the
 PixelCNN sampler the package used before (one network pass on the whole grid per position,
 compiled), the other sampler's "before". An RQ-VAE also has rows at half its depth
@@ -49,7 +49,10 @@ IWAE_K = 16
 def timed(fns, repeats, warmup=2, budget=20.0):
     """Median seconds per call of each of `fns` (a dict), over `repeats` rounds after `warmup`
     (fewer rounds if slow); each round calls every function once, in turn, so the peers of a
-    row see the same moments of a shared machine's load."""
+    row see the same moments of a shared machine's load. The order rotates from round to
+    round: a call made right after a TFLite call runs slower while LiteRT's worker threads
+    wind down (measured here: vae-fashion-mnist decode at batch 64, 16.5 ms always after
+    TFLite, 14.3 ms rotated, SavedModel 13.9 / 13.1 ms), so no peer should always follow it."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -58,9 +61,10 @@ def timed(fns, repeats, warmup=2, budget=20.0):
     for done in range(repeats):
         if done >= 3 and time.perf_counter() - start > budget:
             break
-        for key, fn in fns.items():
+        keys = list(fns)
+        for key in keys[done % len(keys):] + keys[: done % len(keys)]:
             t = time.perf_counter()
-            fn()
+            fns[key]()
             times[key].append(time.perf_counter() - t)
     return {key: statistics.median(values) for key, values in times.items()}
 
@@ -150,7 +154,7 @@ def model_cases(model, saved, tflite, batch):
     return cases
 
 
-def measure_model(name, repeats, work):
+def measure_model(name, repeats, work, xla=False):
     import tensorflow as tf
 
     import vaezoo
@@ -162,6 +166,13 @@ def measure_model(name, repeats, work):
         model.build_from_images()
     else:
         model, label = vaezoo.load(name), name
+    xla_model = None
+    if xla:  # a second copy whose compiled cores are XLA-compiled (`jit_compile_cores`)
+        xla_model = vaezoo.load(name, weights=False) if label != name else vaezoo.load(name)
+        if label != name:
+            xla_model.build_from_images()
+            xla_model.set_weights(model.get_weights())
+        xla_model.jit_compile_cores = True
     path = export_saved_model(model, os.path.join(work, "saved"), model_name=name, version=1)
     saved = tf.saved_model.load(path)
     tflite = None
@@ -171,12 +182,25 @@ def measure_model(name, repeats, work):
     rows = []
     for batch in BATCHES:
         rounds = repeats * BATCH1_ROUNDS if batch == 1 else repeats
-        for method, api, sm, lite in model_cases(model, saved, tflite, batch):
+        cases = model_cases(model, saved, tflite, batch)
+        xla_apis = [case[1] for case in model_cases(xla_model, saved, None, batch)] if xla else [None] * len(cases)
+        for (method, api, sm, lite), xla_api in zip(cases, xla_apis):
             row = {"model": label, "method": method, "batch": batch}
             model.compiled_methods = True
-            peers = {"API": api, "SavedModel": sm, "TFLite f32": lite}
+            if method == "sample (full-grid loop)":
+                xla_api = None  # a plain tf.function, not a core
+            elif xla_api is not None:
+                try:
+                    xla_api()
+                except tf.errors.InvalidArgumentError:  # XLA needs static shapes (iwae's chunk loop has none)
+                    row["XLA / API"] = "does not compile"
+                    xla_api = None
+            peers = {"API": api, "SavedModel": sm, "TFLite f32": lite, "API XLA": xla_api}
             times = timed({key: fn for key, fn in peers.items() if fn is not None}, rounds)
             row["API ms"] = 1e3 * times["API"]
+            if xla_api is not None:
+                row["API XLA ms"] = 1e3 * times["API XLA"]
+                row["XLA / API"] = row["API XLA ms"] / row["API ms"]
             if sm is not None:
                 row["SavedModel ms"] = 1e3 * times["SavedModel"]
                 row["API / SavedModel"] = row["API ms"] / row["SavedModel ms"]
@@ -198,6 +222,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=None, help="zoo names (default: every zoo model)")
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--xla", action="store_true",
+                        help="also time the API with XLA-compiled cores (`jit_compile_cores = True`)")
     parser.add_argument("--no-record", action="store_true", help="print the table only")
     args = parser.parse_args()
     import vaezoo
@@ -206,7 +232,7 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory(prefix="vaezoo-latency-") as work:
         for name in names:
-            rows += measure_model(name, args.repeats, work)
+            rows += measure_model(name, args.repeats, work, xla=args.xla)
     summary = []
     for name in dict.fromkeys(r["model"] for r in rows):  # labels, e.g. "rq-vae-cifar (random init)"
         cell = {(r["method"], r["batch"]): r for r in rows if r["model"] == name}
@@ -218,7 +244,7 @@ def main():
                 line += f" (full-grid loop: {old:.1f}x)"
             summary.append(line)
     columns = ["model", "method", "batch", "API ms", "SavedModel ms", "API / SavedModel", "TFLite f32 ms",
-               "API eager ms", "eager / API"]
+               "API eager ms", "eager / API"] + (["API XLA ms", "XLA / API"] if args.xla else [])
     table = markdown_table(rows, columns) + "\n\n" + "\n".join(summary)
     print(table)
     if not args.no_record:
@@ -227,12 +253,15 @@ def main():
             protocol=f"shipped zoo weights (a model without them: its card's architecture, random init, "
                      f"labelled so); uint8 images from a fixed generator (batch 1 and 64); median of up to "
                      f"{args.repeats} rounds at batch 64 and {args.repeats * BATCH1_ROUNDS} at batch 1 after 2 "
-                     f"warm-up calls, each round calling the API, SavedModel and TFLite peers in turn; ms per "
+                     f"warm-up calls, each round calling the API, SavedModel and TFLite peers in turn, in an order that "
+                     f"rotates from round to round; ms per "
                      f"call; every peer is given the same numpy arrays (the SavedModel call converts them "
                      f"with tf.constant, as the API converts them); SavedModel loaded with "
                      f"tf.saved_model.load in the same process; TFLite float32 on LiteRT with 2 threads; "
                      f"'API eager' is the same method with compiled_methods=False (the code path before the "
-                     f"compiled cores); elbo is paired with the score signature; iwae k={IWAE_K}",
+                     f"compiled cores); elbo is paired with the score signature; iwae k={IWAE_K}"
+                     + ("; 'API XLA' is the API of a second copy of the model with jit_compile_cores=True "
+                        "(XLA-compiled cores), timed in the same rounds" if args.xla else ""),
             hardware=hardware_description())
 
 

@@ -137,6 +137,36 @@ def test_interpolation_ends_at_the_reconstructions(binary_images):
     assert not np.allclose(line[2], line[0])
 
 
+def test_xla_compiled_cores_give_the_numbers_of_the_default_cores(binary_images):
+    """`jit_compile_cores = True` compiles each core with XLA (its function is marked
+    _XlaMustCompile: it runs XLA-compiled or fails, never silently falls back) and gives
+    the deterministic numbers of the default cores, which are not marked."""
+    def make():
+        return vaezoo.VAE(input_shape=(28, 28, 1), latent_dim=3, encoder={"type": "mlp", "hidden": [16]}, seed=3)
+
+    plain, xla = make(), make()
+    xla.set_weights(plain.get_weights())
+    xla.jit_compile_cores = True
+    x = binary_images[:5]
+    for model in (plain, xla):  # batch 5, then 2: the second relaxes the batch dimension
+        model.reconstruct(x[:2])
+    np.testing.assert_allclose(xla.reconstruct(x), plain.reconstruct(x), rtol=1e-5, atol=1e-6)
+    for term in ("nll", "kl"):
+        np.testing.assert_allclose(xla.score_terms(x)[term], plain.score_terms(x)[term], rtol=1e-5, atol=1e-4)
+    # a seed's draws are reproducible under XLA, but not those of the default cores (XLA
+    # generates stateless random numbers with its own algorithm)
+    np.testing.assert_array_equal(xla.sample(4, seed=2), xla.sample(4, seed=2))
+    got, want = xla.encode(x), plain.encode(x)
+    np.testing.assert_allclose(got.stddev(), want.stddev(), rtol=1e-5)
+
+    def marked(model):
+        return {key[0]: "_XlaMustCompile" in cf.function_def.attr and cf.function_def.attr["_XlaMustCompile"].b
+                for key, cf in model._compiled_state["concrete"].items()}
+
+    assert set(marked(xla).values()) == {True} and set(marked(plain).values()) == {False}
+    assert set(marked(xla)) == {"reconstruct", "score_terms", "sample", "encode"}
+
+
 @pytest.mark.parametrize("memo", [None, 3], ids=["memo", "memo-overflowing"])
 def test_compiled_cores_trace_boundedly_and_match_the_eager_methods(binary_images, memo):
     """Each public method runs one compiled core per model: over batch sizes 1, 32, 5, 17,

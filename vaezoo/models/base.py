@@ -258,6 +258,14 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
     #: eagerly (for debugging; the numbers are the same).
     compiled_methods = True
 
+    #: compile the cores with XLA (`tf.function(jit_compile=True)`); set it before the first
+    #: call (each core is made once, on first use). Off by default: measured on 2 CPU cores
+    #: (`benchmarks/api_latency.py --xla`), XLA makes batch-1 calls faster but batch-64 calls
+    #: slower, and cores with data-dependent shapes (`iwae`'s chunks) do not compile. Under
+    #: XLA a seed still reproduces its draws, but they are other numbers than without it
+    #: (XLA generates stateless random numbers with its own algorithm).
+    jit_compile_cores = False
+
     #: how many argument signatures (shapes and dtypes) `_core` remembers the concrete
     #: function of, over all methods; past it the memo starts afresh (only a lookup is lost).
     max_memoized_signatures = 256
@@ -286,7 +294,8 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
             return concrete(*args)
         core = state["cores"].get(name)
         if core is None:
-            core = state["cores"][name] = tf.function(fn, reduce_retracing=True)
+            core = state["cores"][name] = tf.function(fn, reduce_retracing=True,
+                                                      jit_compile=True if self.jit_compile_cores else None)
         # a first call through `tf.function` itself: it traces if no trace fits, and creates
         # the weights of a model not built yet (which `get_concrete_function` cannot)
         result = core(*args)
