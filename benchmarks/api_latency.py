@@ -19,7 +19,9 @@ float32, which `TFLiteModel` converts), latents `z` (the encoder's means), code 
 `0 .. batch - 1`; the SavedModel's signatures take tensors, so its calls convert the arrays
 (`tf.constant`) as the API does, as a Python service holding numpy arrays would. Each cell is the median wall time of one call over several rounds after
 two warm-up calls (tracing, graph optimisation), in ms per call; a round calls the row's API,
-SavedModel and TFLite peers in turn (in an order that rotates from round to round), so their ratio compares calls made under the same load. `elbo` is paired with the `score` signature (the export's ELBO, deterministic);
+SavedModel and TFLite peers in turn (in an order that rotates from round to round), so their
+ratio compares calls made under the same load. `elbo` is paired with the `score` signature (the
+export's ELBO, deterministic);
 `iwae` (k=16) has no exported peer. For `vq-vae-cifar`, `sample (full-grid loop)` is the
 PixelCNN sampler the package used before (one network pass on the whole grid per position,
 compiled), the other sampler's "before". An RQ-VAE also has rows at half its depth
@@ -28,6 +30,7 @@ beside the signatures given `depth` per image).
 
     python benchmarks/api_latency.py                      # every zoo model (~10 min on 2 busy cores)
     python benchmarks/api_latency.py --models vae-mnist --repeats 5
+    python benchmarks/api_latency.py --xla                # also an "API XLA" column (XLA-compiled cores)
 """
 
 import argparse

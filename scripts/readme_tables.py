@@ -178,8 +178,10 @@ def latency_table(results_text=None):
         with open(RESULTS, encoding="utf-8") as f:
             results_text = f.read()
     rows, summary = latency_rows(results_text)
-    out = ["| method | batch | API / SavedModel (range over zoo models) | eager (before) / API | models |",
-           "|---|---|---|---|---|"]
+    with_xla = any("XLA / API" in row for row in rows)  # a run with --xla
+    out = ["| method | batch | API / SavedModel (range over zoo models) | eager (before) / API |"
+           + (" XLA cores / API |" if with_xla else "") + " models |",
+           "|---|---|---|---|" + ("---|" if with_xla else "") + "---|"]
     methods = []
     for row in rows:
         if row["method"] not in methods:
@@ -193,8 +195,13 @@ def latency_table(results_text=None):
             eager = [float(r["eager / API"]) for r in chosen if r.get("eager / API")]
             if not ratio and not eager:  # e.g. the old full-grid sampler: in the summary lines
                 continue
-            out.append(f"| {method} | {batch} | {_span(ratio, '.2f') + 'x' if ratio else '-'} | "
-                       f"{_span(eager, '.1f') + 'x' if eager else '-'} | {len(chosen)} |")
+            cells = [_span(ratio, '.2f') + 'x' if ratio else '-', _span(eager, '.1f') + 'x' if eager else '-']
+            if with_xla:
+                xla = [r.get("XLA / API", "") for r in chosen]
+                numbers = [float(v) for v in xla if v and v != "does not compile"]
+                cells.append(_span(numbers, '.2f') + 'x' if numbers else
+                             "does not compile" if "does not compile" in xla else "-")
+            out.append(f"| {method} | {batch} | {' | '.join(cells)} | {len(chosen)} |")
     return "\n".join(out + [""] + summary) if rows else "(no recorded run of benchmarks/api_latency.py)"
 
 

@@ -46,6 +46,22 @@ def test_throughput_summary_spans_every_recorded_run():
     assert "| 0.50-1.00 (80-100 images/s; fastest in 1 of 2 runs) | 0.50-1.00 (50-160 images/s; fastest in 1 of 2 runs) |" in row
 
 
+def test_latency_table_summarises_the_last_run_with_its_xla_column():
+    # two made-up runs: only the last counts; ranges over models; "does not compile" shown as such
+    old = ("\n## {t}\n\n| model | method | batch | API ms | API / SavedModel | eager / API |\n|---|---|---|---|---|---|\n"
+           "| a | encode | 1 | 1 | 9.00 | 9.0 |\n")
+    last = ("\n## {t}\n\n| model | method | batch | API ms | API / SavedModel | eager / API | XLA / API |\n"
+            "|---|---|---|---|---|---|---|\n| a | encode | 1 | 1 | 1.10 | 3.0 | 0.80 |\n"
+            "| b | encode | 1 | 1 | 1.30 | 5.0 | 0.90 |\n| a | iwae | 1 | 1 |  | 4.0 | does not compile |\n"
+            "\n- a: sample / reconstruct at batch 64 (API, per image): 2.0x\n")
+    text = "# Benchmark results\n" + old.format(t=TABLES.LATENCY_TITLE) + last.format(t=TABLES.LATENCY_TITLE)
+    lines = TABLES.latency_table(text).splitlines()
+    assert lines[0].endswith("| XLA cores / API | models |")
+    assert lines[2] == "| encode | 1 | 1.10-1.30x | 3.0-5.0x | 0.80-0.90x | 2 |"
+    assert lines[3] == "| iwae | 1 | - | 4.0x | does not compile | 1 |"
+    assert lines[-1] == "- a: sample / reconstruct at batch 64 (API, per image): 2.0x"
+
+
 def test_rate_distortion_block_shows_the_last_run_only():
     # made-up sections: the photos' are from an older run (left out); of the every-point table only vaezoo's rows
     from rate_distortion import CIFAR_POINTS_TITLE, CIFAR_TITLE, PHOTOS_TITLE

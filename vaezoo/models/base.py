@@ -260,10 +260,10 @@ class LatentVariableModel(TrackedLossTraining, keras.Model):
 
     #: compile the cores with XLA (`tf.function(jit_compile=True)`); set it before the first
     #: call (each core is made once, on first use). Off by default: measured on 2 CPU cores
-    #: (`benchmarks/api_latency.py --xla`), XLA makes batch-1 calls faster but batch-64 calls
-    #: slower, and cores with data-dependent shapes (`iwae`'s chunks) do not compile. Under
-    #: XLA a seed still reproduces its draws, but they are other numbers than without it
-    #: (XLA generates stateless random numbers with its own algorithm).
+    #: (`benchmarks/api_latency.py --xla`), XLA makes most batch-1 calls faster but batch-64
+    #: calls slower (up to 7x), and cores with data-dependent shapes (`iwae`'s chunks) do not
+    #: compile. Under XLA a seed still reproduces its draws, but they are other numbers than
+    #: without it (XLA generates stateless random numbers with its own algorithm).
     jit_compile_cores = False
 
     #: how many argument signatures (shapes and dtypes) `_core` remembers the concrete
