@@ -200,6 +200,10 @@ def masses(logits, table):
     return masses_float64(logits, table).astype(np.int64)
 
 
+#: values per chunk of `masses_float64` (a few hundred KB of float64: cache-resident).
+MASS_CHUNK_VALUES = 2**15
+
+
 def masses_float64(logits, table):
     """`masses` held in float64 (every value an exact integer below 2^24): what the coder
     divides by 2^24 without another integer pass over `(n, K)` values."""
@@ -207,19 +211,30 @@ def masses_float64(logits, table):
     if logits.ndim != 2 or logits.shape[1] < 2:
         raise ValueError(f"logits must have shape (n, K >= 2), got {logits.shape}.")
     logits = logits.astype(np.int32, copy=False)  # |logit| <= LOGIT_LIMIT
-    gap = logits.max(axis=1, keepdims=True) - logits
-    np.minimum(gap, len(table) - 1, out=gap)
-    raw = np.asarray(table, np.float64).take(gap)  # integers <= 2^EXP_TABLE_BITS: exact
-    k = logits.shape[1]
-    scaled = _floor_ratio(raw, 2**PRECISION - k, raw.sum(axis=1, keepdims=True))  # every symbol gets 1 more
-    scaled += 1
-    remainder = 2**PRECISION - scaled.sum(axis=1)  # exact: a sum of integers below 2^53
-    scaled[np.arange(len(scaled)), np.argmax(logits, axis=1)] += remainder
+    table = np.asarray(table, np.float64)  # integers <= 2^EXP_TABLE_BITS: exact
+    n, k = logits.shape
+    free = 2**PRECISION - k  # every symbol gets 1 more
+    top = np.argmax(logits, axis=1)
+    scaled = np.empty((n, k), np.float64)
+    # Rows in cache-sized chunks, every step in place: the same float64 operations as on the
+    # whole array (the same bits), without a fresh (n, K) array per step (page faults cost
+    # more than the arithmetic at n * K in the millions, as a file of 1,000 images has).
+    rows = max(1, MASS_CHUNK_VALUES // k)
+    for start in range(0, n, rows):
+        gap = logits[start : start + rows]
+        gap = gap.max(axis=1, keepdims=True) - gap
+        np.minimum(gap, len(table) - 1, out=gap)
+        raw = scaled[start : start + rows]
+        np.take(table, gap, out=raw, mode="clip")  # gap is in range: "clip" only skips a buffered copy
+        _floor_ratio(raw, free, raw.sum(axis=1, keepdims=True), out=raw)
+        raw += 1
+        raw[np.arange(len(raw)), top[start : start + rows]] += 2**PRECISION - raw.sum(axis=1)  # exact integer sums
     return scaled
 
 
-def _floor_ratio(raw, free, total):
-    """`floor(raw * free / total)` of non-negative integers held in float64, exactly.
+def _floor_ratio(raw, free, total, out=None):
+    """`floor(raw * free / total)` of non-negative integers held in float64, exactly (into
+    `out` when given, which may be `raw`).
 
     `raw * free < 2^53` is exact; the quotient q < free < 2^24 is correctly rounded with an
     error of at most half an ulp (<= 2^-30), while a non-integer q lies at least 1 / total from
@@ -227,8 +242,14 @@ def _floor_ratio(raw, free, total):
     512 with a flat row) take numpy's int64 floor division, which is the definition itself.
     """
     if raw.size and (total.max() > 2**29 or raw.max() * free >= 2**53):
-        return (raw.astype(np.int64) * free) // total.astype(np.int64)
-    return np.floor(raw * free / total)
+        exact = (raw.astype(np.int64) * free) // total.astype(np.int64)
+        if out is None:
+            return exact.astype(np.float64)
+        out[...] = exact
+        return out
+    out = np.multiply(raw, free, out=out)
+    np.divide(out, total, out=out)
+    return np.floor(out, out=out)
 
 
 def code_bits(network, grids, block=16, per_depth=False):
