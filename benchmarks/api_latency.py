@@ -170,11 +170,10 @@ def measure_model(name, repeats, work, xla=False):
     else:
         model, label = vaezoo.load(name), name
     xla_model = None
-    if xla:  # a second copy whose compiled cores are XLA-compiled (`jit_compile_cores`)
-        xla_model = vaezoo.load(name, weights=False) if label != name else vaezoo.load(name)
-        if label != name:
-            xla_model.build_from_images()
-            xla_model.set_weights(model.get_weights())
+    if xla:  # a second copy, the same weights, whose compiled cores are XLA-compiled
+        xla_model = vaezoo.load(name, weights=False)
+        xla_model.build_from_images()
+        xla_model.set_weights(model.get_weights())
         xla_model.jit_compile_cores = True
     path = export_saved_model(model, os.path.join(work, "saved"), model_name=name, version=1)
     saved = tf.saved_model.load(path)
