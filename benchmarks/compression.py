@@ -1,9 +1,7 @@
 """Rate and speed of `.vqz` (version 3; its payload is coded as version 2's) beside the PixelCNN coding of version 1, WebP and AVIF.
 
     python benchmarks/compression.py --model vq-vae-cifar
-    python benchmarks/compression.py --model vq-vae-cifar \
-        --context-option "5 groups, 4 more epochs=runs/context-cifar-warm5/context_model.npz" \
-        --context-option "groups6=runs/context-cifar-warm6/context_model.npz" \
+    python benchmarks/compression.py --model vq-vae-cifar --context-option "groups5=zoo:vq-vae-cifar-groups5" \
         --context-option "groups8=runs/context-cifar-warm8/context_model.npz"
 
 On CIFAR-10 test images (the JPEG q75 copy in ../shared/data, so every figure is labelled
@@ -16,9 +14,10 @@ On CIFAR-10 test images (the JPEG q75 copy in ../shared/data, so every figure is
   networks, the context model in numpy) on the same images;
 - the rate of the exact context model against the PixelCNN prior on the same codes (bits per
   code: ideal -log2 p and the coded bytes); with --context-option, other frozen context models
-  (another size or group schedule: `scripts/train_context_model.py --schedule`) on the same
-  codes, their entropy-coding time (and per group: one network pass each) and where each
-  schedule's extra bits are, group by group; and version-1 PixelCNN coding of --v1-images
+  (another size or schedule: `scripts/train_context_model.py --schedule`; `zoo:NAME` takes a
+  zoo model's) on the same codes, their entropy-coding time and coding steps (a group
+  schedule's network passes, a raster network's positions) and where each model's extra bits
+  are, group by group (a raster network: row by row); and version-1 PixelCNN coding of --v1-images
   images spread over the sample (bytes and time: the prior re-runs once per grid position);
 - Pillow's WebP (method 6) and AVIF (speed 6) at the quality whose mean PSNR over the images
   is closest to the `.vqz`'s (searched on the first 200 images), then timed encoding and
@@ -107,7 +106,12 @@ def context_options(model, grids, sizes, pixelcnn, extra, repeats=3):
     candidates = [(f"shipped ({_describe(model.context_network())})", model.context_network())]
     for option in extra:
         label, _, path = option.partition("=")
-        network = integer_entropy.IntegerContextNetwork.from_arrays(dict(np.load(path)))
+        if path.startswith("zoo:"):
+            from vaezoo import registry
+
+            network = registry.load(path[len("zoo:"):]).context_network()
+        else:
+            network = integer_entropy.network_from_arrays(dict(np.load(path)))
         candidates.append((f"{label} ({_describe(network)})", network))
     rows = []
     for label, network in candidates:
@@ -119,7 +123,7 @@ def context_options(model, grids, sizes, pixelcnn, extra, repeats=3):
         rows.append({"context model": label, "bits/code": f"{bits:.3f}", "/ PixelCNN": f"{bits / pixelcnn:.3f}",
                      "entropy encode ms/image": f"{1e3 * encode / len(grids):.2f}",
                      "entropy decode ms/image": f"{1e3 * decode / len(grids):.2f}",
-                     "decode ms/image per group": f"{1e3 * decode / len(grids) / network.num_groups:.2f}"})
+                     "coding steps per 8x8 block": str(_steps(network, (8, 8)))})
     return markdown_table(rows, list(rows[0])), candidates
 
 
@@ -139,12 +143,20 @@ def rate_by_group(model, codes, candidates):
     return markdown_table(rows, list(rows[0]))
 
 
+def _steps(network, shape):
+    """Coding steps (network passes or positions) per block of `shape`."""
+    from vaezoo import integer_entropy
+
+    return int(integer_entropy.group_map(*shape, network.schedule).max()) + 1
+
+
 def _group_rows(label, network, codes, pixelcnn):
+    """Rows per group of a group schedule; per grid row for a raster network (64 groups of one)."""
     from vaezoo import integer_entropy
 
     groups = integer_entropy.group_map(*codes.shape[1:], network.schedule)
     exact = np.zeros(codes.shape, np.float64)
-    for group in range(network.num_groups):
+    for group in range(_steps(network, codes.shape[1:])):
         where = groups == group
         logits = network.logits_at(integer_entropy.context_input(codes, groups, group, network.num_embeddings),
                                    np.flatnonzero(where))
@@ -152,10 +164,13 @@ def _group_rows(label, network, codes, pixelcnn):
         chosen = masses[np.arange(len(masses)), codes[:, where].reshape(-1)].reshape(len(codes), -1)
         exact[:, where] = integer_entropy.PRECISION - np.log2(chosen)
     gap = float(np.sum(exact - pixelcnn))
+    raster = network.schedule == integer_entropy.RASTER
+    parts = np.arange(codes.shape[1])[:, None].repeat(codes.shape[2], 1) if raster else groups
     rows = []
-    for group in range(network.num_groups):
-        where = groups == group
-        rows.append({"context model": label, "group": str(group), "positions": f"{int(where.sum())} of {where.size}",
+    for group in range(int(parts.max()) + 1):
+        where = parts == group
+        rows.append({"context model": label, "group": f"row {group}" if raster else str(group),
+                     "positions": f"{int(where.sum())} of {where.size}",
                      "exact bits/code": f"{exact[:, where].mean():.3f}",
                      "PixelCNN bits/code (same positions)": f"{pixelcnn[:, where].mean():.3f}",
                      "share of the extra bits": f"{np.sum(exact[:, where] - pixelcnn[:, where]) / gap:.0%}"})
@@ -163,6 +178,11 @@ def _group_rows(label, network, codes, pixelcnn):
 
 
 def _describe(network):
+    from vaezoo import integer_entropy
+
+    if network.schedule == integer_entropy.RASTER:
+        return (f"raster order, a causal window of {len(network.taps)} codes, {len(network.kernels)} dense layers x "
+                f"{network.kernels[-1].shape[1]} channels")
     return (f"{len(network.kernels)} conv layers x {network.embedding.shape[1]} channels, "
             f"{network.num_groups} groups ({network.schedule})")
 
@@ -177,8 +197,9 @@ def main():
                         help="images (spread over the sample) also coded with the version-1 PixelCNN")
     parser.add_argument("--threads", type=int, default=None, help="LiteRT threads (default: LiteRT's)")
     parser.add_argument("--context-option", action="append", default=[], metavar="LABEL=NPZ",
-                        help="another frozen context model (scripts/train_context_model.py's context_model.npz) "
-                             "to compare on the same codes: rate and entropy-coding time (repeatable)")
+                        help="another frozen context model (scripts/train_context_model.py's context_model.npz, or "
+                             "zoo:NAME for a zoo model's) to compare on the same codes: rate and entropy-coding "
+                             "time (repeatable)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="timed calls per vaezoo measurement (the fastest counts; default 3)")
     parser.add_argument("--no-append", action="store_true", help="print only; do not touch RESULTS.md")

@@ -42,7 +42,7 @@ def main():
     from vaezoo import integer_entropy, registry, zoo_maintenance
     from vaezoo import workdir as workdirs
     from vaezoo.data import load_split
-    from vaezoo.models.context_model import GroupedContextModel
+    from vaezoo.models.context_model import build_context_model
 
     with open(os.path.join(args.workdir, "report.json"), encoding="utf-8") as f:
         report = json.load(f)
@@ -56,9 +56,9 @@ def main():
         spec["condition_depths"] = report["condition_depths"]
     if report.get("schedule", integer_entropy.DEFAULT_SCHEDULE) != integer_entropy.DEFAULT_SCHEDULE:
         spec["schedule"] = report["schedule"]  # the coder's group schedule is the model's
-    trained = GroupedContextModel(old.num_embeddings, channels=spec["channels"], num_layers=spec["layers"],
+    trained = build_context_model(old.num_embeddings, channels=spec["channels"], num_layers=spec["layers"],
                                   depths=report.get("depths", 1), condition_depths=spec.get("condition_depths", 0),
-                                  schedule=spec.get("schedule", integer_entropy.DEFAULT_SCHEDULE))
+                                  schedule=spec.get("schedule"))
     trained.load_weights(os.path.join(args.workdir, "context.weights.h5"))
 
     card["config"] = {**card["config"], "context_model": spec}
@@ -69,7 +69,7 @@ def main():
         getattr(new, part).set_weights(getattr(old, part).get_weights())
     new.context_model.set_weights(trained.get_weights())
     with np.load(os.path.join(args.workdir, "context_model.npz")) as f:  # what the report measured
-        frozen = integer_entropy.IntegerContextNetwork.from_arrays(dict(f)).to_arrays()  # older files: defaults filled in
+        frozen = integer_entropy.network_from_arrays(dict(f)).to_arrays()  # older files: defaults filled in
     attached = new.context_network().to_arrays()
     assert set(attached) == set(frozen) and all(np.array_equal(frozen[name], value) for name, value in attached.items()), \
         "the attached context model is not the one the report measured"

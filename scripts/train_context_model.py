@@ -71,7 +71,8 @@ def main():
                         help="RQ-VAE: earlier depths the model sees beside the one it codes (default 1)")
     parser.add_argument("--schedule", default=None,
                         help="group schedule of the coder (vaezoo.integer_entropy.SCHEDULES; default groups5): "
-                             "more groups, more context per code, one network pass per group")
+                             "more groups, more context per code, one network pass per group; 'raster' trains a "
+                             "RasterContextModel (code grids in raster order, each code given a causal window)")
     parser.add_argument("--init", default=None, metavar="WEIGHTS_H5",
                         help="start from these weights (another run's context.weights.h5 of the same shape, e.g. "
                              "trained on another schedule) instead of a random initialization")
@@ -85,12 +86,13 @@ def main():
 
     import vaezoo
     from vaezoo.io import atomic_path, write_json
-    from vaezoo.models.context_model import GroupedContextModel
+    from vaezoo.models.context_model import build_context_model
 
     from vaezoo import integer_entropy
 
     schedule = args.schedule or integer_entropy.DEFAULT_SCHEDULE
-    integer_entropy.schedule_tile(schedule)  # an unknown name fails before any encoding
+    if schedule != integer_entropy.RASTER:
+        integer_entropy.schedule_tile(schedule)  # an unknown name fails before any encoding
     os.makedirs(args.workdir, exist_ok=True)
     vq, spec, source = load_model(args.model)
     print(f"model: {source}", flush=True)
@@ -108,7 +110,7 @@ def main():
         source = str(f["source"]) if "source" in f.files else source  # what the cached codes came from
     print(f"codes: train {train.shape}, test {test.shape}", flush=True)
 
-    model = GroupedContextModel(vq.num_embeddings, channels=args.channels, num_layers=args.layers, seed=args.seed,
+    model = build_context_model(vq.num_embeddings, channels=args.channels, num_layers=args.layers, seed=args.seed,
                                 depths=depths, condition_depths=condition, schedule=schedule)
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
     state_path = os.path.join(args.workdir, "state.json")
@@ -123,15 +125,19 @@ def main():
         model.load_weights(args.init)
         print(f"starting from {args.init}", flush=True)
     dataset = tf.data.Dataset.from_tensor_slices(train).shuffle(len(train), seed=args.seed).batch(args.batch_size)
+    test_set = tf.data.Dataset.from_tensor_slices(test).batch(500)
     start = time.time()
     for epoch in range(done, args.epochs):
         lr = args.learning_rate * 0.5 * (1 + np.cos(np.pi * epoch / args.epochs))  # cosine decay per epoch
         model.optimizer.learning_rate.assign(lr)
         history = model.fit(dataset, epochs=1, verbose=0).history
+        held_out = model.evaluate(test_set, verbose=0, return_dict=True)["bits_per_code"]
         with atomic_path(weights_path) as tmp:
             model.save_weights(tmp)
         write_json({"epochs": epoch + 1}, state_path)
         print(f"epoch {epoch + 1}/{args.epochs}: {history['bits_per_code'][0]:.3f} bits/code (train, lr {lr:.2e}), "
+              f"{held_out:.3f} (test, float logits of the integer network; a group schedule scores one group "
+              "per grid), "
               f"{time.time() - start:.0f} s", flush=True)
 
     network = model.freeze()

@@ -376,33 +376,37 @@ def test_every_path_writes_the_same_bytes_and_reads_every_other(trained, bundle)
         assert all(np.array_equal(a, b) for a, b in zip(decoded, grids)), name
 
 
-def test_a_model_with_the_8_group_schedule_codes_with_it_on_every_path(tmp_path):
+@pytest.mark.parametrize("schedule", ["groups8", "raster"])
+def test_a_model_with_another_schedule_codes_with_it_on_every_path(tmp_path, schedule):
     """The schedule is the model's: its config, its frozen network, its LiteRT bundle's
     context.npz; desktop and LiteRT write the same bytes and read each other's (a tiny random
-    network: the context model is left untrained)."""
+    network: the context model is left untrained). "raster" is a `RasterContextNetwork`."""
     import vaezoo
     from vaezoo.export.tflite import export_tflite
 
-    config = {**CONFIG, "prior": None, "context_model": {"channels": 8, "layers": 1, "schedule": "groups8"}}
+    config = {**CONFIG, "prior": None, "context_model": {"channels": 8, "layers": 1, "schedule": schedule}}
     model = vaezoo.VQVAE(**config, seed=4)
-    assert vaezoo.VQVAE.from_config(model.get_config()).context_network().schedule == "groups8"
+    assert vaezoo.VQVAE.from_config(model.get_config()).context_network().schedule == schedule
     network = model.context_network()
-    assert network.schedule == "groups8" and network.num_groups == 8
+    expected = integer_entropy.RasterContextNetwork if schedule == "raster" else integer_entropy.IntegerContextNetwork
+    assert network.schedule == schedule and isinstance(network, expected)
     rng = np.random.default_rng(6)
     sizes = [(16, 16)] * 6 + [(37, 70)]
     grids = [rng.integers(0, 32, vqz.grid_shape(size, 4)).astype(np.int32) for size in sizes]
     desktop = codec.compress_codes(model, grids, sizes)
-    ideal = float(np.sum(integer_entropy.code_bits(network, grids)))  # the groups8 rate, not the default's
+    ideal = float(np.sum(integer_entropy.code_bits(network, grids)))  # the schedule's rate, not the default's
     header = codec.read_header(desktop)
     assert ideal <= 8 * header.payload_length <= ideal + 64 * len(header.stream_lengths)
     export_tflite(model, str(tmp_path), variants=("float32",))
     device = codec.LiteRTCodecModel(str(tmp_path))
-    assert device.context.schedule == "groups8" and codec.compress_codes(device, grids, sizes) == desktop
+    assert device.context.schedule == schedule and codec.compress_codes(device, grids, sizes) == desktop
     for path in (model, device):
         _, decoded = codec.decompress_codes(path, desktop)
         assert all(np.array_equal(a, b) for a, b in zip(decoded, grids))
     with pytest.raises(vaezoo.validation.ConfigError, match="schedule must be one of"):
         vaezoo.VQVAE(**{**config, "context_model": {"schedule": "groups7"}})
+    with pytest.raises(vaezoo.validation.ConfigError, match="code stacks"):
+        vaezoo.RQVAE(**{**RQ_CONFIG, "context_model": {"schedule": "raster"}})
 
 
 def test_litert_images_round_trip_and_decode_on_the_desktop(trained, bundle):

@@ -180,7 +180,7 @@ class LiteRTCodecModel(CodecModel):
         if codec.get("context_model"):
             files = codec["context_model"]
             with np.load(io.BytesIO(self._checked(files["arrays"]))) as arrays:
-                network = integer_entropy.IntegerContextNetwork.from_arrays(dict(arrays))
+                network = integer_entropy.network_from_arrays(dict(arrays))
             self.context = integer_entropy.LiteRTContextNetwork(self._checked(files["tflite"]), network,
                                                                resolver=resolver, num_threads=num_threads)
 

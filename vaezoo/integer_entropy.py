@@ -85,6 +85,9 @@ SCHEDULES = {
 }
 #: the schedule of a network that names none (every model and file before schedules existed).
 DEFAULT_SCHEDULE = "groups5"
+#: the schedule of a `RasterContextNetwork`: every position of a block is its own group, in
+#: raster order (one network step per position, each seeing only earlier positions).
+RASTER = "raster"
 #: groups of the default schedule (network passes to decode a block).
 NUM_GROUPS = 1 + max(map(max, SCHEDULES[DEFAULT_SCHEDULE]))
 #: fixed-point precision of the range coder's probabilities (bits).
@@ -117,8 +120,13 @@ def schedule_tile(schedule=DEFAULT_SCHEDULE):
     return np.asarray(SCHEDULES[schedule], np.int8)
 
 
-def num_groups(schedule=DEFAULT_SCHEDULE):
-    """How many groups (network passes per block) a schedule has."""
+def num_groups(schedule=DEFAULT_SCHEDULE, shape=None):
+    """How many groups (network passes per block) a schedule has; the raster schedule has one
+    per position of a block of `shape` `(h, w)`."""
+    if schedule == RASTER:
+        if shape is None:
+            raise ValueError("the raster schedule has one group per position: give the block shape.")
+        return int(shape[0]) * int(shape[1])
     return int(schedule_tile(schedule).max()) + 1
 
 
@@ -132,7 +140,12 @@ def group_map(height, width, schedule=DEFAULT_SCHEDULE):
                [4, 3, 4, 3],
                [2, 4, 1, 4],
                [4, 3, 4, 3]], dtype=int8)
+        >>> group_map(2, 3, "raster")
+        array([[0, 1, 2],
+               [3, 4, 5]], dtype=int32)
     """
+    if schedule == RASTER:
+        return np.arange(height * width, dtype=np.int32).reshape(height, width)
     tile = schedule_tile(schedule)
     reps = (-(-height // tile.shape[0]), -(-width // tile.shape[1]))
     return np.ascontiguousarray(np.tile(tile, reps)[:height, :width])
@@ -258,7 +271,7 @@ def code_bits(network, grids, block=16, per_depth=False):
     a `.vqz` payload costs before the range coder's few bytes of flushing per stream.
 
     Args:
-        network: an `IntegerContextNetwork` or `LiteRTContextNetwork`.
+        network: an `IntegerContextNetwork`, `RasterContextNetwork` or `LiteRTContextNetwork`.
         grids: int code grids `(h, w)` or code stacks `(h, w, d)` (a list, or an array).
         per_depth: return the bits of each depth separately.
 
@@ -280,10 +293,13 @@ def code_bits(network, grids, block=16, per_depth=False):
                     codes = batch[:, r : r + block, c : c + block]
                     groups = group_map(*codes.shape[1:3], network.schedule)
                     for depth in range(shape[-1]):
-                        for g in range(network.num_groups):
-                            where = groups == g
+                        # a raster network reads only earlier positions: every step at once
+                        steps = ([(None, groups >= 0)] if network.schedule == RASTER
+                                 else [(g, groups == g) for g in range(int(groups.max()) + 1)])
+                        for g, where in steps:
                             if where.any():
-                                inputs = network_input(network, codes, groups, g, depth)
+                                inputs = (codes[..., depth] if g is None
+                                          else network_input(network, codes, groups, g, depth))
                                 logits = network.logits_at(inputs, np.flatnonzero(where))
                                 m = masses(logits.reshape(-1, logits.shape[-1]), network.table)
                                 symbols = codes[..., depth][:, where].reshape(-1)
@@ -348,18 +364,11 @@ class IntegerContextNetwork:
 
     def check(self):
         """Raise `EntropyModelError` unless every number keeps the exactness contract."""
-        def bounded(name, values, lo, hi):
-            values = np.asarray(values)
-            if values.dtype.kind not in "iu":
-                raise EntropyModelError(f"{name} must be integers, got dtype {values.dtype}.")
-            if values.size and (values.min() < lo or values.max() > hi):
-                raise EntropyModelError(f"{name} must lie in [{lo}, {hi}], got [{values.min()}, {values.max()}].")
-
         try:
             schedule_tile(self.schedule)
         except ValueError as error:
             raise EntropyModelError(str(error)) from None
-        bounded("embedding", self.embedding, 0, ACTIVATION_MAX)
+        _bounded("embedding", self.embedding, 0, ACTIVATION_MAX)
         if (int(self.slots) < 1 or self.head_kernel.ndim != 2 or self.embedding.ndim != 2
                 or self.embedding.shape[0] != (self.num_embeddings + 1) * self.depths * int(self.slots)
                 or self.depths < 1):
@@ -370,8 +379,8 @@ class IntegerContextNetwork:
                                                                       self.head_shift)]
         channels = self.embedding.shape[1] * int(self.slots)
         for index, (kernel, bias, shift) in enumerate(layers):
-            bounded(f"kernel {index}", kernel, -WEIGHT_MAX, WEIGHT_MAX)
-            bounded(f"bias {index}", bias, -BIAS_MAX, BIAS_MAX)
+            _bounded(f"kernel {index}", kernel, -WEIGHT_MAX, WEIGHT_MAX)
+            _bounded(f"bias {index}", bias, -BIAS_MAX, BIAS_MAX)
             if kernel.ndim != 4 or kernel.shape[2] != channels or bias.shape != (kernel.shape[3],):
                 raise EntropyModelError(f"layer {index}: kernel {kernel.shape} and bias {bias.shape} do not chain "
                                         f"from {channels} channels.")
@@ -381,11 +390,7 @@ class IntegerContextNetwork:
             if not 0 <= int(shift) <= 30:
                 raise EntropyModelError(f"layer {index}: shift must be in [0, 30], got {shift}.")
             channels = kernel.shape[3]
-        table = np.asarray(self.table)
-        if table.dtype.kind not in "iu" or len(table) < 2 or table.min() < 1 or np.any(np.diff(table) > 0):
-            raise EntropyModelError("the exp table must be positive, non-increasing integers.")
-        if int(table[0]) * self.num_embeddings >= 2**62:
-            raise EntropyModelError("the exp table is too large for 64-bit mass sums.")
+        _check_table(self.table, self.num_embeddings)
 
     def features(self, inputs):
         """Last hidden activations `(n, h, w, C)` for input indices `(n, h, w)` in [0, K]
@@ -415,9 +420,7 @@ class IntegerContextNetwork:
 
         Computed in float32, which is exact under the contract (every partial sum is an
         integer below 2^24)."""
-        z = np.asarray(features, np.float32) @ self.head_kernel.astype(np.float32) + self.head_bias.astype(np.float32)
-        z *= np.float32(2.0**-int(self.head_shift))
-        return np.clip(np.floor(z), -LOGIT_LIMIT, LOGIT_LIMIT).astype(np.int64)
+        return _head(features, self.head_kernel, self.head_bias, self.head_shift)
 
     def to_arrays(self):
         """A flat dict of arrays (for `np.savez`): the whole network. The schedule is a string
@@ -450,6 +453,173 @@ class IntegerContextNetwork:
             )
         except KeyError as error:
             raise EntropyModelError(f"the entropy model misses the array {error.args[0]!r}.") from None
+
+
+#: the largest fan-in of a raster network's dense layers that keeps float32 exact
+#: (fan-in x 127 x 127 + 2^22 < 2^24).
+MAX_FAN_IN = (EXACT_BOUND - BIAS_MAX - 1) // (WEIGHT_MAX * ACTIVATION_MAX)
+
+
+def causal_window(rows_above=3, radius=3):
+    """The taps `(dr, dc)` of a causal window, int `(T, 2)`: the `rows_above` rows above a
+    position, `radius` columns either side, then the `radius` positions to its left; every
+    tap is earlier in raster order.
+
+    Example:
+        >>> causal_window(1, 1).tolist()
+        [[-1, -1], [-1, 0], [-1, 1], [0, -1]]
+    """
+    taps = [(dr, dc) for dr in range(-int(rows_above), 0) for dc in range(-int(radius), int(radius) + 1)]
+    taps += [(0, dc) for dc in range(-int(radius), 0)]
+    return np.asarray(taps, np.int64).reshape(-1, 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class RasterContextNetwork:
+    """A frozen raster-order context network: each code given a causal window of earlier codes.
+
+    Positions of a block are coded one at a time in raster order (the `"raster"` schedule:
+    a block of h x w codes takes h * w steps, each batched over every block of a pass). The
+    input of a position is the codes at its `taps` (K, "unknown", where a tap falls outside
+    the block); their embedding rows, side by side, go through dense layers and the head:
+
+        a_0 = concat(E[code at p + tap] for tap in taps)
+        a_l = min(max(floor((a_(l-1) . W_l + b_l) * 2^-shift_l), 0), 127)
+        logit = min(max(floor((a_L . W + b) * 2^-head_shift), -LOGIT_LIMIT), LOGIT_LIMIT)
+
+    The same contract as `IntegerContextNetwork` (integers in the same ranges, every fan-in
+    at most `MAX_FAN_IN`), so float32 computes every value exactly on any runtime. A position
+    never reads itself or a later one, so the logits of every position computed at once from
+    the whole grid equal the decoder's step-by-step logits (what the encoder uses).
+
+    Args:
+        embedding: int `(K + 1, E)` in [0, 127]; row K is "unknown" (outside the block).
+        taps: int `(T, 2)` offsets `(dr, dc)`, each earlier in raster order (`causal_window`).
+        kernels: list of int `(fan_in, C)` in [-127, 127]; the first takes `T * E` inputs.
+        biases, shifts: as `IntegerContextNetwork`'s, one per dense layer.
+        head_kernel, head_bias, head_shift, table: as `IntegerContextNetwork`'s.
+
+    Example:
+        >>> network = model.freeze()                  # a trained RasterContextModel
+        >>> logits = network.logits_at(codes, [5])    # (n, 1, K): position 5 of every block
+    """
+
+    embedding: np.ndarray
+    taps: np.ndarray
+    kernels: tuple
+    biases: tuple
+    shifts: tuple
+    head_kernel: np.ndarray
+    head_bias: np.ndarray
+    head_shift: int
+    table: np.ndarray
+
+    schedule = RASTER
+    slots = 1
+    depths = 1
+    stacked = False
+
+    def __post_init__(self):
+        self.check()
+
+    @property
+    def num_embeddings(self):
+        return int(self.head_kernel.shape[1])
+
+    def check(self):
+        """Raise `EntropyModelError` unless every number keeps the exactness contract."""
+        taps = np.asarray(self.taps)
+        if (taps.ndim != 2 or taps.shape[1] != 2 or len(taps) == 0 or taps.dtype.kind not in "iu"
+                or np.any((taps[:, 0] > 0) | ((taps[:, 0] == 0) & (taps[:, 1] >= 0)))):
+            raise EntropyModelError("taps must be integer offsets (dr, dc) of earlier positions in raster order "
+                                    f"(dr < 0, or dr == 0 and dc < 0), shape (T, 2); got {taps.tolist()}.")
+        _bounded("embedding", self.embedding, 0, ACTIVATION_MAX)
+        if self.embedding.ndim != 2 or self.head_kernel.ndim != 2 or \
+                self.embedding.shape[0] != self.num_embeddings + 1:
+            raise EntropyModelError(f"the embedding has shape {self.embedding.shape}; with K = "
+                                    f"{self.head_kernel.shape[-1]} it must have K + 1 rows.")
+        if not len(self.kernels) == len(self.biases) == len(self.shifts):
+            raise EntropyModelError("kernels, biases and shifts must have one entry per layer.")
+        fan_in = len(taps) * self.embedding.shape[1]
+        layers = list(zip(self.kernels, self.biases, self.shifts)) + [(self.head_kernel, self.head_bias,
+                                                                      self.head_shift)]
+        for index, (kernel, bias, shift) in enumerate(layers):
+            _bounded(f"kernel {index}", kernel, -WEIGHT_MAX, WEIGHT_MAX)
+            _bounded(f"bias {index}", bias, -BIAS_MAX, BIAS_MAX)
+            if kernel.ndim != 2 or kernel.shape[0] != fan_in or bias.shape != (kernel.shape[1],):
+                raise EntropyModelError(f"layer {index}: kernel {kernel.shape} and bias {bias.shape} do not chain "
+                                        f"from {fan_in} inputs.")
+            if fan_in > MAX_FAN_IN:
+                raise EntropyModelError(f"layer {index}: fan-in {fan_in} can reach 2^24 (inexact in float32); "
+                                        f"at most {MAX_FAN_IN}.")
+            if not 0 <= int(shift) <= 30:
+                raise EntropyModelError(f"layer {index}: shift must be in [0, 30], got {shift}.")
+            fan_in = kernel.shape[1]
+        _check_table(self.table, self.num_embeddings)
+
+    def window(self, codes, positions):
+        """The input indices `(n, p, T)` at flat `positions` of code grids `(n, h, w)`: the codes
+        at the taps, K outside the grid."""
+        codes = np.asarray(codes)
+        n, h, w = codes.shape
+        taps = np.asarray(self.taps)
+        top, side = int(-taps[:, 0].min()), int(np.abs(taps[:, 1]).max())
+        padded = np.full((n, h + top, w + 2 * side), self.num_embeddings, np.int32)
+        padded[:, top:, side : side + w] = codes
+        rows, cols = np.divmod(np.asarray(positions, np.int64), w)
+        flat = (rows[:, None] + top + taps[None, :, 0]) * (w + 2 * side) + cols[:, None] + side + taps[None, :, 1]
+        return padded.reshape(n, -1)[:, flat]
+
+    def logits_at(self, inputs, positions):
+        """Integer logits `(n, p, K)` at flat `positions` of code grids `(n, h, w)` (codes at
+        and after each position are not read)."""
+        a = self.embedding[self.window(inputs, positions)].astype(np.float32)
+        a = a.reshape(*a.shape[:2], -1)
+        for kernel, bias, shift in zip(self.kernels, self.biases, self.shifts):
+            z = a @ kernel.astype(np.float32) + bias.astype(np.float32)  # exact: integers below 2^24
+            a = np.clip(np.floor(z * np.float32(2.0**-int(shift))), 0, ACTIVATION_MAX)
+        return _head(a, self.head_kernel, self.head_bias, self.head_shift)
+
+    def logits(self, inputs):
+        """Integer logits `(n, h, w, K)` of every position of code grids `(n, h, w)`."""
+        n, h, w = np.asarray(inputs).shape
+        return self.logits_at(inputs, np.arange(h * w)).reshape(n, h, w, -1)
+
+    def to_arrays(self):
+        """A flat dict of arrays (for `np.savez`); `schedule` is `"raster"`."""
+        out = {"embedding": self.embedding, "taps": self.taps, "head_kernel": self.head_kernel,
+               "head_bias": self.head_bias, "head_shift": np.asarray(self.head_shift), "table": self.table,
+               "shifts": np.asarray(self.shifts, np.int64), "schedule": np.asarray(RASTER)}
+        for index, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
+            out[f"kernel_{index}"], out[f"bias_{index}"] = kernel, bias
+        return {name: np.asarray(value) for name, value in out.items()}
+
+    @classmethod
+    def from_arrays(cls, arrays):
+        """The inverse of `to_arrays` (checks the contract; `EntropyModelError` when broken)."""
+        try:
+            shifts = [int(s) for s in np.asarray(arrays["shifts"]).reshape(-1)]
+            return cls(
+                embedding=np.asarray(arrays["embedding"]),
+                taps=np.asarray(arrays["taps"]),
+                kernels=tuple(np.asarray(arrays[f"kernel_{i}"]) for i in range(len(shifts))),
+                biases=tuple(np.asarray(arrays[f"bias_{i}"]) for i in range(len(shifts))),
+                shifts=tuple(shifts),
+                head_kernel=np.asarray(arrays["head_kernel"]),
+                head_bias=np.asarray(arrays["head_bias"]),
+                head_shift=int(np.asarray(arrays["head_shift"])),
+                table=np.asarray(arrays["table"]),
+            )
+        except KeyError as error:
+            raise EntropyModelError(f"the entropy model misses the array {error.args[0]!r}.") from None
+
+
+def network_from_arrays(arrays):
+    """The frozen context network of a `to_arrays` dict (a `context.npz`): a
+    `RasterContextNetwork` when its schedule is `"raster"`, else an `IntegerContextNetwork`."""
+    schedule = str(np.asarray(arrays["schedule"])) if "schedule" in arrays else DEFAULT_SCHEDULE
+    cls = RasterContextNetwork if schedule == RASTER else IntegerContextNetwork
+    return cls.from_arrays(arrays)
 
 
 #: LiteRT kernel sets a `LiteRTContextNetwork` can run on (all give the same integers).
@@ -486,7 +656,7 @@ class LiteRTContextNetwork:
         self.num_embeddings = network.num_embeddings
         self.table = network.table
         self.stacked, self.slots = network.stacked, network.slots
-        self.schedule, self.num_groups = network.schedule, network.num_groups
+        self.schedule = network.schedule
         self.interpreter = Interpreter(model_content=bytes(model_content), num_threads=num_threads,
                                        experimental_op_resolver_type=kind)
         self._runner = self.interpreter.get_signature_runner("context")
@@ -505,6 +675,29 @@ class LiteRTContextNetwork:
         return self.logits_at(inputs, np.arange(h * w)).reshape(n, h, w, -1)
 
 
+def _bounded(name, values, lo, hi):
+    values = np.asarray(values)
+    if values.dtype.kind not in "iu":
+        raise EntropyModelError(f"{name} must be integers, got dtype {values.dtype}.")
+    if values.size and (values.min() < lo or values.max() > hi):
+        raise EntropyModelError(f"{name} must lie in [{lo}, {hi}], got [{values.min()}, {values.max()}].")
+
+
+def _check_table(table, num_embeddings):
+    table = np.asarray(table)
+    if table.dtype.kind not in "iu" or len(table) < 2 or table.min() < 1 or np.any(np.diff(table) > 0):
+        raise EntropyModelError("the exp table must be positive, non-increasing integers.")
+    if int(table[0]) * num_embeddings >= 2**62:
+        raise EntropyModelError("the exp table is too large for 64-bit mass sums.")
+
+
+def _head(features, kernel, bias, shift):
+    """Integer logits `floor((a . W + b) * 2^-shift)`, clipped, in float32 (exact under the contract)."""
+    z = np.asarray(features, np.float32) @ kernel.astype(np.float32) + bias.astype(np.float32)
+    z *= np.float32(2.0**-int(shift))
+    return np.clip(np.floor(z), -LOGIT_LIMIT, LOGIT_LIMIT).astype(np.int64)
+
+
 def _conv3x3(a, kernel):
     """'same' 3x3 convolution (zero padding) of `(n, h, w, c)` by `(3, 3, c, d)`, float64."""
     n, h, w, c = a.shape
@@ -517,7 +710,8 @@ def _conv3x3(a, kernel):
     return out
 
 
-__all__ = ["NUM_GROUPS", "SCHEDULES", "DEFAULT_SCHEDULE", "schedule_tile", "num_groups", "PRECISION",
+__all__ = ["NUM_GROUPS", "SCHEDULES", "DEFAULT_SCHEDULE", "RASTER", "MAX_FAN_IN", "causal_window",
+           "RasterContextNetwork", "network_from_arrays", "schedule_tile", "num_groups", "PRECISION",
            "LOGIT_FRACTION_BITS", "RESOLVERS", "EntropyModelError", "IntegerContextNetwork", "LiteRTContextNetwork",
            "group_map", "context_input", "stack_input", "network_input", "exp_table", "masses", "masses_float64",
            "code_bits"]

@@ -240,12 +240,14 @@ def stream_count(shapes, block=BLOCK):
     return sum(-(-n // max(1, STREAM_CODES // (h * w))) for (h, w), n in counts.items())
 
 
-def _passes(streams):
+def _passes(streams, per_block=None):
     """Runs of consecutive streams of one block shape holding at most `CODES_PER_PASS` codes
-    (at least one stream): `(shape, [stream index, ...])`, one network pass each."""
+    (at least one stream): `(shape, [stream index, ...])`, one network pass each. With
+    `per_block` = 1 (a raster network, whose steps hold one position of every block) the
+    bound is on blocks instead: each step's masses stay as small as a group pass's."""
     out = []
     for index, (shape, members) in enumerate(streams):
-        codes = len(members) * shape[0] * shape[1]
+        codes = len(members) * (per_block or shape[0] * shape[1])
         if out and out[-1][0] == shape and out[-1][2] + codes <= CODES_PER_PASS:
             out[-1][1].append(index)
             out[-1][2] += codes
@@ -254,7 +256,7 @@ def _passes(streams):
     return [(shape, indices) for shape, indices, _ in out]
 
 
-def _group_logits(context, codes):
+def _group_logits(context, codes, complete=False):
     """For each (depth, group) in coding order: `(positions, depth, logits)` of a batch of
     blocks, the integer logits `(blocks, positions of the group, K)` computed from `codes` as
     they are when the turn comes (the decoder fills in each group before the next). `codes` are
@@ -262,16 +264,36 @@ def _group_logits(context, codes):
 
     A step that sees no codes at all (the first group, at the first depth or with a network
     that does not look at earlier depths) has the same logits for every block of a shape:
-    computed on one block, returned with a leading axis of 1."""
+    computed on one block, returned with a leading axis of 1.
+
+    A raster network has one step per position; with `complete` codes (the encoder's) one call
+    computes the logits of many positions (up to `CODES_PER_PASS` rows), which equal the
+    decoder's step-by-step ones because a position never reads itself or a later one."""
     groups = ie.group_map(*codes.shape[1:3], context.schedule)
+    if context.schedule == ie.RASTER:
+        size = codes.shape[1] * codes.shape[2]
+        yield groups == 0, None, context.logits_at(codes[:1], [0])  # sees no codes: one block's logits serve all
+        chunk = max(1, CODES_PER_PASS // len(codes)) if complete else 1  # positions per call
+        for start in range(1, size, chunk):
+            positions = np.arange(start, min(start + chunk, size))
+            logits = context.logits_at(codes, positions)
+            for offset, position in enumerate(positions):
+                yield groups == position, None, logits[:, offset : offset + 1]
+        return
     for depth in (range(codes.shape[3]) if codes.ndim == 4 else [None]):
-        for group in range(context.num_groups):
+        for group in range(int(groups.max()) + 1):
             where = groups == group
             if where.any():
                 earlier_depths = context.stacked and context.slots > 1 and depth not in (None, 0)
                 sees_codes = bool((groups < group).any()) or earlier_depths
                 inputs = ie.network_input(context, codes if sees_codes else codes[:1], groups, group, depth)
                 yield where, depth, context.logits_at(inputs, np.flatnonzero(where))
+
+
+def _codes_per_step(context):
+    """Codes of a block one coding step reads the masses of: 1 for a raster network, else
+    every code of the block (`_passes`'s bound)."""
+    return 1 if context.schedule == ie.RASTER else None
 
 
 def _probabilities(logits, table, blocks):
@@ -303,7 +325,8 @@ def encode_grids(grids, context, block=BLOCK):
 
     Args:
         grids: list of int code grids `(h, w)` in [0, K), or code stacks `(h, w, d)` (all of one d).
-        context: an `IntegerContextNetwork` or `LiteRTContextNetwork` (same integers).
+        context: an `IntegerContextNetwork`, `RasterContextNetwork` or `LiteRTContextNetwork`
+            (the same integers as the network it runs).
     """
     import constriction
 
@@ -321,10 +344,10 @@ def encode_grids(grids, context, block=BLOCK):
     # are the same as a sequential loop's.
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as worker:
         pending = []
-        for _, indices in _passes(streams):
+        for _, indices in _passes(streams, _codes_per_step(context)):
             members = [member for index in indices for member in streams[index][1]]
             codes = np.stack([grids[g][rows, cols] for g, rows, cols in members]).astype(np.int32)
-            for where, depth, logits in _group_logits(context, codes):
+            for where, depth, logits in _group_logits(context, codes, complete=True):
                 pending.append(worker.submit(encode_group, indices, codes[_at(where, depth)], logits))
                 if len(pending) > 2:  # bound the masses held in memory to a few groups
                     pending.pop(0).result()
@@ -349,7 +372,7 @@ def decode_grids(payloads, shapes, context, block=BLOCK):
         if len(payload) % 4:
             raise VQZFormatError(f"corrupted .vqz: a stream is whole 32-bit words, got {len(payload)} bytes.")
         decoders.append(constriction.stream.queue.RangeDecoder(np.frombuffer(payload, "<u4").astype(np.uint32)))
-    for shape, indices in _passes(streams):
+    for shape, indices in _passes(streams, _codes_per_step(context)):
         members = [member for index in indices for member in streams[index][1]]
         codes = np.zeros((len(members), *shape, *depths), np.int32)
         for where, depth, logits in _group_logits(context, codes):

@@ -238,7 +238,8 @@ def _convert_full_int8(converter, info):
 
 
 def convert_context_network(network):
-    """Flatbuffer bytes of a float32 TFLite file computing `network.logits_at` exactly.
+    """Flatbuffer bytes of a float32 TFLite file computing `network.logits_at` exactly
+    (an `IntegerContextNetwork`, or a `RasterContextNetwork`: see `_convert_raster_network`).
 
     One signature, `context`: `codes` int32 `(n, h, w)` in [0, K] (K = unknown; a code-stack
     network's embedding rows `(n, h, w, slots)`, `integer_entropy.stack_input`) and
@@ -252,6 +253,8 @@ def convert_context_network(network):
 
     from vaezoo import integer_entropy as ie
 
+    if network.schedule == ie.RASTER:
+        return _convert_raster_network(network)
     embedding = tf.constant(network.embedding.astype(np.float32))
     layers = [(tf.constant(k.astype(np.float32)), tf.constant(b.astype(np.float32)), 2.0 ** -int(s))
               for k, b, s in zip(network.kernels, network.biases, network.shifts)]
@@ -277,11 +280,57 @@ def convert_context_network(network):
         logits = tf.clip_by_value(tf.floor(z * head_scale), -float(ie.LOGIT_LIMIT), float(ie.LOGIT_LIMIT))
         return {"logits": tf.reshape(logits, [n, tf.shape(positions)[0], head_kernel.shape[1]])}
 
+    return _save_and_convert(context)
+
+
+def _save_and_convert(context):
+    """TFLite bytes of a `tf.function` exported as the signature `context`."""
+    import tensorflow as tf
+
     module = tf.Module()
     module.context = context
     with tempfile.TemporaryDirectory(prefix="vaezoo-context-") as tmp:
         tf.saved_model.save(module, tmp, signatures={"context": context.get_concrete_function()})
         return tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["context"]).convert()
+
+
+def _convert_raster_network(network):
+    """`convert_context_network` of a `RasterContextNetwork`: the same signature, `codes`
+    `(n, h, w)` and `positions` `(p,)` -> `logits` `(n, p, K)`, computed from the causal
+    window of each position only (`RasterContextNetwork.logits_at`)."""
+    import tensorflow as tf
+
+    from vaezoo import integer_entropy as ie
+
+    taps = np.asarray(network.taps, np.int64)
+    top, side = int(-taps[:, 0].min()), int(np.abs(taps[:, 1]).max())
+    k = network.num_embeddings
+    embedding = tf.constant(network.embedding.astype(np.float32))
+    layers = [(tf.constant(w.astype(np.float32)), tf.constant(b.astype(np.float32)), 2.0 ** -int(s))
+              for w, b, s in zip(network.kernels, network.biases, network.shifts)]
+    head_kernel = tf.constant(network.head_kernel.astype(np.float32))
+    head_bias = tf.constant(network.head_bias.astype(np.float32))
+    head_scale = 2.0 ** -int(network.head_shift)
+    tap_rows, tap_cols = tf.constant(taps[:, 0] + top, tf.int32), tf.constant(taps[:, 1] + side, tf.int32)
+    width = len(taps) * network.embedding.shape[1]
+
+    @tf.function(input_signature=[tf.TensorSpec((None, None, None), tf.int32, name="codes"),
+                                  tf.TensorSpec((None,), tf.int32, name="positions")])
+    def context(codes, positions):
+        shape = tf.shape(codes)
+        n, w = shape[0], shape[2]
+        padded = tf.pad(codes, [[0, 0], [top, 0], [side, side]], constant_values=k)
+        rows, cols = positions // w, positions % w
+        flat = (rows[:, None] + tap_rows[None]) * (w + 2 * side) + cols[:, None] + tap_cols[None]  # (p, T)
+        windows = tf.gather(tf.reshape(padded, [n, -1]), tf.reshape(flat, [-1]), axis=1)  # (n, p * T)
+        a = tf.reshape(tf.gather(embedding, tf.reshape(windows, [-1])), [-1, width])
+        for kernel, bias, scale in layers:
+            a = tf.minimum(tf.maximum(tf.floor((tf.matmul(a, kernel) + bias) * scale), 0.0), float(ie.ACTIVATION_MAX))
+        z = tf.matmul(a, head_kernel) + head_bias
+        logits = tf.clip_by_value(tf.floor(z * head_scale), -float(ie.LOGIT_LIMIT), float(ie.LOGIT_LIMIT))
+        return {"logits": tf.reshape(logits, [n, tf.shape(positions)[0], k])}
+
+    return _save_and_convert(context)
 
 
 def export_tflite(

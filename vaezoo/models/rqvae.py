@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vaezoo import validation
 from vaezoo.distributions import IndependentDeterministic
+from vaezoo import integer_entropy, validation
 from vaezoo.models.vqvae import CONTEXT_MODEL_DEFAULTS, DEFAULT_LIKELIHOOD, VQVAE
 from vaezoo.quantizer import ResidualQuantizer, check_codes, check_depth
 
@@ -120,6 +120,9 @@ class RQVAE(VQVAE):
         if isinstance(condition, bool) or not isinstance(condition, int) or not 0 <= condition < self.depth:
             raise validation.ConfigError(f"context_model condition_depths must be in [0, {self.depth - 1}] (the depths "
                                          f"before the last), got {condition!r}.")
+        if spec["schedule"] == integer_entropy.RASTER:
+            raise validation.ConfigError("context_model schedule 'raster' codes code grids; an RQVAE's code stacks take "
+                                         f"a group schedule ({sorted(integer_entropy.SCHEDULES)}).")
         return {**super()._context_model_arguments(spec), "depths": self.depth,
                 "condition_depths": condition}
 

@@ -9,7 +9,7 @@ import tensorflow as tf
 from vaezoo import integer_entropy, validation
 from vaezoo.distributions import IndependentDeterministic, build_likelihood
 from vaezoo.models.base import LatentVariableModel
-from vaezoo.models.context_model import GroupedContextModel
+from vaezoo.models.context_model import build_context_model
 from vaezoo.models.pixelcnn import PixelCNN
 from vaezoo.networks import ResidualBlock
 from vaezoo.quantizer import VectorQuantizer, check_codes
@@ -97,9 +97,11 @@ class VQVAE(LatentVariableModel):
             `MSE / data variance` does for CIFAR-10.
         prior: PixelCNN spec `{"filters", "layers", "kernel_size"}` (missing keys take
             defaults) or `None` for a uniform prior over codes.
-        context_model: spec `{"channels", "layers", "schedule"}` of the exact grouped context
-            model that entropy-codes `.vqz` files (`vaezoo.models.context_model`), or `None`.
-            `schedule` names its group schedule (`integer_entropy.SCHEDULES`; absent: "groups5").
+        context_model: spec `{"channels", "layers", "schedule"}` of the exact context model
+            that entropy-codes `.vqz` files (`vaezoo.models.context_model`), or `None`.
+            `schedule` names its group schedule (`integer_entropy.SCHEDULES`; absent: "groups5"),
+            or is `"raster"`: a `RasterContextModel` (codes in raster order, each given a causal
+            window: fewer bits, one decoding step per position).
             Trained by `fit_context_model`, after `fit`; `context_network()` is its frozen
             integer form.
         seed: integer seed for the model's random draws.
@@ -194,7 +196,7 @@ class VQVAE(LatentVariableModel):
         self.context_model = (
             None
             if self.context_model_spec is None
-            else GroupedContextModel(self.num_embeddings, seed=seed, name="context_model",
+            else build_context_model(self.num_embeddings, seed=seed, name="context_model",
                                      **self._context_model_arguments(self.context_model_spec))
         )
 
@@ -202,10 +204,11 @@ class VQVAE(LatentVariableModel):
     context_model_defaults = CONTEXT_MODEL_DEFAULTS
 
     def _context_model_arguments(self, spec):
-        """`GroupedContextModel` arguments of a resolved context-model spec."""
+        """`build_context_model` arguments of a resolved context-model spec."""
         schedule = spec["schedule"]
-        if schedule is not None and schedule not in integer_entropy.SCHEDULES:
-            raise validation.ConfigError(f"context_model schedule must be one of {sorted(integer_entropy.SCHEDULES)} "
+        known = sorted(integer_entropy.SCHEDULES) + [integer_entropy.RASTER]
+        if schedule is not None and schedule not in known:
+            raise validation.ConfigError(f"context_model schedule must be one of {known} "
                                          f"(or absent: {integer_entropy.DEFAULT_SCHEDULE}), got {schedule!r}.")
         return {"channels": spec["channels"], "num_layers": spec["layers"],
                 "schedule": schedule or integer_entropy.DEFAULT_SCHEDULE}
@@ -399,7 +402,7 @@ class VQVAE(LatentVariableModel):
                                   **fit_kwargs)
 
     def context_network(self):
-        """The frozen `IntegerContextNetwork` of the context model (None without one)."""
+        """The frozen `IntegerContextNetwork` (or `RasterContextNetwork`) of the context model (None without one)."""
         return None if self.context_model is None else self.context_model.freeze()
 
     def _stage_codes(self, codes):
