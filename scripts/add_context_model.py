@@ -89,10 +89,14 @@ def main():
     card.setdefault("notes", {})["context_model"] = (
         f"The exact context model (the .vqz entropy model, {spec['channels']} channels, {spec['layers']} layers"
         + (f", each depth given the {spec['condition_depths']} depth(s) before it" if "condition_depths" in spec else "")
-        + (f", group schedule {spec['schedule']}" if "schedule" in spec else "")
+        + ((", raster order: each code given a causal window of the 24 codes before it"
+            if spec["schedule"] == integer_entropy.RASTER else f", group schedule {spec['schedule']}")
+           if "schedule" in spec else "")
         + f") was trained on the codes of {train_images:,} training images with `python "
         f"scripts/train_context_model.py --model {args.source or args.model} --workdir WORKDIR --epochs "
         f"{report['epochs']}"
+        + (f" --channels {spec['channels']}" if spec["channels"] != 64 else "")
+        + (f" --layers {spec['layers']}" if spec["layers"] != 4 else "")
         + (f" --schedule {spec['schedule']}" if "schedule" in spec else "")
         + (" --init PREVIOUS/context.weights.h5" if report.get("init") else "")
         + f"` (Adam {report.get('learning_rate', 2e-3):g}, per-epoch cosine decay, batch "

@@ -248,7 +248,7 @@ CASES = [
     ("context-unknown-schedule", "a VQ-VAE whose context model names an unknown group schedule",
      lambda d: __import__("vaezoo").VQVAE(input_shape=(16, 16, 3), num_embeddings=8, prior=None,
                                            context_model={"schedule": "groups7"}),
-     ValueError, r"context_model schedule must be one of \['groups5', 'groups6', 'groups8'\]"),
+     ValueError, r"context_model schedule must be one of \['groups5', 'groups6', 'groups8', 'raster'\]"),
     ("vqz-small-image", "a 7x30 image to compress", lambda d: __import__("vaezoo.codec").codec.compress(
         _vq(), [np.zeros((7, 30, 3), np.uint8)]), ValueError, r"at least 8 pixels"),
     ("vqz-grey-for-rgb", "a greyscale image for an RGB model", lambda d: __import__("vaezoo.codec").codec.compress(

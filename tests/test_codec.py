@@ -188,18 +188,23 @@ def test_version_1_files_still_decode(trained):
 
 def test_version_2_files_still_decode():
     """`tests/fixtures/vqz_v2_vq_vae_cifar.npz`: a version-2 file of three CIFAR-10 test images
-    and a 27x64 crop, written by commit 5af762d's `vqz.pack` with the shipped `vq-vae-cifar`,
-    and the code grids it was written from."""
+    and a 27x64 crop, written by commit 5af762d's `vqz.pack` with the then shipped `vq-vae-cifar`
+    (today's `vq-vae-cifar-groups5`), and the code grids it was written from. The header finds
+    that model (`vaezoo decompress FILE`); today's `vq-vae-cifar` (another context model) is refused."""
     import vaezoo
+    from vaezoo.registry import load_codec_model
 
     fixture = np.load(os.path.join(os.path.dirname(__file__), "fixtures", "vqz_v2_vq_vae_cifar.npz"))
     data = fixture["vqz"].tobytes()
     header = codec.read_header(data)
     assert data[:4] == b"VQZ\x02" and header.version == 2 and header.quality == 1 and header.mode == "context"
-    sizes, grids = codec.decompress_codes(vaezoo.load("vq-vae-cifar"), data)
-    assert sizes == [tuple(s) for s in fixture["sizes"]] == [(32, 32)] * 3 + [(27, 64)]
-    for i, grid in enumerate(grids):
-        np.testing.assert_array_equal(grid, fixture[f"grid_{i}"])
+    for model in (vaezoo.load("vq-vae-cifar-groups5"), load_codec_model(header)):
+        sizes, grids = codec.decompress_codes(model, data)
+        assert sizes == [tuple(s) for s in fixture["sizes"]] == [(32, 32)] * 3 + [(27, 64)]
+        for i, grid in enumerate(grids):
+            np.testing.assert_array_equal(grid, fixture[f"grid_{i}"])
+    with pytest.raises(VQZModelMismatchError):
+        codec.decompress_codes(vaezoo.load("vq-vae-cifar"), data)
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

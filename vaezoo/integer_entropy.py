@@ -573,12 +573,12 @@ class RasterContextNetwork:
     def logits_at(self, inputs, positions):
         """Integer logits `(n, p, K)` at flat `positions` of code grids `(n, h, w)` (codes at
         and after each position are not read)."""
-        a = self.embedding[self.window(inputs, positions)].astype(np.float32)
-        a = a.reshape(*a.shape[:2], -1)
+        windows = self.window(inputs, positions)
+        a = self.embedding.astype(np.float32)[windows.reshape(-1)].reshape(windows.shape[0] * windows.shape[1], -1)
         for kernel, bias, shift in zip(self.kernels, self.biases, self.shifts):
             z = a @ kernel.astype(np.float32) + bias.astype(np.float32)  # exact: integers below 2^24
             a = np.clip(np.floor(z * np.float32(2.0**-int(shift))), 0, ACTIVATION_MAX)
-        return _head(a, self.head_kernel, self.head_bias, self.head_shift)
+        return _head(a, self.head_kernel, self.head_bias, self.head_shift).reshape(*windows.shape[:2], -1)
 
     def logits(self, inputs):
         """Integer logits `(n, h, w, K)` of every position of code grids `(n, h, w)`."""
