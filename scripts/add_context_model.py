@@ -60,6 +60,8 @@ def main():
                                   depths=report.get("depths", 1), condition_depths=spec.get("condition_depths", 0),
                                   schedule=spec.get("schedule"))
     trained.load_weights(os.path.join(args.workdir, "context.weights.h5"))
+    if hasattr(trained, "snap"):  # a raster model: its integers survive --float16 (biases but the largest)
+        trained.snap()
 
     card["config"] = {**card["config"], "context_model": spec}
     new = registry.build(args.model, context_model=spec)

@@ -163,3 +163,16 @@ def test_quantization_aware_training_freezes_to_the_network_it_trained():
         RasterContextModel(16, embedding_width=64)
     with pytest.raises(ValueError, match="code stacks"):
         build_context_model(16, 8, 1, schedule=ie.RASTER, depths=2)
+
+
+def test_snapping_keeps_the_network_and_makes_float16_storage_exact():
+    model = RasterContextModel(16, channels=32, num_layers=2, seed=3)
+    model.kernels[0].assign(model.kernels[0] * 1.37 + 0.0011)  # off the integer grid
+    before = model.freeze()
+    model.snap()
+    after = model.freeze()
+    for name, values in before.to_arrays().items():
+        np.testing.assert_array_equal(after.to_arrays()[name], values, err_msg=name)
+    for variable in [model.embedding, *model.kernels, model.head_kernel]:
+        values = np.asarray(variable)
+        np.testing.assert_array_equal(values.astype(np.float16).astype(np.float32), values, err_msg=variable.name)

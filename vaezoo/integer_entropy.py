@@ -1,4 +1,4 @@
-"""The exact entropy model of `.vqz` (versions 2 and 3): integer context network, group schedule, masses.
+"""The exact entropy model of `.vqz` (versions 2 and 3): integer context networks, coding order, masses.
 
 A range coder needs bit-identical probabilities at both ends. Float32 logits are not
 (different CPUs, kernels and thread counts round differently), and neither are int8 TFLite
@@ -44,6 +44,14 @@ The rows are what make the depth known to the network; the convolutions and the 
 shared by all depths. The exactness bound applies to the first convolution's fan-in
 `9 * slots * C_slot` as to every other layer's. A network of one depth and one slot is the
 code-grid network above (inputs `(n, h, w)`).
+
+**Raster order** (`RasterContextNetwork`, schedule `"raster"`, code grids only). Every
+position of a block is its own group, in raster order, and its network input is a causal
+window: the codes at fixed earlier offsets (`causal_window`), K outside the block. Their
+embedding rows side by side go through dense layers with the same integer rule and bound (every
+fan-in at most `MAX_FAN_IN`), then the head. Decoding takes one step per position, each
+batched over the blocks of a pass and costing one position's dense layers; the encoder
+computes many positions per call, since no position reads itself or a later one.
 
 **Masses.** From the integer logits of one position, `masses` computes integer symbol
 masses that sum to exactly 2^PRECISION (24): `m_k = EXP_TABLE[min(max_logit - logit_k,

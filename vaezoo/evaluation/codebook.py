@@ -54,8 +54,9 @@ def codec_bits_per_code(model, codes):
     """Bits per code of the `.vqz` entropy model (the VQVAE's exact context model) on code grids.
 
     Protocol: -log2(mass / 2^24) of every code under the frozen integer context network
-    (`vaezoo.integer_entropy.code_bits`), coded group by group in 16 x 16 blocks as `.vqz`
-    version 2 does, averaged over every code of every grid: a file's payload before the range
+    (`vaezoo.integer_entropy.code_bits`), coded in 16 x 16 blocks in the network's order (group
+    by group, or position by position for a raster network) as `.vqz` does, averaged over every
+    code of every grid: a file's payload before the range
     coder's few bytes of flushing per block. log2 K is the uniform model's value.
     """
     from vaezoo import integer_entropy, vqz

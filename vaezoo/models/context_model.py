@@ -343,6 +343,19 @@ class RasterContextModel(TrackedLossTraining, keras.Model):
             table=ie.exp_table(),
         )
 
+    def snap(self):
+        """Set every variable to the value of the integer it stands for (the same `freeze()`),
+        so that storing the weights as float16 keeps the embedding, kernels and head exactly
+        (their integers times a power of two need at most 8 significant bits)."""
+        network, q, scale = self.freeze(), self.weight_shift, self.ACTIVATION_SCALE
+        self.embedding.assign(network.embedding / scale)
+        for variable, values in zip(self.kernels, network.kernels):
+            variable.assign(values * 2.0**-q)
+        for variable, values in zip(self.biases, network.biases):
+            variable.assign(values * 2.0**-q / scale)
+        self.head_kernel.assign(network.head_kernel * 2.0**-self.head_shift)
+        self.head_bias.assign(network.head_bias * 2.0**-self.head_shift)
+
     def per_replica_loss(self, data, training=False, step=None):
         """Nats per code of every position of the batch's grids (averaged over the GLOBAL batch)."""
         if isinstance(data, dict):
