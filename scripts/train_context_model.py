@@ -1,14 +1,16 @@
-"""Train the exact grouped context model (the `.vqz` entropy model) of a VQ-VAE or RQ-VAE on its data's codes.
+"""Train the exact context model (the `.vqz` entropy model) of a VQ-VAE or RQ-VAE on its data's codes.
 
     python scripts/train_context_model.py --model vq-vae-cifar --workdir runs/context-cifar
     python scripts/train_context_model.py --model /work/runs/rq-vae-cifar --workdir runs/context-rq-cifar
     python scripts/train_context_model.py --model vq-vae-cifar --workdir runs/context-cifar-groups8 --schedule groups8
+    python scripts/train_context_model.py --model vq-vae-cifar --workdir runs/context-raster --schedule raster \
+        --channels 256 --layers 3 --epochs 20      # vq-vae-cifar's shipped context model
 
 `--model` is a zoo name, a finished training workdir, or a workdir still training (its latest
 checkpoint is used: for development). Encodes the training and test images of the model's
 data once (cached as `codes.npz` in the workdir; `--train-images` / `--test-images` take the
-first N), trains a `GroupedContextModel` with Adam (for an RQ-VAE over its code stacks, each
-depth given the `--condition-depths` before it), checkpointing after every epoch (rerunning
+first N), trains a `GroupedContextModel` (or with `--schedule raster` a `RasterContextModel`)
+with Adam (for an RQ-VAE over its code stacks, each depth given the `--condition-depths` before it), checkpointing after every epoch (rerunning
 the command resumes), then freezes it and reports the exact rate (bits per code of the
 integer model's masses, what a file costs) on the test codes: per depth for an RQ-VAE, beside
 the PixelCNN prior's -log2 p(codes) for a VQ-VAE with one. Writes `context_model.npz` (the
