@@ -210,8 +210,8 @@ def main():
         append_results(
             "Large images: rate and PSNR of scikit-image photos, .vqz vs WebP", rate_table,
             f"`{MODEL}` (trained on 32x32 CIFAR-10 thumbnails), one .vqz file per photo, codec.compress defaults "
-            "(this model has no context model in this checkout, so codes are fixed-length: ceil(log2 512) = 9 "
-            "bits per 4x4 pixels); PSNR of the 8-bit decoded image over all pixels and channels; WebP: Pillow, "
+            "(the codes entropy-coded by the model's exact context model, or fixed-length without one: the 'vqz "
+            "coding' column); PSNR of the 8-bit decoded image over all pixels and channels; WebP: Pillow, "
             "method 6, every quality 0-100, matched bytes = the best PSNR among files no larger than the .vqz, "
             "matched PSNR = the smallest file at least as good.",
             hardware)

@@ -402,3 +402,29 @@ def vqz_v1_with(data, **fields):
         struct.pack_into(code, data, start + offset, value)
     data[-4:] = (zlib.crc32(bytes(data[:-4])) & 0xFFFFFFFF).to_bytes(4, "little")
     return bytes(data)
+
+
+def check_litert_gives_the_reference_integers(network, seed=2):
+    """An exact context network's LiteRT file gives its reference logits to the bit on every
+    kernel set at 1 and 2 threads (2,000 8x8 grids; 200 on the slow reference kernels), and at
+    any grid size and positions. Returns the reference logits of the 2,000 grids."""
+    from vaezoo import integer_entropy as ie
+    from vaezoo.export.tflite import convert_context_network
+
+    flatbuffer = convert_context_network(network)
+    rng = np.random.default_rng(seed)
+    k = network.num_embeddings
+    codes = rng.integers(0, k + 1, (2000, 8, 8)).astype(np.int32)
+    reference = network.logits(codes)
+    for resolver in ie.RESOLVERS:
+        for threads in (1, 2):
+            batch = codes if resolver != "reference" else codes[:200]  # the reference kernels are slow
+            runtime = ie.LiteRTContextNetwork(flatbuffer, network, resolver=resolver, num_threads=threads)
+            np.testing.assert_array_equal(runtime.logits(batch), reference[: len(batch)], err_msg=resolver)
+    odd = rng.integers(0, k + 1, (3, 13, 21)).astype(np.int32)  # any grid size, any positions
+    positions = rng.choice(13 * 21, 50, replace=False)
+    runtime = ie.LiteRTContextNetwork(flatbuffer, network)
+    np.testing.assert_array_equal(runtime.logits_at(odd, positions), network.logits_at(odd, positions))
+    np.testing.assert_array_equal(network.logits_at(odd, positions),
+                                  network.logits(odd).reshape(3, 13 * 21, -1)[:, positions])
+    return codes, reference

@@ -11,6 +11,7 @@ import tensorflow as tf
 from vaezoo import integer_entropy as ie
 from vaezoo.export.tflite import convert_context_network
 from vaezoo.models.context_model import GroupedContextModel
+from helpers import check_litert_gives_the_reference_integers
 
 
 def extreme_network(seed=0, k=32, channels=64, layers=2, depths=1, slots=1, schedule=ie.DEFAULT_SCHEDULE):
@@ -252,22 +253,7 @@ def test_reference_forward_matches_a_float64_tensorflow_network():
 
 @pytest.mark.slow
 def test_litert_kernel_sets_and_thread_counts_give_the_same_integers():
-    network = extreme_network(layers=3)
-    flatbuffer = convert_context_network(network)
-    rng = np.random.default_rng(2)
-    codes = rng.integers(0, 33, (2000, 8, 8)).astype(np.int32)
-    reference = network.logits(codes)
-    for resolver in ie.RESOLVERS:
-        for threads in (1, 2):
-            batch = codes if resolver != "reference" else codes[:200]  # the reference kernels are slow
-            runtime = ie.LiteRTContextNetwork(flatbuffer, network, resolver=resolver, num_threads=threads)
-            np.testing.assert_array_equal(runtime.logits(batch), reference[: len(batch)], err_msg=resolver)
-    odd = rng.integers(0, 33, (3, 13, 21)).astype(np.int32)  # any grid size, any positions
-    positions = rng.choice(13 * 21, 50, replace=False)
-    runtime = ie.LiteRTContextNetwork(flatbuffer, network)
-    np.testing.assert_array_equal(runtime.logits_at(odd, positions), network.logits_at(odd, positions))
-    np.testing.assert_array_equal(network.logits_at(odd, positions),
-                                  network.logits(odd).reshape(3, 13 * 21, -1)[:, positions])
+    check_litert_gives_the_reference_integers(extreme_network(layers=3))
 
 
 def test_a_context_file_without_the_positions_input_is_refused(tmp_path):

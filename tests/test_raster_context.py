@@ -9,6 +9,7 @@ from vaezoo import integer_entropy as ie
 from vaezoo import vqz
 from vaezoo.export.tflite import convert_context_network
 from vaezoo.models.context_model import RasterContextModel, build_context_model
+from helpers import check_litert_gives_the_reference_integers
 
 
 def extreme_raster_network(seed=0, k=32, rows_above=3, radius=3, width=32, channels=64, layers=2):
@@ -81,20 +82,8 @@ def test_the_reference_forward_equals_int64_arithmetic_at_the_contract_limits(ro
 @pytest.mark.slow
 def test_litert_kernel_sets_and_thread_counts_give_the_same_integers():
     network = extreme_raster_network(layers=3)
-    flatbuffer = convert_context_network(network)
-    rng = np.random.default_rng(2)
-    codes = rng.integers(0, 33, (2000, 8, 8)).astype(np.int32)
-    reference = network.logits(codes)
+    codes, reference = check_litert_gives_the_reference_integers(network)
     np.testing.assert_array_equal(reference[:50], int64_logits(network, codes[:50]))
-    for resolver in ie.RESOLVERS:
-        for threads in (1, 2):
-            batch = codes if resolver != "reference" else codes[:200]  # the reference kernels are slow
-            runtime = ie.LiteRTContextNetwork(flatbuffer, network, resolver=resolver, num_threads=threads)
-            np.testing.assert_array_equal(runtime.logits(batch), reference[: len(batch)], err_msg=resolver)
-    odd = rng.integers(0, 33, (3, 13, 21)).astype(np.int32)  # any grid size, any positions
-    positions = rng.choice(13 * 21, 50, replace=False)
-    runtime = ie.LiteRTContextNetwork(flatbuffer, network)
-    np.testing.assert_array_equal(runtime.logits_at(odd, positions), network.logits_at(odd, positions))
 
 
 def test_raster_coding_round_trips_and_writes_the_same_bytes_on_numpy_and_litert():

@@ -433,34 +433,17 @@ class IntegerContextNetwork:
     def to_arrays(self):
         """A flat dict of arrays (for `np.savez`): the whole network. The schedule is a string
         array `schedule`, left out for the default (so older readers and files are unchanged)."""
-        out = {"embedding": self.embedding, "head_kernel": self.head_kernel, "head_bias": self.head_bias,
-               "head_shift": np.asarray(self.head_shift), "table": self.table,
-               "shifts": np.asarray(self.shifts, np.int64), "slots": np.asarray(self.slots)}
+        out = {**_layer_arrays(self), "slots": np.asarray(self.slots)}
         if self.schedule != DEFAULT_SCHEDULE:
             out["schedule"] = np.asarray(self.schedule)
-        for index, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
-            out[f"kernel_{index}"], out[f"bias_{index}"] = kernel, bias
-        return {name: np.asarray(value) for name, value in out.items()}
+        return out
 
     @classmethod
     def from_arrays(cls, arrays):
         """The inverse of `to_arrays` (checks the contract; `EntropyModelError` when broken)."""
-        try:
-            shifts = [int(s) for s in np.asarray(arrays["shifts"]).reshape(-1)]
-            return cls(
-                embedding=np.asarray(arrays["embedding"]),
-                kernels=tuple(np.asarray(arrays[f"kernel_{i}"]) for i in range(len(shifts))),
-                biases=tuple(np.asarray(arrays[f"bias_{i}"]) for i in range(len(shifts))),
-                shifts=tuple(shifts),
-                head_kernel=np.asarray(arrays["head_kernel"]),
-                head_bias=np.asarray(arrays["head_bias"]),
-                head_shift=int(np.asarray(arrays["head_shift"])),
-                table=np.asarray(arrays["table"]),
-                slots=int(np.asarray(arrays["slots"])) if "slots" in arrays else 1,
-                schedule=str(np.asarray(arrays["schedule"])) if "schedule" in arrays else DEFAULT_SCHEDULE,
-            )
-        except KeyError as error:
-            raise EntropyModelError(f"the entropy model misses the array {error.args[0]!r}.") from None
+        return cls(**_layer_fields(arrays),
+                   slots=int(np.asarray(arrays["slots"])) if "slots" in arrays else 1,
+                   schedule=str(np.asarray(arrays["schedule"])) if "schedule" in arrays else DEFAULT_SCHEDULE)
 
 
 #: the largest fan-in of a raster network's dense layers that keeps float32 exact
@@ -595,31 +578,14 @@ class RasterContextNetwork:
 
     def to_arrays(self):
         """A flat dict of arrays (for `np.savez`); `schedule` is `"raster"`."""
-        out = {"embedding": self.embedding, "taps": self.taps, "head_kernel": self.head_kernel,
-               "head_bias": self.head_bias, "head_shift": np.asarray(self.head_shift), "table": self.table,
-               "shifts": np.asarray(self.shifts, np.int64), "schedule": np.asarray(RASTER)}
-        for index, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
-            out[f"kernel_{index}"], out[f"bias_{index}"] = kernel, bias
-        return {name: np.asarray(value) for name, value in out.items()}
+        return {**_layer_arrays(self), "taps": np.asarray(self.taps), "schedule": np.asarray(RASTER)}
 
     @classmethod
     def from_arrays(cls, arrays):
         """The inverse of `to_arrays` (checks the contract; `EntropyModelError` when broken)."""
-        try:
-            shifts = [int(s) for s in np.asarray(arrays["shifts"]).reshape(-1)]
-            return cls(
-                embedding=np.asarray(arrays["embedding"]),
-                taps=np.asarray(arrays["taps"]),
-                kernels=tuple(np.asarray(arrays[f"kernel_{i}"]) for i in range(len(shifts))),
-                biases=tuple(np.asarray(arrays[f"bias_{i}"]) for i in range(len(shifts))),
-                shifts=tuple(shifts),
-                head_kernel=np.asarray(arrays["head_kernel"]),
-                head_bias=np.asarray(arrays["head_bias"]),
-                head_shift=int(np.asarray(arrays["head_shift"])),
-                table=np.asarray(arrays["table"]),
-            )
-        except KeyError as error:
-            raise EntropyModelError(f"the entropy model misses the array {error.args[0]!r}.") from None
+        if "taps" not in arrays:
+            raise EntropyModelError("the entropy model misses the array 'taps'.")
+        return cls(**_layer_fields(arrays), taps=np.asarray(arrays["taps"]))
 
 
 def network_from_arrays(arrays):
@@ -681,6 +647,31 @@ class LiteRTContextNetwork:
         inputs = np.asarray(inputs)
         n, h, w = inputs.shape[:3]
         return self.logits_at(inputs, np.arange(h * w)).reshape(n, h, w, -1)
+
+
+def _layer_arrays(network):
+    """The arrays both kinds of network store alike: embedding, layers, head, exp table."""
+    out = {"embedding": network.embedding, "head_kernel": network.head_kernel, "head_bias": network.head_bias,
+           "head_shift": network.head_shift, "table": network.table, "shifts": np.asarray(network.shifts, np.int64)}
+    for index, (kernel, bias) in enumerate(zip(network.kernels, network.biases)):
+        out[f"kernel_{index}"], out[f"bias_{index}"] = kernel, bias
+    return {name: np.asarray(value) for name, value in out.items()}
+
+
+def _layer_fields(arrays):
+    """The inverse of `_layer_arrays`: constructor fields (`EntropyModelError` for a missing array)."""
+    try:
+        shifts = [int(s) for s in np.asarray(arrays["shifts"]).reshape(-1)]
+        return {"embedding": np.asarray(arrays["embedding"]),
+                "kernels": tuple(np.asarray(arrays[f"kernel_{i}"]) for i in range(len(shifts))),
+                "biases": tuple(np.asarray(arrays[f"bias_{i}"]) for i in range(len(shifts))),
+                "shifts": tuple(shifts),
+                "head_kernel": np.asarray(arrays["head_kernel"]),
+                "head_bias": np.asarray(arrays["head_bias"]),
+                "head_shift": int(np.asarray(arrays["head_shift"])),
+                "table": np.asarray(arrays["table"])}
+    except KeyError as error:
+        raise EntropyModelError(f"the entropy model misses the array {error.args[0]!r}.") from None
 
 
 def _bounded(name, values, lo, hi):

@@ -30,8 +30,31 @@ def _floor_ste(x):
     return x + tf.stop_gradient(tf.floor(x) - x)
 
 
+class _IntegerContextTraining(TrackedLossTraining, keras.Model):
+    """What both context models share: the config is the constructor's arguments (no build
+    state), and batches are codes (an array, or a dict / tuple holding them first)."""
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def get_build_config(self):
+        return {}
+
+    def build_from_config(self, config):
+        pass
+
+    def batch_codes(self, data):
+        """The checked int codes of a training batch."""
+        if isinstance(data, dict):
+            data = data["codes"]
+        elif isinstance(data, (tuple, list)):
+            data = data[0]
+        return check_codes(data, self.num_embeddings, name="batch codes")
+
+
 @keras.saving.register_keras_serializable(package="vaezoo")
-class GroupedContextModel(TrackedLossTraining, keras.Model):
+class GroupedContextModel(_IntegerContextTraining):
     """Context model over code grids, coded in the interleaved groups of a group schedule.
 
     Each training example draws one group g with probability proportional to its number of
@@ -154,11 +177,7 @@ class GroupedContextModel(TrackedLossTraining, keras.Model):
 
     # ----------------------------------------------------------------- training
     def unpack_batch(self, data):
-        if isinstance(data, dict):
-            data = data["codes"]
-        elif isinstance(data, (tuple, list)):
-            data = data[0]
-        codes = check_codes(data, self.num_embeddings, name="batch codes")
+        codes = self.batch_codes(data)
         rank = 4 if self.depths > 1 else 3
         if len(codes.shape) != rank or (rank == 4 and codes.shape[-1] != self.depths):
             expected = f"code stacks (batch, h, w, {self.depths})" if rank == 4 else "code grids (batch, h, w)"
@@ -215,19 +234,9 @@ class GroupedContextModel(TrackedLossTraining, keras.Model):
                 "depths": self.depths, "condition_depths": self.condition_depths, "schedule": self.schedule,
                 "name": self.name}
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def get_build_config(self):
-        return {}
-
-    def build_from_config(self, config):
-        pass
-
 
 @keras.saving.register_keras_serializable(package="vaezoo")
-class RasterContextModel(TrackedLossTraining, keras.Model):
+class RasterContextModel(_IntegerContextTraining):
     """Context model over code grids coded in raster order, each code given a causal window.
 
     Learns p(code at p | the codes at `integer_entropy.causal_window(rows_above, radius)` of
@@ -358,11 +367,7 @@ class RasterContextModel(TrackedLossTraining, keras.Model):
 
     def per_replica_loss(self, data, training=False, step=None):
         """Nats per code of every position of the batch's grids (averaged over the GLOBAL batch)."""
-        if isinstance(data, dict):
-            data = data["codes"]
-        elif isinstance(data, (tuple, list)):
-            data = data[0]
-        codes = check_codes(data, self.num_embeddings, name="batch codes")
+        codes = self.batch_codes(data)
         if len(codes.shape) != 3:
             raise ValueError(f"this context model takes code grids (batch, h, w), got shape {tuple(codes.shape)}.")
         logits = self.logits(codes) / 2.0**ie.LOGIT_FRACTION_BITS
@@ -376,16 +381,6 @@ class RasterContextModel(TrackedLossTraining, keras.Model):
                 "rows_above": self.rows_above, "radius": self.radius, "embedding_width": self.embedding_width,
                 "weight_shift": self.weight_shift, "head_shift": self.head_shift, "seed": self.seed,
                 "name": self.name}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def get_build_config(self):
-        return {}
-
-    def build_from_config(self, config):
-        pass
 
 
 def _integer_weight(w, shift):
