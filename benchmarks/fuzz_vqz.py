@@ -100,6 +100,9 @@ def main():
     model = vaezoo.VQVAE(input_shape=(16, 16, 3), num_embeddings=8, embedding_dim=4, hidden_channels=8,
                          residual_channels=4, num_residual_blocks=1, prior={"filters": 8, "layers": 2},
                          context_model={"channels": 8, "layers": 1}, seed=0)
+    raster = vaezoo.VQVAE(input_shape=(16, 16, 3), num_embeddings=8, embedding_dim=4, hidden_channels=8,
+                          residual_channels=4, num_residual_blocks=1, prior=None,
+                          context_model={"channels": 8, "layers": 1, "schedule": "raster"}, seed=0)
     rq = vaezoo.RQVAE(input_shape=(16, 16, 3), depth=3, num_embeddings=8, embedding_dim=4, hidden_channels=8,
                       residual_channels=4, num_residual_blocks=1,
                       context_model={"channels": 8, "layers": 1, "condition_depths": 1}, seed=0)
@@ -110,6 +113,8 @@ def main():
         grids = [rng_np.integers(0, 8, vqz.grid_shape(s, 4)).astype(np.int32) for s in sizes]
         seed_files += [codec.compress_codes(model, grids, sizes, mode=m) for m in ("context", "fixed")]
         seed_models += [model] * 2
+        seed_files.append(codec.compress_codes(raster, grids, sizes))  # the same grids coded in raster order
+        seed_models.append(raster)
     for sizes, quality in zip(size_lists, (1, 2, 3)):  # version 3: code stacks
         stacks = [rng_np.integers(0, 8, (*vqz.grid_shape(s, 4), 3)).astype(np.int32) for s in sizes]
         seed_files += [codec.compress_codes(rq, stacks, sizes, mode=m, quality=quality) for m in ("context", "fixed")]
@@ -127,7 +132,7 @@ def main():
               "other exceptions": 0}
     failures = []
     largest = (0, None)  # the largest traced peak of one read of a claim, and its input
-    codec_models = {id(m): codec.codec_model(m) for m in (model, rq)}  # built once, outside the traced reads
+    codec_models = {id(m): codec.codec_model(m) for m in (model, raster, rq)}  # built once, outside the traced reads
     deadline = time.time() + args.seconds
     for kind, data, source in mutations(seed_files, rng):
         if time.time() > deadline:
@@ -169,7 +174,8 @@ def main():
                             "splices, random bodies; a quarter are claims: version-3 and version-2 image counts, sizes, "
                             "qualities and stream lengths up to 2^35, version-1 image counts, sizes and payload "
                             f"lengths up to the field's maximum with the file's CRC32 rewritten) of {len(seed_files)} "
-                            "valid files (version 3: a VQ-VAE's code grids and an RQ-VAE's code stacks of qualities "
+                            "valid files (version 3: a VQ-VAE's code grids, context-coded by a group-schedule and by "
+                            "a raster-order context model, and an RQ-VAE's code stacks of qualities "
                             "1-3, context and fixed coding, one and several images of several sizes; version 2: "
                             "tests/fixtures/vqz_v2_vq_vae_cifar.npz; version 1: prior and fixed), each read with "
                             f"the model of its seed file, seed {args.seed}, default `vaezoo.vqz.Limits`; the largest "
