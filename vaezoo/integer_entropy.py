@@ -548,13 +548,19 @@ class RasterContextNetwork:
             fan_in = kernel.shape[1]
         _check_table(self.table, self.num_embeddings)
 
+    @property
+    def padding(self):
+        """`(rows above, columns either side)` of K a block needs for every tap to fall in it."""
+        taps = np.asarray(self.taps)
+        return int(-taps[:, 0].min()), int(np.abs(taps[:, 1]).max())
+
     def window(self, codes, positions):
         """The input indices `(n, p, T)` at flat `positions` of code grids `(n, h, w)`: the codes
         at the taps, K outside the grid."""
         codes = np.asarray(codes)
         n, h, w = codes.shape
         taps = np.asarray(self.taps)
-        top, side = int(-taps[:, 0].min()), int(np.abs(taps[:, 1]).max())
+        top, side = self.padding
         padded = np.full((n, h + top, w + 2 * side), self.num_embeddings, np.int32)
         padded[:, top:, side : side + w] = codes
         rows, cols = np.divmod(np.asarray(positions, np.int64), w)

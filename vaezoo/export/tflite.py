@@ -255,12 +255,7 @@ def convert_context_network(network):
 
     if network.schedule == ie.RASTER:
         return _convert_raster_network(network)
-    embedding = tf.constant(network.embedding.astype(np.float32))
-    layers = [(tf.constant(k.astype(np.float32)), tf.constant(b.astype(np.float32)), 2.0 ** -int(s))
-              for k, b, s in zip(network.kernels, network.biases, network.shifts)]
-    head_kernel = tf.constant(network.head_kernel.astype(np.float32))
-    head_bias = tf.constant(network.head_bias.astype(np.float32))
-    head_scale = 2.0 ** -int(network.head_shift)
+    embedding, layers, head = _float32_parts(network)
 
     codes_shape = (None, None, None, network.slots) if network.stacked else (None, None, None)
     width = network.embedding.shape[1] * network.slots
@@ -276,11 +271,31 @@ def convert_context_network(network):
             a = tf.minimum(tf.maximum(tf.floor(a * scale), 0.0), float(ie.ACTIVATION_MAX))
         n, channels = tf.shape(a)[0], a.shape[-1]
         picked = tf.gather(tf.reshape(a, [n, -1, channels]), positions, axis=1)
-        z = tf.matmul(tf.reshape(picked, [-1, channels]), head_kernel) + head_bias
-        logits = tf.clip_by_value(tf.floor(z * head_scale), -float(ie.LOGIT_LIMIT), float(ie.LOGIT_LIMIT))
-        return {"logits": tf.reshape(logits, [n, tf.shape(positions)[0], head_kernel.shape[1]])}
+        logits = head(tf.reshape(picked, [-1, channels]))
+        return {"logits": tf.reshape(logits, [n, tf.shape(positions)[0], network.num_embeddings])}
 
     return _save_and_convert(context)
+
+
+def _float32_parts(network):
+    """A frozen network's integers as float32 constants: the embedding, `(kernel, bias, 2^-shift)`
+    per layer, and the head as a function of the last activations `(rows, C)` -> integer logits."""
+    import tensorflow as tf
+
+    from vaezoo import integer_entropy as ie
+
+    embedding = tf.constant(network.embedding.astype(np.float32))
+    layers = [(tf.constant(k.astype(np.float32)), tf.constant(b.astype(np.float32)), 2.0 ** -int(s))
+              for k, b, s in zip(network.kernels, network.biases, network.shifts)]
+    head_kernel = tf.constant(network.head_kernel.astype(np.float32))
+    head_bias = tf.constant(network.head_bias.astype(np.float32))
+    head_scale = 2.0 ** -int(network.head_shift)
+
+    def head(a):
+        z = tf.matmul(a, head_kernel) + head_bias
+        return tf.clip_by_value(tf.floor(z * head_scale), -float(ie.LOGIT_LIMIT), float(ie.LOGIT_LIMIT))
+
+    return embedding, layers, head
 
 
 def _save_and_convert(context):
@@ -303,14 +318,9 @@ def _convert_raster_network(network):
     from vaezoo import integer_entropy as ie
 
     taps = np.asarray(network.taps, np.int64)
-    top, side = int(-taps[:, 0].min()), int(np.abs(taps[:, 1]).max())
+    top, side = network.padding
     k = network.num_embeddings
-    embedding = tf.constant(network.embedding.astype(np.float32))
-    layers = [(tf.constant(w.astype(np.float32)), tf.constant(b.astype(np.float32)), 2.0 ** -int(s))
-              for w, b, s in zip(network.kernels, network.biases, network.shifts)]
-    head_kernel = tf.constant(network.head_kernel.astype(np.float32))
-    head_bias = tf.constant(network.head_bias.astype(np.float32))
-    head_scale = 2.0 ** -int(network.head_shift)
+    embedding, layers, head = _float32_parts(network)
     tap_rows, tap_cols = tf.constant(taps[:, 0] + top, tf.int32), tf.constant(taps[:, 1] + side, tf.int32)
     width = len(taps) * network.embedding.shape[1]
 
@@ -326,9 +336,7 @@ def _convert_raster_network(network):
         a = tf.reshape(tf.gather(embedding, tf.reshape(windows, [-1])), [-1, width])
         for kernel, bias, scale in layers:
             a = tf.minimum(tf.maximum(tf.floor((tf.matmul(a, kernel) + bias) * scale), 0.0), float(ie.ACTIVATION_MAX))
-        z = tf.matmul(a, head_kernel) + head_bias
-        logits = tf.clip_by_value(tf.floor(z * head_scale), -float(ie.LOGIT_LIMIT), float(ie.LOGIT_LIMIT))
-        return {"logits": tf.reshape(logits, [n, tf.shape(positions)[0], k])}
+        return {"logits": tf.reshape(head(a), [n, tf.shape(positions)[0], k])}
 
     return _save_and_convert(context)
 

@@ -44,6 +44,12 @@ class _IntegerContextTraining(TrackedLossTraining, keras.Model):
     def build_from_config(self, config):
         pass
 
+    @staticmethod
+    def loss_and_terms(per_code):
+        """The GLOBAL-batch loss and the tracked terms of per-example nats per code."""
+        terms = {"loss": per_code, "bits_per_code": per_code / math.log(2.0)}
+        return tf.nn.compute_average_loss(per_code), terms
+
     def batch_codes(self, data):
         """The checked int codes of a training batch."""
         if isinstance(data, dict):
@@ -224,9 +230,7 @@ class GroupedContextModel(_IntegerContextTraining):
             depth_seed = tf.cast(self.seed_generator.next(), tf.int32)
             depth = tf.random.stateless_uniform((shape[0],), depth_seed, 0, self.depths, dtype=tf.int32)
         nats, count = self.group_nll(codes, group, depth)
-        per_code = nats / tf.maximum(count, 1.0)
-        terms = {"loss": per_code, "bits_per_code": per_code / math.log(2.0)}
-        return tf.nn.compute_average_loss(per_code), terms
+        return self.loss_and_terms(nats / tf.maximum(count, 1.0))
 
     def get_config(self):
         return {"num_embeddings": self.num_embeddings, "channels": self.channels, "num_layers": self.num_layers,
@@ -372,9 +376,7 @@ class RasterContextModel(_IntegerContextTraining):
             raise ValueError(f"this context model takes code grids (batch, h, w), got shape {tuple(codes.shape)}.")
         logits = self.logits(codes) / 2.0**ie.LOGIT_FRACTION_BITS
         nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=codes, logits=logits)
-        per_code = tf.reduce_mean(nll, axis=[1, 2])
-        terms = {"loss": per_code, "bits_per_code": per_code / math.log(2.0)}
-        return tf.nn.compute_average_loss(per_code), terms
+        return self.loss_and_terms(tf.reduce_mean(nll, axis=[1, 2]))
 
     def get_config(self):
         return {"num_embeddings": self.num_embeddings, "channels": self.channels, "num_layers": self.num_layers,
