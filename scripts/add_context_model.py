@@ -56,12 +56,13 @@ def main():
         spec["condition_depths"] = report["condition_depths"]
     if report.get("schedule", integer_entropy.DEFAULT_SCHEDULE) != integer_entropy.DEFAULT_SCHEDULE:
         spec["schedule"] = report["schedule"]  # the coder's group schedule is the model's
+    if report.get("activation_scale") is not None:  # reports before the option: the class's default
+        spec["activation_scale"] = report["activation_scale"]
     trained = build_context_model(old.num_embeddings, channels=spec["channels"], num_layers=spec["layers"],
                                   depths=report.get("depths", 1), condition_depths=spec.get("condition_depths", 0),
-                                  schedule=spec.get("schedule"))
+                                  schedule=spec.get("schedule"), activation_scale=spec.get("activation_scale"))
     trained.load_weights(os.path.join(args.workdir, "context.weights.h5"))
-    if hasattr(trained, "snap"):  # a raster model: its integers survive --float16 (biases but the largest)
-        trained.snap()
+    trained.snap()  # its integers survive --float16 (biases but the largest)
 
     card["config"] = {**card["config"], "context_model": spec}
     new = registry.build(args.model, context_model=spec)
@@ -100,6 +101,8 @@ def main():
         + (f" --channels {spec['channels']}" if spec["channels"] != 64 else "")
         + (f" --layers {spec['layers']}" if spec["layers"] != 4 else "")
         + (f" --schedule {spec['schedule']}" if "schedule" in spec else "")
+        + (f" --condition-depths {spec['condition_depths']}" if spec.get("condition_depths", 1) != 1 else "")
+        + (f" --activation-scale {trained.activation_scale:g}" if trained.activation_scale != 32 else "")
         + (" --init PREVIOUS/context.weights.h5" if report.get("init") else "")
         + f"` (Adam {report.get('learning_rate', 2e-3):g}, per-epoch cosine decay, batch "
         f"{report.get('batch_size', 128)}, seed {report.get('seed', 0)}; {measured}) and added to the weights with "

@@ -5,12 +5,14 @@
     python scripts/train_context_model.py --model vq-vae-cifar --workdir runs/context-cifar-groups8 --schedule groups8
     python scripts/train_context_model.py --model vq-vae-cifar --workdir runs/context-raster --schedule raster \
         --channels 256 --layers 3 --epochs 20      # vq-vae-cifar's shipped context model
+    python scripts/train_context_model.py --model rq-vae-cifar --workdir runs/context-rq --channels 86 --epochs 20
 
 `--model` is a zoo name, a finished training workdir, or a workdir still training (its latest
 checkpoint is used: for development). Encodes the training and test images of the model's
 data once (cached as `codes.npz` in the workdir; `--train-images` / `--test-images` take the
 first N), trains a `GroupedContextModel` (or with `--schedule raster` a `RasterContextModel`)
-with Adam (for an RQ-VAE over its code stacks, each depth given the `--condition-depths` before it), checkpointing after every epoch (rerunning
+with Adam (for an RQ-VAE over its code stacks, each depth given the `--condition-depths` before it;
+`--activation-scale`, default 32, is the context model's parametrization), checkpointing after every epoch (rerunning
 the command resumes), then freezes it and reports the exact rate (bits per code of the
 integer model's masses, what a file costs) on the test codes: per depth for an RQ-VAE, beside
 the PixelCNN prior's -log2 p(codes) for a VQ-VAE with one. Writes `context_model.npz` (the
@@ -75,6 +77,9 @@ def main():
                         help="group schedule of the coder (vaezoo.integer_entropy.SCHEDULES; default groups5): "
                              "more groups, more context per code, one network pass per group; 'raster' trains a "
                              "RasterContextModel (code grids in raster order, each code given a causal window)")
+    parser.add_argument("--activation-scale", type=float, default=32.0,
+                        help="the embedding and hidden biases are stored divided by this power of two (default 32; "
+                             "1 is the parametrization of grouped models shipped before, which trains far slower)")
     parser.add_argument("--init", default=None, metavar="WEIGHTS_H5",
                         help="start from these weights (another run's context.weights.h5 of the same shape, e.g. "
                              "trained on another schedule) instead of a random initialization")
@@ -113,7 +118,8 @@ def main():
     print(f"codes: train {train.shape}, test {test.shape}", flush=True)
 
     model = build_context_model(vq.num_embeddings, channels=args.channels, num_layers=args.layers, seed=args.seed,
-                                depths=depths, condition_depths=condition, schedule=schedule)
+                                depths=depths, condition_depths=condition, schedule=schedule,
+                                activation_scale=args.activation_scale)
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
     state_path = os.path.join(args.workdir, "state.json")
     weights_path = os.path.join(args.workdir, "context.weights.h5")
@@ -156,7 +162,8 @@ def main():
     exact = float(np.mean(per_depth))
     report = {"model": args.model, "source": str(source), "train_codes": int(train.shape[0]),
               "test_codes": int(test.shape[0]), "exact_bits_per_code": exact, "epochs": args.epochs,
-              "channels": args.channels, "layers": args.layers, "schedule": schedule, "batch_size": args.batch_size,
+              "channels": args.channels, "layers": args.layers, "schedule": schedule,
+              "activation_scale": model.activation_scale, "batch_size": args.batch_size,
               "learning_rate": args.learning_rate, "seed": args.seed,
               "init": args.init, "vaezoo": vaezoo.__version__}
     if depths > 1:

@@ -428,3 +428,19 @@ def check_litert_gives_the_reference_integers(network, seed=2):
     np.testing.assert_array_equal(network.logits_at(odd, positions),
                                   network.logits(odd).reshape(3, 13 * 21, -1)[:, positions])
     return codes, reference
+
+
+def check_snapping_keeps_the_network_and_float16_storage(model):
+    """`model.snap()` (a context model with weights moved off the integer grid) keeps the
+    frozen network, and afterwards the embedding, kernels and head survive float16 storage."""
+    model.kernels[0].assign(model.kernels[0] * 1.37 + 0.0011)  # off the integer grid
+    model.embedding.assign(model.embedding * 1.01 + 0.003)
+    before = model.freeze().to_arrays()
+    model.snap()
+    after = model.freeze().to_arrays()
+    assert set(after) == set(before)
+    for name, values in before.items():
+        np.testing.assert_array_equal(after[name], values, err_msg=name)
+    for variable in [model.embedding, *model.kernels, model.head_kernel]:
+        values = np.asarray(variable)
+        np.testing.assert_array_equal(values.astype(np.float16).astype(np.float32), values, err_msg=variable.name)

@@ -11,7 +11,7 @@ import tensorflow as tf
 from vaezoo import integer_entropy as ie
 from vaezoo.export.tflite import convert_context_network
 from vaezoo.models.context_model import GroupedContextModel
-from helpers import check_litert_gives_the_reference_integers
+from helpers import check_litert_gives_the_reference_integers, check_snapping_keeps_the_network_and_float16_storage
 
 
 def extreme_network(seed=0, k=32, channels=64, layers=2, depths=1, slots=1, schedule=ie.DEFAULT_SCHEDULE):
@@ -416,3 +416,56 @@ def test_a_code_stack_model_learns_from_earlier_depths_and_freezes_to_what_it_tr
             np.testing.assert_array_equal(np.asarray(model.logits(rows)).astype(np.int64), network.logits(rows.numpy()))
     with pytest.raises(ValueError, match=r"code stacks \(batch, h, w, 3\)"):
         model.unpack_batch(codes[..., 0])
+
+
+def test_a_scaled_code_stack_model_freezes_to_what_it_computes_and_snaps_for_float16():
+    rng = np.random.default_rng(5)
+    k, depths = 16, 3
+    codes = rng.integers(0, k, (16, 8, 8, depths)).astype(np.int32)
+    model = GroupedContextModel(k, channels=16, num_layers=2, depths=depths, condition_depths=1, seed=0,
+                                activation_scale=32)
+    model.biases[0].assign(rng.uniform(-2, 2, 16))  # activation units 32x the stored values
+    assert float(np.max(model.embedding)) <= 2.0  # initialised in [0, 64 / 32)
+    network = model.freeze()
+    np.testing.assert_array_equal(network.embedding, np.clip(np.round(32 * np.asarray(model.embedding)), 0, 127))
+    np.testing.assert_array_equal(network.biases[0], np.round(np.asarray(model.biases[0]) * 32 * 2**9))
+    groups = ie.group_map(8, 8)
+    for depth in range(depths):
+        for group in range(ie.NUM_GROUPS):
+            rows = ie.stack_input(codes, groups, group, depth, k, 2)
+            np.testing.assert_array_equal(np.asarray(model.logits(tf.constant(rows))).astype(np.int64),
+                                          network.logits(rows))
+    again = GroupedContextModel.from_config(model.get_config())
+    assert again.activation_scale == 32.0
+    check_snapping_keeps_the_network_and_float16_storage(model)
+
+
+def test_the_default_grouped_parametrization_is_the_shipped_one():
+    model = GroupedContextModel(16, channels=16, num_layers=2, seed=0)
+    assert model.activation_scale == 1.0  # weights shipped before the option was added load unchanged
+    model.biases[1].assign(np.linspace(-3, 3, 16))
+    network = model.freeze()
+    np.testing.assert_array_equal(network.embedding, np.round(np.asarray(model.embedding)))
+    np.testing.assert_array_equal(network.biases[1], np.round(np.linspace(-3, 3, 16) * 2**9))
+    for bad in (0, 0.5, 3, -32):
+        with pytest.raises(ValueError, match="power of two"):
+            GroupedContextModel(16, activation_scale=bad)
+
+
+def test_scaled_embeddings_and_biases_move_as_far_as_the_kernels():
+    """The reason for `activation_scale`: Adam moves every variable about `learning_rate` per
+    step, so an embedding stored in activation units (0..127) moves a few thousandths of a
+    unit per step and its integers barely change; stored divided by 32 it moves 32 times as far."""
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 16, (320, 8, 8)).astype(np.int32)
+    codes[:, 1::2] = codes[:, ::2]  # every odd row repeats the row above
+    moved = {}
+    for scale in (1, 32):
+        keras.utils.set_random_seed(0)
+        model = GroupedContextModel(16, channels=16, num_layers=2, seed=0, activation_scale=scale)
+        model.compile(optimizer=keras.optimizers.Adam(2e-3))
+        before = scale * np.asarray(model.embedding)
+        model.fit(codes, epochs=1, batch_size=32, verbose=0, shuffle=False)  # 10 steps
+        moved[scale] = np.max(np.abs(scale * np.asarray(model.embedding) - before))  # in activation units
+    assert moved[1] < 0.5, moved  # no embedding integer moved by more than one
+    assert moved[32] > 10 * moved[1] and moved[32] > 1.0, moved

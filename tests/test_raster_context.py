@@ -9,7 +9,7 @@ from vaezoo import integer_entropy as ie
 from vaezoo import vqz
 from vaezoo.export.tflite import convert_context_network
 from vaezoo.models.context_model import RasterContextModel, build_context_model
-from helpers import check_litert_gives_the_reference_integers
+from helpers import check_litert_gives_the_reference_integers, check_snapping_keeps_the_network_and_float16_storage
 
 
 def extreme_raster_network(seed=0, k=32, rows_above=3, radius=3, width=32, channels=64, layers=2):
@@ -159,13 +159,4 @@ def test_quantization_aware_training_freezes_to_the_network_it_trained():
 
 
 def test_snapping_keeps_the_network_and_makes_float16_storage_exact():
-    model = RasterContextModel(16, channels=32, num_layers=2, seed=3)
-    model.kernels[0].assign(model.kernels[0] * 1.37 + 0.0011)  # off the integer grid
-    before = model.freeze()
-    model.snap()
-    after = model.freeze()
-    for name, values in before.to_arrays().items():
-        np.testing.assert_array_equal(after.to_arrays()[name], values, err_msg=name)
-    for variable in [model.embedding, *model.kernels, model.head_kernel]:
-        values = np.asarray(variable)
-        np.testing.assert_array_equal(values.astype(np.float16).astype(np.float32), values, err_msg=variable.name)
+    check_snapping_keeps_the_network_and_float16_storage(RasterContextModel(16, channels=32, num_layers=2, seed=3))

@@ -50,6 +50,34 @@ class _IntegerContextTraining(TrackedLossTraining, keras.Model):
         terms = {"loss": per_code, "bits_per_code": per_code / math.log(2.0)}
         return tf.nn.compute_average_loss(per_code), terms
 
+    #: the embedding and hidden biases are stored divided by this (see `RasterContextModel`).
+    activation_scale = 1.0
+
+    def _check_activation_scale(self, activation_scale):
+        scale = float(activation_scale)
+        if not (scale >= 1.0 and math.log2(scale).is_integer()):
+            raise ValueError(f"activation_scale must be a power of two >= 1 (so that float16 weights keep their "
+                             f"integers), got {activation_scale!r}.")
+        return scale
+
+    def activation_integers(self, values):
+        """The 0..127 activation-unit integers of stored embedding or bias values (`values * scale`
+        rounded in float32, as the forward pass rounds them), before clipping."""
+        return np.round(np.float32(self.activation_scale) * np.asarray(values, np.float32)).astype(np.float64)
+
+    def snap(self):
+        """Set every variable to the value of the integer it stands for (the same `freeze()`),
+        so that storing the weights as float16 keeps the embedding, kernels and head exactly
+        (their integers times a power of two need at most 8 significant bits)."""
+        network, q, scale = self.freeze(), self.weight_shift, self.activation_scale
+        self.embedding.assign(network.embedding / scale)
+        for variable, values in zip(self.kernels, network.kernels):
+            variable.assign(np.reshape(values * 2.0**-q, variable.shape))
+        for variable, values in zip(self.biases, network.biases):
+            variable.assign(values * 2.0**-q / scale)
+        self.head_kernel.assign(network.head_kernel * 2.0**-self.head_shift)
+        self.head_bias.assign(network.head_bias * 2.0**-self.head_shift)
+
     def batch_codes(self, data):
         """The checked int codes of a training batch."""
         if isinstance(data, dict):
@@ -90,6 +118,10 @@ class GroupedContextModel(_IntegerContextTraining):
             D - 1).
         schedule: the group schedule (`integer_entropy.SCHEDULES`; default `"groups5"`): more
             groups give each code more known neighbours, at one network pass per group.
+        activation_scale: the embedding and hidden biases (activation units, 0..127) are stored
+            divided by this power of two. Use 32 for new models: unscaled (1, the default, which
+            the weights shipped before it was an option need) they barely move from their
+            initialization (see `RasterContextModel`).
 
     Example:
         >>> model = GroupedContextModel(num_embeddings=512)
@@ -99,7 +131,7 @@ class GroupedContextModel(_IntegerContextTraining):
     """
 
     def __init__(self, num_embeddings=512, channels=64, num_layers=4, weight_shift=9, head_shift=8, seed=None,
-                 depths=1, condition_depths=0, schedule=ie.DEFAULT_SCHEDULE, **kwargs):
+                 depths=1, condition_depths=0, schedule=ie.DEFAULT_SCHEDULE, activation_scale=1.0, **kwargs):
         super().__init__(**kwargs)
         validation.check_int("num_embeddings", num_embeddings, 2)
         validation.check_int("channels", channels, 1)
@@ -126,11 +158,12 @@ class GroupedContextModel(_IntegerContextTraining):
         self.condition_depths = int(condition_depths)
         self.slots = 1 + self.condition_depths
         self.schedule = str(schedule)
+        self.activation_scale = self._check_activation_scale(activation_scale)
         self.seed_generator = keras.random.SeedGenerator(seed)
         c, k = self.channels, self.num_embeddings
         slot_width = c // self.slots
         self.embedding = self.add_weight(name="embedding", shape=((k + 1) * self.depths * self.slots, slot_width),
-                                         initializer=keras.initializers.RandomUniform(0.0, 64.0))
+                                         initializer=keras.initializers.RandomUniform(0.0, 64.0 / self.activation_scale))
         he = keras.initializers.HeNormal(seed=seed)
         self.kernels = [self.add_weight(name=f"kernel_{i}", shape=(3, 3, slot_width * self.slots if i == 0 else c, c),
                                         initializer=he)
@@ -152,13 +185,14 @@ class GroupedContextModel(_IntegerContextTraining):
     def logits(self, inputs):
         """Integer-valued float32 logits `(n, h, w, K)` (units of 2^-3 nats) for input indices in [0, K]
         (code stacks: embedding rows `(n, h, w, slots)`)."""
-        a = tf.clip_by_value(_round_ste(tf.gather(self.embedding, inputs)), 0.0, ie.ACTIVATION_MAX)
+        scale = self.activation_scale
+        a = tf.clip_by_value(_round_ste(scale * tf.gather(self.embedding, inputs)), 0.0, ie.ACTIVATION_MAX)
         if self.stacked:
             shape = tf.shape(inputs)
             a = tf.reshape(a, [shape[0], shape[1], shape[2], self.embedding.shape[1] * self.slots])
         q = self.weight_shift
         for kernel, bias in zip(self.kernels, self.biases):
-            z = tf.nn.conv2d(a, _integer_weight(kernel, q), 1, "SAME") + _integer_bias(bias, q)
+            z = tf.nn.conv2d(a, _integer_weight(kernel, q), 1, "SAME") + _integer_bias(scale * bias, q)
             a = tf.clip_by_value(_floor_ste(z * 2.0**-q), 0.0, ie.ACTIVATION_MAX)
         h = self.head_shift
         z = tf.tensordot(a, _integer_weight(self.head_kernel, h), 1) + _integer_bias(self.head_bias, h)
@@ -167,11 +201,11 @@ class GroupedContextModel(_IntegerContextTraining):
 
     def freeze(self):
         """The `IntegerContextNetwork` this model computes (its integers, shifts and exp table)."""
-        q = self.weight_shift
+        q, scale = self.weight_shift, np.float32(self.activation_scale)
         return ie.IntegerContextNetwork(
-            embedding=np.clip(np.round(np.asarray(self.embedding, np.float64)), 0, ie.ACTIVATION_MAX).astype(np.int64),
+            embedding=np.clip(self.activation_integers(self.embedding), 0, ie.ACTIVATION_MAX).astype(np.int64),
             kernels=tuple(_frozen(k, q, ie.WEIGHT_MAX) for k in self.kernels),
-            biases=tuple(_frozen(b, q, ie.BIAS_MAX) for b in self.biases),
+            biases=tuple(_frozen(scale * np.asarray(b, np.float32), q, ie.BIAS_MAX) for b in self.biases),
             shifts=(q,) * self.num_layers,
             head_kernel=_frozen(self.head_kernel, self.head_shift, ie.WEIGHT_MAX),
             head_bias=_frozen(self.head_bias, self.head_shift, ie.BIAS_MAX),
@@ -236,7 +270,7 @@ class GroupedContextModel(_IntegerContextTraining):
         return {"num_embeddings": self.num_embeddings, "channels": self.channels, "num_layers": self.num_layers,
                 "weight_shift": self.weight_shift, "head_shift": self.head_shift, "seed": self.seed,
                 "depths": self.depths, "condition_depths": self.condition_depths, "schedule": self.schedule,
-                "name": self.name}
+                "activation_scale": self.activation_scale, "name": self.name}
 
 
 @keras.saving.register_keras_serializable(package="vaezoo")
@@ -261,7 +295,7 @@ class RasterContextModel(_IntegerContextTraining):
         weight_shift, head_shift, seed: as `GroupedContextModel`'s.
 
     The embedding and the hidden biases are in activation units (0..127); their variables hold
-    them divided by `ACTIVATION_SCALE`, so that an optimizer step moves them as far, relative
+    them divided by `activation_scale` (default 32), so that an optimizer step moves them as far, relative
     to their range, as it moves the weights (trained unscaled, they barely move from their
     initialization: 7.49 bits per code on vq-vae-cifar's test codes after one epoch scaled,
     8.22 unscaled).
@@ -276,11 +310,9 @@ class RasterContextModel(_IntegerContextTraining):
     schedule = ie.RASTER
     depths = 1
     stacked = False
-    #: the embedding and hidden biases are stored divided by this (see the class docstring).
-    ACTIVATION_SCALE = 32.0
 
     def __init__(self, num_embeddings=512, channels=128, num_layers=2, rows_above=3, radius=3, embedding_width=None,
-                 weight_shift=9, head_shift=8, seed=None, **kwargs):
+                 weight_shift=9, head_shift=8, seed=None, activation_scale=32.0, **kwargs):
         super().__init__(**kwargs)
         validation.check_int("num_embeddings", num_embeddings, 2)
         validation.check_int("channels", channels, 1)
@@ -302,9 +334,10 @@ class RasterContextModel(_IntegerContextTraining):
         self.num_embeddings, self.channels, self.num_layers = int(num_embeddings), int(channels), int(num_layers)
         self.rows_above, self.radius, self.embedding_width = int(rows_above), int(radius), int(embedding_width)
         self.weight_shift, self.head_shift, self.seed = int(weight_shift), int(head_shift), seed
+        self.activation_scale = self._check_activation_scale(activation_scale)
         k, c = self.num_embeddings, self.channels
         self.embedding = self.add_weight(name="embedding", shape=(k + 1, self.embedding_width),
-                                         initializer=keras.initializers.RandomUniform(0.0, 64.0 / self.ACTIVATION_SCALE,
+                                         initializer=keras.initializers.RandomUniform(0.0, 64.0 / self.activation_scale,
                                                                                       seed=seed))
         he = keras.initializers.HeNormal(seed=seed)
         widths = [len(self.taps) * self.embedding_width] + [c] * self.num_layers
@@ -329,7 +362,7 @@ class RasterContextModel(_IntegerContextTraining):
     def logits(self, codes):
         """Integer-valued float32 logits `(n, h, w, K)` (units of 2^-3 nats) of code grids `(n, h, w)`."""
         indices = self.window(codes)
-        scale = self.ACTIVATION_SCALE
+        scale = self.activation_scale
         a = tf.clip_by_value(_round_ste(scale * tf.gather(self.embedding, indices)), 0.0, ie.ACTIVATION_MAX)
         a = tf.reshape(a, tf.concat([tf.shape(indices)[:3], [len(self.taps) * self.embedding_width]], 0))
         q = self.weight_shift
@@ -342,10 +375,9 @@ class RasterContextModel(_IntegerContextTraining):
 
     def freeze(self):
         """The `RasterContextNetwork` this model computes."""
-        q, scale = self.weight_shift, self.ACTIVATION_SCALE
-        embedding = np.round(np.float32(scale) * np.asarray(self.embedding, np.float32))  # as `logits` rounds it
+        q, scale = self.weight_shift, self.activation_scale
         return ie.RasterContextNetwork(
-            embedding=np.clip(embedding, 0, ie.ACTIVATION_MAX).astype(np.int64),
+            embedding=np.clip(self.activation_integers(self.embedding), 0, ie.ACTIVATION_MAX).astype(np.int64),
             taps=self.taps.copy(),
             kernels=tuple(_frozen(k, q, ie.WEIGHT_MAX) for k in self.kernels),
             biases=tuple(_frozen(np.float32(scale) * np.asarray(b, np.float32), q, ie.BIAS_MAX) for b in self.biases),
@@ -355,19 +387,6 @@ class RasterContextModel(_IntegerContextTraining):
             head_shift=self.head_shift - ie.LOGIT_FRACTION_BITS,
             table=ie.exp_table(),
         )
-
-    def snap(self):
-        """Set every variable to the value of the integer it stands for (the same `freeze()`),
-        so that storing the weights as float16 keeps the embedding, kernels and head exactly
-        (their integers times a power of two need at most 8 significant bits)."""
-        network, q, scale = self.freeze(), self.weight_shift, self.ACTIVATION_SCALE
-        self.embedding.assign(network.embedding / scale)
-        for variable, values in zip(self.kernels, network.kernels):
-            variable.assign(values * 2.0**-q)
-        for variable, values in zip(self.biases, network.biases):
-            variable.assign(values * 2.0**-q / scale)
-        self.head_kernel.assign(network.head_kernel * 2.0**-self.head_shift)
-        self.head_bias.assign(network.head_bias * 2.0**-self.head_shift)
 
     def per_replica_loss(self, data, training=False, step=None):
         """Nats per code of every position of the batch's grids (averaged over the GLOBAL batch)."""
@@ -382,7 +401,7 @@ class RasterContextModel(_IntegerContextTraining):
         return {"num_embeddings": self.num_embeddings, "channels": self.channels, "num_layers": self.num_layers,
                 "rows_above": self.rows_above, "radius": self.radius, "embedding_width": self.embedding_width,
                 "weight_shift": self.weight_shift, "head_shift": self.head_shift, "seed": self.seed,
-                "name": self.name}
+                "activation_scale": self.activation_scale, "name": self.name}
 
 
 def _integer_weight(w, shift):
@@ -399,18 +418,22 @@ def _frozen(w, shift, limit):
 
 
 def build_context_model(num_embeddings, channels, num_layers, schedule=None, seed=None, name=None, depths=1,
-                        condition_depths=0):
+                        condition_depths=0, activation_scale=None):
     """The context model of a schedule: a `RasterContextModel` for `"raster"` (code grids
     only), else a `GroupedContextModel` on that group schedule (`None`: the default).
+    `activation_scale=None` is the class's default (raster 32; grouped 1, the shipped
+    grouped models' parametrization).
 
     Example:
         >>> build_context_model(512, channels=256, num_layers=3, schedule="raster")
     """
+    scale = {} if activation_scale is None else {"activation_scale": activation_scale}
     if schedule == ie.RASTER:
         if depths > 1:
             raise ValueError("the raster schedule codes code grids; code stacks (an RQ-VAE's) take a group schedule "
                              f"({sorted(ie.SCHEDULES)}).")
-        return RasterContextModel(num_embeddings, channels=channels, num_layers=num_layers, seed=seed, name=name)
+        return RasterContextModel(num_embeddings, channels=channels, num_layers=num_layers, seed=seed, name=name,
+                                  **scale)
     return GroupedContextModel(num_embeddings, channels=channels, num_layers=num_layers, seed=seed, name=name,
                                depths=depths, condition_depths=condition_depths,
-                               schedule=schedule or ie.DEFAULT_SCHEDULE)
+                               schedule=schedule or ie.DEFAULT_SCHEDULE, **scale)

@@ -47,7 +47,7 @@ class RQVAE(VQVAE):
         dead_code_threshold, likelihood, seed: as in `VQVAE` (the quantizer arguments apply
             to every level).
         prior: must be None (a uniform prior over code stacks).
-        context_model: spec `{"channels", "layers", "condition_depths", "schedule"}` of the exact
+        context_model: spec `{"channels", "layers", "condition_depths", "schedule", "activation_scale"}` of the exact
             context model of code stacks (`GroupedContextModel` with `depths=depth`; it sees
             the `condition_depths` depths before the one it codes), or None. Trained by
             `fit_context_model` after `fit`.

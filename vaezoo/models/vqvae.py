@@ -18,7 +18,8 @@ from vaezoo.quantizer import VectorQuantizer, check_codes
 #: defaults of the `context_model` spec (the exact entropy model of `.vqz` version 2).
 #: `schedule` names the coder's group schedule (`integer_entropy.SCHEDULES`); `None` is the
 #: default, "groups5", the schedule of every model made before schedules existed.
-CONTEXT_MODEL_DEFAULTS = {"channels": 64, "layers": 4, "schedule": None}
+#: `activation_scale` `None` is the context model class's default (see `build_context_model`).
+CONTEXT_MODEL_DEFAULTS = {"channels": 64, "layers": 4, "schedule": None, "activation_scale": None}
 #: defaults of the `prior` spec (the PixelCNN's arguments besides the codebook and grid).
 PRIOR_DEFAULTS = {"filters": 64, "layers": 6, "kernel_size": 3}
 #: the default likelihood: Gaussian pixels with a fixed scale (a scaled squared error).
@@ -101,7 +102,8 @@ class VQVAE(LatentVariableModel):
             that entropy-codes `.vqz` files (`vaezoo.models.context_model`), or `None`.
             `schedule` names its group schedule (`integer_entropy.SCHEDULES`; absent: "groups5"),
             or is `"raster"`: a `RasterContextModel` (codes in raster order, each given a causal
-            window: fewer bits, one decoding step per position).
+            window: fewer bits, one decoding step per position). `activation_scale` (absent:
+            the class's default) is `GroupedContextModel`'s; give 32 for a new grouped model.
             Trained by `fit_context_model`, after `fit`; `context_network()` is its frozen
             integer form.
         seed: integer seed for the model's random draws.
@@ -211,7 +213,7 @@ class VQVAE(LatentVariableModel):
             raise validation.ConfigError(f"context_model schedule must be one of {known} "
                                          f"(or absent: {integer_entropy.DEFAULT_SCHEDULE}), got {schedule!r}.")
         return {"channels": spec["channels"], "num_layers": spec["layers"],
-                "schedule": schedule or integer_entropy.DEFAULT_SCHEDULE}
+                "schedule": schedule or integer_entropy.DEFAULT_SCHEDULE, "activation_scale": spec["activation_scale"]}
 
     # ----------------------------------------------------------------- networks
     def _build_quantizer(self, **quantizer_args):
