@@ -91,3 +91,25 @@ def append_results(title, table, protocol, hardware):
                     "rerun the command to reproduce it. Ratios compare peers measured in the same run.\n")
         f.write(section)
     print(f"appended to {RESULTS}")
+
+
+def load_rq_model(ref):
+    """`(model, eval data spec)` of an RQ-VAE MODEL argument (zoo name, workdir, ...); exits with
+    a clear message for any other family."""
+    from vaezoo.registry import resolve_model
+
+    resolved = resolve_model(ref)
+    if resolved.model.latent_kind != "residual_code_grid":
+        raise SystemExit(f"{ref} is not an RQ-VAE (a model with code stacks); these studies need one.")
+    return resolved.model, dict(resolved.data_spec)
+
+
+def exact_bits_per_depth(model, stacks):
+    """Mean exact bits per code at each depth of code stacks `(n, h, w, D)` under the model's
+    context network (its LiteRT file: the same integers as the reference, faster)."""
+    from vaezoo import integer_entropy
+    from vaezoo.export.tflite import convert_context_network
+
+    network = model.context_network()
+    runtime = integer_entropy.LiteRTContextNetwork(convert_context_network(network), network)
+    return integer_entropy.code_bits(runtime, stacks, per_depth=True).sum(axis=0) / (stacks.size / stacks.shape[-1])

@@ -35,7 +35,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import append_results, hardware_description, markdown_table  # noqa: E402
+from common import append_results, exact_bits_per_depth, hardware_description, load_rq_model, markdown_table  # noqa: E402,E501
 from rate_distortion import bd_rate, rate_at_psnr  # noqa: E402
 
 TITLE = "Depth allocation study: one depth per position vs one per image (RQ-VAE, CIFAR-10 (JPEG q75 copy))"
@@ -108,14 +108,9 @@ def main():
     parser.add_argument("--no-append", action="store_true", help="print only; do not touch RESULTS.md")
     args = parser.parse_args()
 
-    from vaezoo import data, integer_entropy
-    from vaezoo.export.tflite import convert_context_network
-    from vaezoo.registry import resolve_model
+    from vaezoo import data
 
-    resolved = resolve_model(args.model)
-    model, spec = resolved.model, dict(resolved.data_spec)
-    if model.latent_kind != "residual_code_grid":
-        raise SystemExit(f"{args.model} is not an RQ-VAE: it has one depth per position already.")
+    model, spec = load_rq_model(args.model)
     images, _ = data.load_split(spec, "test", limit=args.limit)
     train, _ = data.load_split(spec, "train", limit=args.train_images)
     pixels = np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
@@ -129,9 +124,7 @@ def main():
     cumulative, energies, codes = np.concatenate(cumulative), np.concatenate(energies), np.concatenate(codes)
     train_energies = np.concatenate([latents_and_energies(model, train[i : i + 250])[1]
                                      for i in range(0, len(train), 250)])
-    network = model.context_network()
-    runtime = integer_entropy.LiteRTContextNetwork(convert_context_network(network), network)
-    per_depth = integer_entropy.code_bits(runtime, codes, per_depth=True).sum(axis=0) / (codes.size / depth)
+    per_depth = exact_bits_per_depth(model, codes)
     print("exact bits per code by depth: " + ", ".join(f"{b:.3f}" for b in per_depth), flush=True)
     positions = int(np.prod(codes.shape[1:3]))
 

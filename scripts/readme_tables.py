@@ -48,6 +48,8 @@ def zoo_table():
         if "cifar10_jpeg" in str(card["data"].get("path", "")):
             data = "CIFAR-10 (JPEG q75 copy)"
         weights = f"{card['weights']['bytes'] / 1e6:.1f} MB" if card["weights"] else "recipe only"
+        if "base" in (card["weights"] or {}):
+            weights += f" (its {card['weights']['part']}; the rest is `{card['weights']['base']}`'s)"
         metrics = "; ".join(f"{k} {_format(v['value'])} ({v['split']})" for k, v in (card["metrics"] or {}).items()
                             if not isinstance(v["value"], list))
         rows.append(f"| `{name}` | {card['family']} | {params / 1e6:.2f} M | {data} | {weights} | {metrics or '-'} |")

@@ -24,6 +24,8 @@ def test_every_card_validates_builds_loads_and_runs(name):
         path = registry.fetch_weights(card)
         assert registry.sha256_of(path) == card["weights"]["sha256"]
         assert os.path.getsize(path) == card["weights"]["bytes"]
+        if "base" in card["weights"]:  # the weights it shares are still the base's it was published with
+            assert registry.info(card["weights"]["base"])["weights"]["sha256"] == card["weights"]["base_sha256"]
         model = registry.load(name)
     x = np.zeros((2, *model.image_shape), np.uint8)
     kw = {"condition": np.zeros(2, np.int64)} if model.conditional else {}
@@ -423,3 +425,96 @@ def _arrays_of(path):
     with h5py.File(path, "r") as f:
         f.visititems(lambda key, item: found.__setitem__(key, item[()]) if isinstance(item, h5py.Dataset) else None)
     return found
+
+
+@pytest.fixture
+def shared_zoo(tmp_path, monkeypatch):
+    """A private zoo of two tiny VQ-VAEs with the same autoencoder and prior and different
+    context models (one grouped, one raster), each with a full weights file."""
+    from vaezoo.workdir import weights_fingerprint
+
+    cards, pretrained = tmp_path / "cards", tmp_path / "pretrained"
+    cards.mkdir(), pretrained.mkdir()
+    monkeypatch.setattr(registry, "cards_dir", lambda: str(cards))
+    monkeypatch.setattr(registry, "pretrained_dir", lambda: str(pretrained))
+    monkeypatch.setenv("VAEZOO_HOME", str(tmp_path / "home"))
+    base = dict(input_shape=[8, 8, 3], num_embeddings=8, embedding_dim=4, hidden_channels=16, residual_channels=8,
+                num_residual_blocks=1, prior={"filters": 8, "layers": 2}, seed=0)
+    configs = {"tiny-new": {**base, "context_model": {"channels": 16, "layers": 1, "schedule": "raster"}},
+               "tiny-old": {**base, "context_model": {"channels": 8, "layers": 1}}}
+    models = {}
+    for name, config in configs.items():
+        model = vaezoo.VQVAE(**config)
+        model.build_from_images()
+        models[name] = model
+    for name, model in models.items():
+        for part in ("encoder", "decoder", "quantizer", "prior"):  # the same autoencoder and prior
+            getattr(model, part).set_weights(getattr(models["tiny-new"], part).get_weights())
+        path = pretrained / f"{name}.weights.h5"
+        model.save_weights(str(path))
+        card = {"name": name, "family": "VQVAE", "config": configs[name], "data": {"source": "dsprites"},
+                "train": {}, "metrics": {}, "notes": {"storage": "float32."},
+                "weights": {"uri": f"pretrained://{name}.weights.h5", "sha256": registry.sha256_of(str(path)),
+                            "bytes": os.path.getsize(path)}}
+        zoo_maintenance.write_card(card)
+    return {"fingerprints": {n: weights_fingerprint(m) for n, m in models.items()}, "pretrained": pretrained,
+            "models": models}
+
+
+def test_a_superseded_model_ships_only_its_context_model_and_loads_bit_for_bit(shared_zoo):
+    from vaezoo.workdir import weights_fingerprint
+
+    full = os.path.getsize(shared_zoo["pretrained"] / "tiny-old.weights.h5")
+    weights = zoo_maintenance.share_base_weights("tiny-old", "tiny-new")
+    assert weights["base"] == "tiny-new" and weights["part"] == "context_model"
+    assert weights["base_sha256"] == registry.info("tiny-new")["weights"]["sha256"]
+    assert sorted(os.listdir(shared_zoo["pretrained"])) == ["tiny-new.weights.h5",
+                                                            "tiny-old.context_model.weights.h5"]
+    assert weights["bytes"] < full / 2
+    loaded = vaezoo.load("tiny-old")
+    assert weights_fingerprint(loaded) == shared_zoo["fingerprints"]["tiny-old"]  # what .vqz headers record
+    assert "scripts/share_base_weights.py" in registry.info("tiny-old")["notes"]["storage"]
+    with pytest.raises(ValueError, match="no full weights file"):
+        zoo_maintenance.share_base_weights("tiny-old", "tiny-new")
+    with pytest.raises(ValueError, match="only its context_model"):
+        zoo_maintenance.compress_shipped("tiny-old")
+
+
+def test_a_shared_model_refuses_a_base_whose_weights_changed(shared_zoo):
+    zoo_maintenance.share_base_weights("tiny-old", "tiny-new")
+    model = shared_zoo["models"]["tiny-new"]
+    model.decoder.set_weights([w + 0.25 for w in model.decoder.get_weights()])
+    path = shared_zoo["pretrained"] / "tiny-new.weights.h5"
+    model.save_weights(str(path))
+    card = registry.info("tiny-new")
+    card["weights"] = {**card["weights"], "sha256": registry.sha256_of(str(path)), "bytes": os.path.getsize(path)}
+    zoo_maintenance.write_card(card)
+    with pytest.raises(registry.WeightsError, match="republish tiny-old"):
+        vaezoo.load("tiny-old")
+
+
+def test_sharing_is_refused_when_the_other_weights_differ(shared_zoo):
+    model = shared_zoo["models"]["tiny-old"]
+    model.encoder.set_weights([w * 1.5 for w in model.encoder.get_weights()])
+    path = shared_zoo["pretrained"] / "tiny-old.weights.h5"
+    model.save_weights(str(path))
+    card = registry.info("tiny-old")
+    card["weights"] = {**card["weights"], "sha256": registry.sha256_of(str(path)), "bytes": os.path.getsize(path)}
+    zoo_maintenance.write_card(card)
+    before = registry.info("tiny-old")
+    with pytest.raises(ValueError, match="differ outside 'context_model'"):
+        zoo_maintenance.share_base_weights("tiny-old", "tiny-new")
+    assert registry.info("tiny-old") == before and path.exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"base": "tiny-new"}, "all or none of"),
+    ({"base": "tiny-old", "base_sha256": "0" * 64, "part": "context_model"}, "another zoo model"),
+    ({"base": "tiny-new", "base_sha256": "0" * 64, "part": "decoder"}, "another zoo model"),
+    ({"base": "tiny-new", "base_sha256": "xyz", "part": "context_model"}, "base_sha256 must be 64"),
+])
+def test_shared_weights_fields_are_checked(shared_zoo, change, message):
+    card = registry.info("tiny-old")
+    card["weights"] = {**card["weights"], **change}
+    with pytest.raises(registry.ConfigError, match=message):
+        registry.validate_card(card)

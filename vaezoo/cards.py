@@ -18,6 +18,11 @@ CARD_KEYS = {"name", "description", "family", "config", "init", "data", "eval_da
              "prior_train", "weights", "metrics", "notes"}  # init: the model a fine-tuned recipe starts from
 REQUIRED_KEYS = {"name", "family", "config", "data", "train", "weights", "metrics", "notes"}
 WEIGHTS_KEYS = {"uri", "sha256", "bytes"}
+#: a card whose file holds one part's weights names where the others come from: `base`, a zoo
+#: model whose weights file (pinned by `base_sha256`) gives every weight outside `part`.
+SHARED_WEIGHTS_KEYS = {"base", "base_sha256", "part"}
+#: the parts a card's file may hold alone (model attributes).
+SHAREABLE_PARTS = ("context_model",)
 METRIC_KEYS = {"value", "split", "protocol", "hardware", "date", "command"}
 OPTIONAL_METRIC_KEYS = {"stderr"}  # standard error of the mean, for per-example averages (elbo, iwae)
 FAMILIES = ("VAE", "BetaVAE", "CVAE", "VQVAE", "RQVAE", "HierarchicalVAE")  # the model classes a card may name
@@ -54,11 +59,19 @@ def validate_card(card, source="card"):
     if weights is not None:
         if not isinstance(weights, dict):
             raise ConfigError(f"{source}: 'weights' must be null or a mapping with {sorted(WEIGHTS_KEYS)}.")
-        check_keys(weights, WEIGHTS_KEYS, f"{source} weights")
-        if set(weights) != WEIGHTS_KEYS:
-            raise ConfigError(f"{source}: 'weights' needs {sorted(WEIGHTS_KEYS)}, got {sorted(weights)}.")
-        if not re.fullmatch(r"[0-9a-f]{64}", str(weights["sha256"])):
-            raise ConfigError(f"{source}: weights sha256 must be 64 lowercase hex digits.")
+        check_keys(weights, WEIGHTS_KEYS | SHARED_WEIGHTS_KEYS, f"{source} weights")
+        shared = set(weights) & SHARED_WEIGHTS_KEYS
+        if set(weights) - shared != WEIGHTS_KEYS or shared not in (set(), SHARED_WEIGHTS_KEYS):
+            raise ConfigError(f"{source}: 'weights' needs {sorted(WEIGHTS_KEYS)} (and all or none of "
+                              f"{sorted(SHARED_WEIGHTS_KEYS)}), got {sorted(weights)}.")
+        for key in ("sha256", "base_sha256"):
+            if key in weights and not re.fullmatch(r"[0-9a-f]{64}", str(weights[key])):
+                raise ConfigError(f"{source}: weights {key} must be 64 lowercase hex digits.")
+        if shared:
+            check_name(weights["base"])
+            if weights["base"] == card["name"] or weights["part"] not in SHAREABLE_PARTS:
+                raise ConfigError(f"{source}: weights 'base' must name another zoo model and 'part' one of "
+                                  f"{list(SHAREABLE_PARTS)}; got base {weights['base']!r}, part {weights['part']!r}.")
     metrics = card["metrics"] or {}
     if not isinstance(metrics, dict):
         raise ConfigError(f"{source}: 'metrics' must be a mapping of metric name -> record.")

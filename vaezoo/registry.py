@@ -191,11 +191,47 @@ def load(name, *, weights=True, cache_dir=None):
     if weights:
         path = fetch_weights(model.card, cache_dir)
         try:
-            model.load_weights(path)
+            if "base" in model.card["weights"]:
+                _load_shared_weights(model, path, cache_dir)
+            else:
+                model.load_weights(path)
+        except WeightsError:
+            raise
         except Exception as error:
             raise WeightsError(f"Could not load weights {path} into {name}: {error}") from None
         presets.remember_card_weights(model, model.card)  # a preset of it keeps the card's metrics
     return model
+
+
+def _load_shared_weights(model, path, cache_dir=None):
+    """Load a card whose file holds one part's weights (`weights.part`, e.g. an older context
+    model): every other weight comes from the `weights.base` zoo model's file, which must still
+    be the one pinned by `weights.base_sha256` (so the model is bit for bit what was published)."""
+    weights = model.card["weights"]
+    base_card = info(weights["base"])
+    if (base_card["weights"] or {}).get("sha256") != weights["base_sha256"]:
+        raise WeightsError(f"{model.card['name']} shares the weights of {weights['base']} as of sha256 "
+                           f"{weights['base_sha256'][:16]}..., but {weights['base']} now ships "
+                           f"{str((base_card['weights'] or {}).get('sha256'))[:16]}...: republish {model.card['name']} "
+                           "with its own weights file before changing its base.")
+    base = build(weights["base"])
+    base.load_weights(fetch_weights(base_card, cache_dir))
+    part = weights["part"]
+    ours, theirs = _weights_outside(model, part), _weights_outside(base, part)
+    if [tuple(w.shape) for w in ours] != [tuple(w.shape) for w in theirs]:
+        raise WeightsError(f"{model.card['name']} and its base {weights['base']} differ outside {part!r}: "
+                           "their other weights cannot be shared.")
+    for variable, value in zip(ours, theirs):
+        variable.assign(value)
+    getattr(model, part).load_weights(path)
+
+
+def _weights_outside(model, part):
+    """The model's weights, in order, without those of the sub-layer `part`."""
+    if not model.built:
+        model.build_from_images()
+    inside = {id(w) for w in getattr(model, part).weights}
+    return [w for w in model.weights if id(w) not in inside]
 
 
 def load_codec_model(header):

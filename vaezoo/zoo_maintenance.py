@@ -75,6 +75,8 @@ def compress_shipped(name):
 
     card = registry.info(name)
     uri = (card.get("weights") or {}).get("uri", "")
+    if "base" in (card.get("weights") or {}):
+        raise ValueError(f"{name} ships only its {card['weights']['part']} (already compressed); nothing to compress.")
     if not uri.startswith("pretrained://"):
         raise ValueError(f"{name}'s weights are not shipped in the package ({uri or 'none'}); nothing to compress.")
     path = registry.fetch_weights(card)  # verifies the current sha256
@@ -129,6 +131,67 @@ def publish(workdir, name, float16=False, compress=False):
               f"(measure again with `vaezoo eval {name} --write-card`)")
         card["metrics"] = {}
     write_card(card)
+    return card["weights"]
+
+
+def share_base_weights(name, base, part="context_model"):
+    """Ship only `part`'s weights for `name`, taking every other weight from the zoo model
+    `base` (which must hold exactly the same values there): a superseded model kept so that
+    old `.vqz` files decode (for example vq-vae-cifar-groups5, whose autoencoder and prior are
+    vq-vae-cifar's) then costs the package its context model instead of a full copy.
+
+    The part is stored float16 when that is lossless and gzip-compressed. The model that
+    `registry.load(name)` then builds must have bit for bit the weights it had (the same
+    `weights_fingerprint`, which `.vqz` headers record), else nothing changes; the card keeps its
+    metrics. Returns the card's new `weights`.
+    """
+    import tempfile
+
+    import numpy as np
+
+    from vaezoo.workdir import weights_fingerprint
+
+    card, old_path = registry.info(name), None
+    if not (card.get("weights") or {}).get("uri", "").startswith("pretrained://") or "base" in card["weights"]:
+        raise ValueError(f"{name} has no full weights file in the package to split.")
+    old_path = registry.fetch_weights(card)
+    model, other = registry.load(name), registry.load(base)
+    before = weights_fingerprint(model)
+    ours, theirs = registry._weights_outside(model, part), registry._weights_outside(other, part)
+    if len(ours) != len(theirs) or not all(a.shape == b.shape and np.array_equal(a.numpy(), b.numpy())
+                                           for a, b in zip(ours, theirs)):
+        raise ValueError(f"{name} and {base} differ outside {part!r}: {name} cannot share {base}'s weights.")
+    values = [w.numpy() for w in getattr(model, part).weights]
+    float16 = all(v.dtype != np.float32 or np.array_equal(v.astype(np.float16).astype(np.float32), v) for v in values)
+    filename = f"{name}.{part}.weights.h5"
+    target = os.path.join(registry.pretrained_dir(), filename)
+    with tempfile.TemporaryDirectory() as scratch:
+        path = os.path.join(scratch, "part.weights.h5")
+        getattr(model, part).save_weights(path)
+        with atomic_path(target) as tmp:
+            _write_copy(path, tmp, float16=float16, compress=True)
+    os.chmod(target, 0o644)
+    card["weights"] = {"uri": f"pretrained://{filename}", "sha256": registry.sha256_of(target),
+                       "bytes": os.path.getsize(target), "base": base,
+                       "base_sha256": registry.info(base)["weights"]["sha256"], "part": part}
+    previous = registry.info(name)
+    write_card(card)
+    try:
+        after = weights_fingerprint(registry.load(name))
+    except Exception:
+        after = None
+    if after != before:
+        write_card(previous)
+        os.remove(target)
+        raise AssertionError(f"{name} loaded from {filename} and {base} is not the model it was; nothing changed.")
+    os.remove(old_path)
+    if isinstance(card.get("notes"), dict):
+        said = (f"now only its {part} ships ({filename}, {'float16, ' if float16 else ''}gzip-compressed) and every "
+                f"other weight is {base}'s (sha256 {card['weights']['base_sha256'][:12]}), the same values "
+                "(scripts/share_base_weights.py; weights fingerprint unchanged)")
+        previous_note = card["notes"].get("storage")
+        card["notes"]["storage"] = f"{previous_note.rstrip('.')}; {said}." if previous_note else f"{said[4:]}."
+        write_card(card)
     return card["weights"]
 
 
