@@ -214,8 +214,7 @@ def _load_shared_weights(model, path, cache_dir=None):
                            f"{weights['base_sha256'][:16]}..., but {weights['base']} now ships "
                            f"{str((base_card['weights'] or {}).get('sha256'))[:16]}...: republish {model.card['name']} "
                            "with its own weights file before changing its base.")
-    base = build(weights["base"])
-    base.load_weights(fetch_weights(base_card, cache_dir))
+    base = load(weights["base"], cache_dir=cache_dir)  # (a base may share weights too)
     part = weights["part"]
     ours, theirs = _weights_outside(model, part), _weights_outside(base, part)
     if [tuple(w.shape) for w in ours] != [tuple(w.shape) for w in theirs]:
