@@ -46,6 +46,9 @@ def main():
 
     with open(os.path.join(args.workdir, "report.json"), encoding="utf-8") as f:
         report = json.load(f)
+    if "depth" in report:
+        raise SystemExit(f"{args.workdir} holds a model of one RQ-VAE depth's grids (train_context_model.py --depth "
+                         f"{report['depth']}); the .vqz coder codes whole code stacks, so it cannot be attached.")
     if "ckpt-" in os.path.basename(str(report.get("source", ""))):
         print(f"warning: the context model was trained on the codes of a training checkpoint ({report['source']}), "
               "not of final weights: retrain it on the weights you ship.", flush=True)

@@ -6,6 +6,8 @@
     python scripts/train_context_model.py --model vq-vae-cifar --workdir runs/context-raster --schedule raster \
         --channels 256 --layers 3 --epochs 20      # vq-vae-cifar's shipped context model
     python scripts/train_context_model.py --model rq-vae-cifar --workdir runs/context-rq --channels 86 --epochs 20
+    python scripts/train_context_model.py --model rq-vae-cifar --workdir runs/context-rq-depth1 --depth 1 \
+        --schedule raster --channels 256 --layers 3 --epochs 10   # depth 1's grids alone (a study for now)
 
 `--model` is a zoo name, a finished training workdir, or a workdir still training (its latest
 checkpoint is used: for development). Encodes the training and test images of the model's
@@ -80,6 +82,9 @@ def main():
     parser.add_argument("--activation-scale", type=float, default=32.0,
                         help="the embedding and hidden biases are stored divided by this power of two (default 32; "
                              "1 is the parametrization of grouped models shipped before, which trains far slower)")
+    parser.add_argument("--depth", type=int, default=None,
+                        help="RQ-VAE: train on the code grids of this one depth (1-based) instead of the code stacks "
+                             "(a per-depth model, e.g. --depth 1 --schedule raster; not yet a coder of stacks)")
     parser.add_argument("--init", default=None, metavar="WEIGHTS_H5",
                         help="start from these weights (another run's context.weights.h5 of the same shape, e.g. "
                              "trained on another schedule) instead of a random initialization")
@@ -115,6 +120,12 @@ def main():
     with np.load(codes_path) as f:
         train, test = f["train"], f["test"]
         source = str(f["source"]) if "source" in f.files else source  # what the cached codes came from
+    if args.depth is not None:
+        if depths == 1 or not 1 <= args.depth <= depths:
+            raise SystemExit(f"--depth takes an RQ-VAE depth in 1..{depths}, got {args.depth} "
+                             f"({'the model codes grids' if depths == 1 else 'out of range'}).")
+        train, test = train[..., args.depth - 1], test[..., args.depth - 1]
+        depths, condition = 1, 0
     print(f"codes: train {train.shape}, test {test.shape}", flush=True)
 
     model = build_context_model(vq.num_embeddings, channels=args.channels, num_layers=args.layers, seed=args.seed,
@@ -166,6 +177,8 @@ def main():
               "activation_scale": model.activation_scale, "batch_size": args.batch_size,
               "learning_rate": args.learning_rate, "seed": args.seed,
               "init": args.init, "vaezoo": vaezoo.__version__}
+    if args.depth is not None:
+        report["depth"] = args.depth  # the code grids of one depth of the model's stacks
     if depths > 1:
         report.update({"depths": depths, "condition_depths": condition,
                        "exact_bits_per_code_per_depth": [float(b) for b in per_depth]})
