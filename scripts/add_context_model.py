@@ -61,9 +61,12 @@ def main():
         spec["schedule"] = report["schedule"]  # the coder's group schedule is the model's
     if report.get("activation_scale") is not None:  # reports before the option: the class's default
         spec["activation_scale"] = report["activation_scale"]
+    if report.get("center_kernels"):  # reports before the option: not centred
+        spec["center_kernels"] = True
     trained = build_context_model(old.num_embeddings, channels=spec["channels"], num_layers=spec["layers"],
                                   depths=report.get("depths", 1), condition_depths=spec.get("condition_depths", 0),
-                                  schedule=spec.get("schedule"), activation_scale=spec.get("activation_scale"))
+                                  schedule=spec.get("schedule"), activation_scale=spec.get("activation_scale"),
+                                  center_kernels=spec.get("center_kernels", False))
     trained.load_weights(os.path.join(args.workdir, "context.weights.h5"))
     trained.snap()  # its integers survive --float16 (biases but the largest)
 
@@ -96,6 +99,7 @@ def main():
         f"The exact context model (the .vqz entropy model, {spec['channels']} channels, {spec['layers']} layers"
         + (f", each depth given the {spec['condition_depths']} depth(s) before it" if "condition_depths" in spec else "")
         + ((", raster order: each code given a causal window of the 24 codes before it"
+            + (" and the 3x3 codes of the depth before" if "condition_depths" in spec else "")
             if spec["schedule"] == integer_entropy.RASTER else f", group schedule {spec['schedule']}")
            if "schedule" in spec else "")
         + f") was trained on the codes of {train_images:,} training images with `python "
@@ -106,6 +110,7 @@ def main():
         + (f" --schedule {spec['schedule']}" if "schedule" in spec else "")
         + (f" --condition-depths {spec['condition_depths']}" if spec.get("condition_depths", 1) != 1 else "")
         + (f" --activation-scale {trained.activation_scale:g}" if trained.activation_scale != 32 else "")
+        + ("" if trained.center_kernels else " --no-center-kernels")
         + (" --init PREVIOUS/context.weights.h5" if report.get("init") else "")
         + f"` (Adam {report.get('learning_rate', 2e-3):g}, per-epoch cosine decay, batch "
         f"{report.get('batch_size', 128)}, seed {report.get('seed', 0)}; {measured}) and added to the weights with "

@@ -6,6 +6,8 @@
     python scripts/train_context_model.py --model vq-vae-cifar --workdir runs/context-raster --schedule raster \
         --channels 256 --layers 3 --epochs 20      # vq-vae-cifar's shipped context model
     python scripts/train_context_model.py --model rq-vae-cifar --workdir runs/context-rq --channels 86 --epochs 20
+    python scripts/train_context_model.py --model rq-vae-cifar --workdir runs/context-rq-raster --schedule raster \
+        --channels 256 --layers 2 --epochs 30      # code stacks in raster order, each depth given the one before
     python scripts/train_context_model.py --model rq-vae-cifar --workdir runs/context-rq-depth1 --depth 1 \
         --schedule raster --channels 256 --layers 3 --epochs 10   # depth 1's grids alone (a study for now)
 
@@ -14,7 +16,8 @@ checkpoint is used: for development). Encodes the training and test images of th
 data once (cached as `codes.npz` in the workdir; `--train-images` / `--test-images` take the
 first N), trains a `GroupedContextModel` (or with `--schedule raster` a `RasterContextModel`)
 with Adam (for an RQ-VAE over its code stacks, each depth given the `--condition-depths` before it;
-`--activation-scale`, default 32, is the context model's parametrization), checkpointing after every epoch (rerunning
+`--activation-scale`, default 32, and centred kernels, `--no-center-kernels` to turn them off,
+are the context model's parametrization), checkpointing after every epoch (rerunning
 the command resumes), then freezes it and reports the exact rate (bits per code of the
 integer model's masses, what a file costs) on the test codes: per depth for an RQ-VAE, beside
 the PixelCNN prior's -log2 p(codes) for a VQ-VAE with one. Writes `context_model.npz` (the
@@ -82,6 +85,9 @@ def main():
     parser.add_argument("--activation-scale", type=float, default=32.0,
                         help="the embedding and hidden biases are stored divided by this power of two (default 32; "
                              "1 is the parametrization of grouped models shipped before, which trains far slower)")
+    parser.add_argument("--center-kernels", action=argparse.BooleanOptionalAction, default=True,
+                        help="train the kernels centred over their fan-in (default; see GroupedContextModel: without, "
+                             "most hidden units die early in training)")
     parser.add_argument("--depth", type=int, default=None,
                         help="RQ-VAE: train on the code grids of this one depth (1-based) instead of the code stacks "
                              "(a per-depth model, e.g. --depth 1 --schedule raster; not yet a coder of stacks)")
@@ -130,7 +136,7 @@ def main():
 
     model = build_context_model(vq.num_embeddings, channels=args.channels, num_layers=args.layers, seed=args.seed,
                                 depths=depths, condition_depths=condition, schedule=schedule,
-                                activation_scale=args.activation_scale)
+                                activation_scale=args.activation_scale, center_kernels=args.center_kernels)
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
     state_path = os.path.join(args.workdir, "state.json")
     weights_path = os.path.join(args.workdir, "context.weights.h5")
@@ -174,7 +180,8 @@ def main():
     report = {"model": args.model, "source": str(source), "train_codes": int(train.shape[0]),
               "test_codes": int(test.shape[0]), "exact_bits_per_code": exact, "epochs": args.epochs,
               "channels": args.channels, "layers": args.layers, "schedule": schedule,
-              "activation_scale": model.activation_scale, "batch_size": args.batch_size,
+              "activation_scale": model.activation_scale, "center_kernels": model.center_kernels,
+              "batch_size": args.batch_size,
               "learning_rate": args.learning_rate, "seed": args.seed,
               "init": args.init, "vaezoo": vaezoo.__version__}
     if args.depth is not None:

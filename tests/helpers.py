@@ -432,9 +432,12 @@ def check_litert_gives_the_reference_integers(network, seed=2):
 
 def check_snapping_keeps_the_network_and_float16_storage(model):
     """`model.snap()` (a context model with weights moved off the integer grid) keeps the
-    frozen network, and afterwards the embedding, kernels and head survive float16 storage."""
+    frozen network, and afterwards the embedding, kernels and head survive float16 storage
+    (centred kernels: so do the integers that the float16-stored offsets give)."""
     model.kernels[0].assign(model.kernels[0] * 1.37 + 0.0011)  # off the integer grid
     model.embedding.assign(model.embedding * 1.01 + 0.003)
+    if model.center_kernels:
+        model.head_offset.assign(model.head_offset + 0.37)
     before = model.freeze().to_arrays()
     model.snap()
     after = model.freeze().to_arrays()
@@ -444,3 +447,10 @@ def check_snapping_keeps_the_network_and_float16_storage(model):
     for variable in [model.embedding, *model.kernels, model.head_kernel]:
         values = np.asarray(variable)
         np.testing.assert_array_equal(values.astype(np.float16).astype(np.float32), values, err_msg=variable.name)
+    if model.center_kernels:  # the offsets (sums of integers) are not float16-exact; the kernels they give are
+        for offset in [*model.kernel_offsets, model.head_offset]:
+            offset.assign(np.asarray(offset).astype(np.float16).astype(np.float32))
+        network = model.freeze()
+        for index, kernel in enumerate([*network.kernels, network.head_kernel]):
+            name = f"kernel_{index}" if index < len(network.kernels) else "head_kernel"
+            np.testing.assert_array_equal(kernel, before[name], err_msg=name)

@@ -428,8 +428,8 @@ def test_a_model_with_another_schedule_codes_with_it_on_every_path(tmp_path, sch
         assert all(np.array_equal(a, b) for a, b in zip(decoded, grids))
     with pytest.raises(vaezoo.validation.ConfigError, match="schedule must be one of"):
         vaezoo.VQVAE(**{**config, "context_model": {"schedule": "groups7"}})
-    with pytest.raises(vaezoo.validation.ConfigError, match="code stacks"):
-        vaezoo.RQVAE(**{**RQ_CONFIG, "context_model": {"schedule": "raster"}})
+    with pytest.raises(vaezoo.validation.ConfigError, match="condition_depths must be 1"):
+        vaezoo.RQVAE(**{**RQ_CONFIG, "context_model": {"schedule": "raster", "condition_depths": 2}})
 
 
 def test_litert_images_round_trip_and_decode_on_the_desktop(trained, bundle):
@@ -790,6 +790,35 @@ def test_the_desktop_and_every_litert_kernel_set_write_the_same_code_stack_bytes
     device = codec.LiteRTCodecModel(bundle)
     data = codec.compress(device, trained_rq["images"][:4], quality=2)  # LiteRT encoder, decoder and context model
     np.testing.assert_allclose(codec.decompress(device, data), codec.decompress(model, data), rtol=0, atol=1e-4)
+
+
+def test_an_rq_vae_with_a_raster_context_model_codes_with_it_on_every_path(tmp_path):
+    """`context_model={"schedule": "raster"}` on an RQ-VAE: its code stacks are coded depth by
+    depth in raster order (`RasterContextNetwork` of code stacks) on the desktop and from the
+    LiteRT bundle alike, at every quality (a tiny random network: the context model is untrained)."""
+    import vaezoo
+    from vaezoo.export.tflite import export_tflite
+
+    config = {**RQ_CONFIG, "context_model": {"channels": 16, "layers": 1, "schedule": "raster"}}
+    model = vaezoo.RQVAE(**config, seed=5)
+    model(np.zeros((1, 16, 16, 3), np.float32))  # builds it (export needs a built model)
+    network = vaezoo.RQVAE.from_config(model.get_config()).context_network()
+    assert isinstance(network, integer_entropy.RasterContextNetwork) and network.stacked and network.depths == 3
+    rng = np.random.default_rng(8)
+    sizes = [(16, 16)] * 6 + [(37, 70)]
+    stacks = [rng.integers(0, 32, (*vqz.grid_shape(size, 4), 3)).astype(np.int32) for size in sizes]
+    export_tflite(model, str(tmp_path), variants=("float32",))
+    device = codec.LiteRTCodecModel(str(tmp_path))
+    assert device.context.schedule == integer_entropy.RASTER and device.context.stacked
+    for quality in (1, 3):
+        desktop = codec.compress_codes(model, stacks, sizes, quality=quality)
+        ideal = float(np.sum(integer_entropy.code_bits(network, [stack[..., :quality] for stack in stacks])))
+        header = codec.read_header(desktop)
+        assert ideal <= 8 * header.payload_length <= ideal + 64 * len(header.stream_lengths)
+        assert codec.compress_codes(device, stacks, sizes, quality=quality) == desktop
+        for path in (model, device):
+            _, decoded = codec.decompress_codes(path, desktop)
+            assert all(np.array_equal(a, b[..., :quality]) for a, b in zip(decoded, stacks))
 
 
 def test_qualities_outside_the_model_and_files_deeper_than_it_are_refused(trained, trained_rq, tmp_path):

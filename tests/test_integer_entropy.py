@@ -469,3 +469,33 @@ def test_scaled_embeddings_and_biases_move_as_far_as_the_kernels():
         moved[scale] = np.max(np.abs(scale * np.asarray(model.embedding) - before))  # in activation units
     assert moved[1] < 0.5, moved  # no embedding integer moved by more than one
     assert moved[32] > 10 * moved[1] and moved[32] > 1.0, moved
+
+
+def test_centred_kernels_freeze_to_what_the_model_computes_and_snap_for_float16():
+    """`center_kernels`: every kernel is used as v - mean over its fan-in + offset / fan-in
+    (float64 closed form below), the forward pass and `freeze()` agree, and `snap()` keeps them."""
+    rng = np.random.default_rng(7)
+    k, depths = 16, 3
+    codes = rng.integers(0, k, (16, 8, 8, depths)).astype(np.int32)
+    model = GroupedContextModel(k, channels=16, num_layers=2, depths=depths, condition_depths=1, seed=0,
+                                activation_scale=32, center_kernels=True)
+    model.kernel_offsets[0].assign(rng.uniform(-3, 3, 16))
+    model.head_offset.assign(rng.uniform(-3, 3, k))
+    network = model.freeze()
+    for kernel, offset, shift, frozen in ((model.kernels[0], model.kernel_offsets[0], 9, network.kernels[0]),
+                                          (model.head_kernel, model.head_offset, 8, network.head_kernel)):
+        v = np.asarray(kernel, np.float64)
+        fan_in = np.prod(v.shape[:-1])
+        centred = v - v.reshape(fan_in, -1).mean(axis=0) + np.asarray(offset, np.float64) / fan_in
+        expected = np.clip(np.round(centred * 2**shift), -127, 127)
+        assert np.mean(frozen == expected) > 0.999 and np.abs(frozen - expected).max() <= 1  # float32 vs 64 ties
+        assert abs(frozen.reshape(fan_in, -1).mean(axis=0) * 2.0**-shift * fan_in
+                   - np.asarray(offset)).max() < 0.01 * fan_in  # the offset is each unit's mean weight
+    groups = ie.group_map(8, 8)
+    for depth in range(depths):
+        rows = ie.stack_input(codes, groups, 2, depth, k, 2)
+        np.testing.assert_array_equal(np.asarray(model.logits(tf.constant(rows))).astype(np.int64),
+                                      network.logits(rows))
+    again = GroupedContextModel.from_config(model.get_config())
+    assert again.center_kernels and len(again.kernel_offsets) == 2
+    check_snapping_keeps_the_network_and_float16_storage(model)

@@ -45,13 +45,15 @@ shared by all depths. The exactness bound applies to the first convolution's fan
 `9 * slots * C_slot` as to every other layer's. A network of one depth and one slot is the
 code-grid network above (inputs `(n, h, w)`).
 
-**Raster order** (`RasterContextNetwork`, schedule `"raster"`, code grids only). Every
-position of a block is its own group, in raster order, and its network input is a causal
-window: the codes at fixed earlier offsets (`causal_window`), K outside the block. Their
-embedding rows side by side go through dense layers with the same integer rule and bound (every
-fan-in at most `MAX_FAN_IN`), then the head. Decoding takes one step per position, each
-batched over the blocks of a pass and costing one position's dense layers; the encoder
-computes many positions per call, since no position reads itself or a later one.
+**Raster order** (`RasterContextNetwork`, schedule `"raster"`). Every position of a block is
+its own group, in raster order, and its network input is a causal window: the codes at fixed
+earlier offsets (`causal_window`), K outside the block. Their embedding rows side by side go
+through dense layers with the same integer rule and bound (every fan-in at most `MAX_FAN_IN`),
+then the head. Decoding takes one step per position, each batched over the blocks of a pass
+and costing one position's dense layers; the encoder computes many positions per call, since
+no position reads itself or a later one. Of code stacks, depth k is coded after depths < k,
+each position also seeing the depth-(k - 1) codes around it (`below_taps`), through the
+(depth, slot) pair's embedding rows (`raster_stack_input`).
 
 **Masses.** From the integer logits of one position, `masses` computes integer symbol
 masses that sum to exactly 2^PRECISION (24): `m_k = EXP_TABLE[min(max_logit - logit_k,
@@ -306,7 +308,7 @@ def code_bits(network, grids, block=16, per_depth=False):
                                  else [(g, groups == g) for g in range(int(groups.max()) + 1)])
                         for g, where in steps:
                             if where.any():
-                                inputs = (codes[..., depth] if g is None
+                                inputs = (raster_input(network, codes, depth) if g is None
                                           else network_input(network, codes, groups, g, depth))
                                 logits = network.logits_at(inputs, np.flatnonzero(where))
                                 m = masses(logits.reshape(-1, logits.shape[-1]), network.table)
@@ -483,16 +485,29 @@ class RasterContextNetwork:
     never reads itself or a later one, so the logits of every position computed at once from
     the whole grid equal the decoder's step-by-step logits (what the encoder uses).
 
+    **Code stacks** (`depths` D > 1, an RQ-VAE's): depth k is coded after depths < k, its
+    positions in raster order as above. The input is `raster_stack_input`'s embedding rows
+    `(n, h, w, 2)`: slot 0 the depth-k codes (read at the causal `taps`), slot 1 the codes of
+    depth k - 1 (read at `below_taps`, any offsets, since that depth is known; the "unknown"
+    row at depth 0). Each (depth, slot) pair has its own K + 1 rows, as in `stack_input`, and
+    a tap outside the block reads its pair's row K. The dense layers and the head are shared
+    by every depth.
+
     Args:
-        embedding: int `(K + 1, E)` in [0, 127]; row K is "unknown" (outside the block).
+        embedding: int `(K + 1, E)` in [0, 127]; row K is "unknown" (outside the block); code
+            stacks: `((K + 1) * D * 2, E)`, the rows of (depth, slot) pairs in turn.
         taps: int `(T, 2)` offsets `(dr, dc)`, each earlier in raster order (`causal_window`).
-        kernels: list of int `(fan_in, C)` in [-127, 127]; the first takes `T * E` inputs.
+        kernels: list of int `(fan_in, C)` in [-127, 127]; the first takes `(T + T') * E` inputs.
         biases, shifts: as `IntegerContextNetwork`'s, one per dense layer.
         head_kernel, head_bias, head_shift, table: as `IntegerContextNetwork`'s.
+        below_taps: int `(T', 2)` offsets into the depth before (code stacks only; default none).
+        depths: D, the depths of the code stacks (1: code grids).
 
     Example:
         >>> network = model.freeze()                  # a trained RasterContextModel
         >>> logits = network.logits_at(codes, [5])    # (n, 1, K): position 5 of every block
+        >>> rows = raster_stack_input(stacks, 2, network.num_embeddings)   # depth index 2 of stacks
+        >>> logits = stacked_network.logits_at(rows, [5])
     """
 
     embedding: np.ndarray
@@ -504,11 +519,10 @@ class RasterContextNetwork:
     head_bias: np.ndarray
     head_shift: int
     table: np.ndarray
+    below_taps: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 2), np.int64))
+    depths: int = 1
 
     schedule = RASTER
-    slots = 1
-    depths = 1
-    stacked = False
 
     def __post_init__(self):
         self.check()
@@ -517,6 +531,16 @@ class RasterContextNetwork:
     def num_embeddings(self):
         return int(self.head_kernel.shape[1])
 
+    @property
+    def stacked(self):
+        """Whether the network codes code stacks (inputs: `raster_stack_input` rows `(n, h, w, 2)`)."""
+        return self.depths > 1
+
+    @property
+    def slots(self):
+        """Input slots per position: 2 for code stacks (the depth coded, the depth before), else 1."""
+        return 2 if self.stacked else 1
+
     def check(self):
         """Raise `EntropyModelError` unless every number keeps the exactness contract."""
         taps = np.asarray(self.taps)
@@ -524,14 +548,23 @@ class RasterContextNetwork:
                 or np.any((taps[:, 0] > 0) | ((taps[:, 0] == 0) & (taps[:, 1] >= 0)))):
             raise EntropyModelError("taps must be integer offsets (dr, dc) of earlier positions in raster order "
                                     f"(dr < 0, or dr == 0 and dc < 0), shape (T, 2); got {taps.tolist()}.")
+        below = np.asarray(self.below_taps)
+        if isinstance(self.depths, bool) or not isinstance(self.depths, (int, np.integer)) or self.depths < 1:
+            raise EntropyModelError(f"depths must be a positive integer, got {self.depths!r}.")
+        if below.ndim != 2 or below.shape[1] != 2 or below.dtype.kind not in "iu" or \
+                (self.depths == 1) != (len(below) == 0):
+            raise EntropyModelError("below_taps must be integer offsets (dr, dc) of shape (T', 2), given exactly "
+                                    f"when the network codes code stacks (depths > 1); got {below.tolist()} with "
+                                    f"depths {self.depths}.")
         _bounded("embedding", self.embedding, 0, ACTIVATION_MAX)
-        if self.embedding.ndim != 2 or self.head_kernel.ndim != 2 or \
-                self.embedding.shape[0] != self.num_embeddings + 1:
+        rows = (self.num_embeddings + 1) * self.depths * self.slots
+        if self.embedding.ndim != 2 or self.head_kernel.ndim != 2 or self.embedding.shape[0] != rows:
             raise EntropyModelError(f"the embedding has shape {self.embedding.shape}; with K = "
-                                    f"{self.head_kernel.shape[-1]} it must have K + 1 rows.")
+                                    f"{self.head_kernel.shape[-1]}, {self.depths} depth(s) and {self.slots} slot(s) "
+                                    f"it must have {rows} rows.")
         if not len(self.kernels) == len(self.biases) == len(self.shifts):
             raise EntropyModelError("kernels, biases and shifts must have one entry per layer.")
-        fan_in = len(taps) * self.embedding.shape[1]
+        fan_in = (len(taps) + len(below)) * self.embedding.shape[1]
         layers = list(zip(self.kernels, self.biases, self.shifts)) + [(self.head_kernel, self.head_bias,
                                                                       self.head_shift)]
         for index, (kernel, bias, shift) in enumerate(layers):
@@ -550,26 +583,36 @@ class RasterContextNetwork:
 
     @property
     def padding(self):
-        """`(rows above, columns either side)` of K a block needs for every tap to fall in it."""
-        taps = np.asarray(self.taps)
-        return int(-taps[:, 0].min()), int(np.abs(taps[:, 1]).max())
+        """`(rows above, rows below, columns either side)` a block needs for every tap to fall in it."""
+        taps = np.concatenate([np.asarray(self.taps), np.asarray(self.below_taps)]).reshape(-1, 2)
+        return int(max(0, -taps[:, 0].min())), int(max(0, taps[:, 0].max())), int(np.abs(taps[:, 1]).max())
 
-    def window(self, codes, positions):
-        """The input indices `(n, p, T)` at flat `positions` of code grids `(n, h, w)`: the codes
-        at the taps, K outside the grid."""
-        codes = np.asarray(codes)
-        n, h, w = codes.shape
-        taps = np.asarray(self.taps)
-        top, side = self.padding
-        padded = np.full((n, h + top, w + 2 * side), self.num_embeddings, np.int32)
-        padded[:, top:, side : side + w] = codes
+    def slot_taps(self):
+        """`(slot, taps)` of each input slot: the causal taps, then (code stacks) the depth before's."""
+        return [(0, np.asarray(self.taps))] + ([(1, np.asarray(self.below_taps))] if self.stacked else [])
+
+    def window(self, inputs, positions):
+        """The embedding rows `(n, p, T + T')` at flat `positions` of code grids `(n, h, w)` (K
+        outside the grid), or of `raster_stack_input` rows `(n, h, w, 2)` (each slot's row K
+        outside the grid)."""
+        inputs = np.asarray(inputs, np.int64)
+        if inputs.ndim == 3:
+            inputs = inputs[..., None]
+        n, h, w, _ = inputs.shape
+        k1 = self.num_embeddings + 1
+        unknown = inputs[:, :1, :1, :] // k1 * k1 + self.num_embeddings  # each slot's row K
+        top, bottom, side = self.padding
+        padded = np.pad(inputs - unknown, [(0, 0), (top, bottom), (side, side), (0, 0)]) + unknown
         rows, cols = np.divmod(np.asarray(positions, np.int64), w)
-        flat = (rows[:, None] + top + taps[None, :, 0]) * (w + 2 * side) + cols[:, None] + side + taps[None, :, 1]
-        return padded.reshape(n, -1)[:, flat]
+        windows = []
+        for slot, taps in self.slot_taps():
+            flat = (rows[:, None] + top + taps[None, :, 0]) * (w + 2 * side) + cols[:, None] + side + taps[None, :, 1]
+            windows.append(padded[..., slot].reshape(n, -1)[:, flat])
+        return np.concatenate(windows, axis=-1)
 
     def logits_at(self, inputs, positions):
-        """Integer logits `(n, p, K)` at flat `positions` of code grids `(n, h, w)` (codes at
-        and after each position are not read)."""
+        """Integer logits `(n, p, K)` at flat `positions` of code grids `(n, h, w)` or stack rows
+        `(n, h, w, 2)` (codes at and after each position, at the depth coded, are not read)."""
         windows = self.window(inputs, positions)
         a = self.embedding.astype(np.float32)[windows.reshape(-1)].reshape(windows.shape[0] * windows.shape[1], -1)
         for kernel, bias, shift in zip(self.kernels, self.biases, self.shifts):
@@ -578,20 +621,49 @@ class RasterContextNetwork:
         return _head(a, self.head_kernel, self.head_bias, self.head_shift).reshape(*windows.shape[:2], -1)
 
     def logits(self, inputs):
-        """Integer logits `(n, h, w, K)` of every position of code grids `(n, h, w)`."""
-        n, h, w = np.asarray(inputs).shape
+        """Integer logits `(n, h, w, K)` of every position of code grids `(n, h, w)` (or stack rows)."""
+        n, h, w = np.asarray(inputs).shape[:3]
         return self.logits_at(inputs, np.arange(h * w)).reshape(n, h, w, -1)
 
     def to_arrays(self):
-        """A flat dict of arrays (for `np.savez`); `schedule` is `"raster"`."""
-        return {**_layer_arrays(self), "taps": np.asarray(self.taps), "schedule": np.asarray(RASTER)}
+        """A flat dict of arrays (for `np.savez`); `schedule` is `"raster"`; code stacks add
+        `below_taps` and `depths`."""
+        out = {**_layer_arrays(self), "taps": np.asarray(self.taps), "schedule": np.asarray(RASTER)}
+        if self.stacked:
+            out.update(below_taps=np.asarray(self.below_taps), depths=np.asarray(self.depths))
+        return out
 
     @classmethod
     def from_arrays(cls, arrays):
         """The inverse of `to_arrays` (checks the contract; `EntropyModelError` when broken)."""
         if "taps" not in arrays:
             raise EntropyModelError("the entropy model misses the array 'taps'.")
-        return cls(**_layer_fields(arrays), taps=np.asarray(arrays["taps"]))
+        stacked = {}
+        if "depths" in arrays or "below_taps" in arrays:
+            if not ("depths" in arrays and "below_taps" in arrays):
+                raise EntropyModelError("a code-stack raster network needs both 'depths' and 'below_taps'.")
+            stacked = {"depths": int(np.asarray(arrays["depths"])),
+                       "below_taps": np.asarray(arrays["below_taps"]).reshape(-1, 2)}
+        return cls(**_layer_fields(arrays), taps=np.asarray(arrays["taps"]), **stacked)
+
+
+def raster_input(network, codes, depth=None):
+    """The input of a `RasterContextNetwork` for coding code grids `(n, h, w)` (`depth` None),
+    or depth index `depth` of grids or stacks `(n, h, w, d)`: the grids of that depth for a
+    code-grid network, `raster_stack_input` for a code-stack one."""
+    codes = np.asarray(codes)
+    if network.stacked:
+        return raster_stack_input(codes, depth, network.num_embeddings)
+    return codes if depth is None else codes[..., depth]
+
+
+def raster_stack_input(codes, depth, num_embeddings):
+    """The input `(n, h, w, 2)` of a code-stack `RasterContextNetwork` for coding depth index
+    `depth` of code stacks `(n, h, w, d)`: `stack_input` with every depth-`depth` code in slot
+    0 (the causal taps never read a position not yet coded) and depth - 1's in slot 1."""
+    codes = np.asarray(codes)
+    everywhere = np.zeros(codes.shape[1:3], np.int32)
+    return stack_input(codes, everywhere, 1, depth, num_embeddings, slots=2)
 
 
 def network_from_arrays(arrays):
@@ -716,7 +788,7 @@ def _conv3x3(a, kernel):
 
 
 __all__ = ["NUM_GROUPS", "SCHEDULES", "DEFAULT_SCHEDULE", "RASTER", "MAX_FAN_IN", "causal_window",
-           "RasterContextNetwork", "network_from_arrays", "schedule_tile", "num_groups", "PRECISION",
+           "RasterContextNetwork", "raster_input", "raster_stack_input", "network_from_arrays", "schedule_tile", "num_groups", "PRECISION",
            "LOGIT_FRACTION_BITS", "RESOLVERS", "EntropyModelError", "IntegerContextNetwork", "LiteRTContextNetwork",
            "group_map", "context_input", "stack_input", "network_input", "exp_table", "masses", "masses_float64",
            "code_bits"]

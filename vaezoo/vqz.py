@@ -272,13 +272,17 @@ def _group_logits(context, codes, complete=False):
     groups = ie.group_map(*codes.shape[1:3], context.schedule)
     if context.schedule == ie.RASTER:
         size = codes.shape[1] * codes.shape[2]
-        yield groups == 0, None, context.logits_at(codes[:1], [0])  # sees no codes: one block's logits serve all
         chunk = max(1, CODES_PER_PASS // len(codes)) if complete else 1  # positions per call
-        for start in range(1, size, chunk):
-            positions = np.arange(start, min(start + chunk, size))
-            logits = context.logits_at(codes, positions)
-            for offset, position in enumerate(positions):
-                yield groups == position, None, logits[:, offset : offset + 1]
+        for depth in (range(codes.shape[3]) if codes.ndim == 4 else [None]):
+            first = 0
+            if not depth:  # position 0 of the first depth sees no codes: one block's logits serve all
+                yield groups == 0, depth, context.logits_at(ie.raster_input(context, codes[:1], depth), [0])
+                first = 1
+            for start in range(first, size, chunk):
+                positions = np.arange(start, min(start + chunk, size))
+                logits = context.logits_at(ie.raster_input(context, codes, depth), positions)
+                for offset, position in enumerate(positions):
+                    yield groups == position, depth, logits[:, offset : offset + 1]
         return
     for depth in (range(codes.shape[3]) if codes.ndim == 4 else [None]):
         for group in range(int(groups.max()) + 1):

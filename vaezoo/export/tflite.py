@@ -311,28 +311,36 @@ def _save_and_convert(context):
 
 def _convert_raster_network(network):
     """`convert_context_network` of a `RasterContextNetwork`: the same signature, `codes`
-    `(n, h, w)` and `positions` `(p,)` -> `logits` `(n, p, K)`, computed from the causal
-    window of each position only (`RasterContextNetwork.logits_at`)."""
+    `(n, h, w)` (code stacks: `integer_entropy.raster_stack_input` rows `(n, h, w, 2)`) and
+    `positions` `(p,)` -> `logits` `(n, p, K)`, computed from the window of each position only
+    (`RasterContextNetwork.logits_at`)."""
     import tensorflow as tf
 
     from vaezoo import integer_entropy as ie
 
-    taps = np.asarray(network.taps, np.int64)
-    top, side = network.padding
+    top, bottom, side = network.padding
     k = network.num_embeddings
     embedding, layers, head = _float32_parts(network)
-    tap_rows, tap_cols = tf.constant(taps[:, 0] + top, tf.int32), tf.constant(taps[:, 1] + side, tf.int32)
-    width = len(taps) * network.embedding.shape[1]
+    slot_taps = [(slot, len(taps), tf.constant(taps[:, 0] + top, tf.int32), tf.constant(taps[:, 1] + side, tf.int32))
+                 for slot, taps in network.slot_taps()]
+    width = sum(len(taps) for _, taps in network.slot_taps()) * network.embedding.shape[1]
+    codes_shape = (None, None, None, network.slots) if network.stacked else (None, None, None)
 
-    @tf.function(input_signature=[tf.TensorSpec((None, None, None), tf.int32, name="codes"),
+    @tf.function(input_signature=[tf.TensorSpec(codes_shape, tf.int32, name="codes"),
                                   tf.TensorSpec((None,), tf.int32, name="positions")])
     def context(codes, positions):
-        shape = tf.shape(codes)
+        inputs = codes if network.stacked else tf.expand_dims(codes, -1)
+        shape = tf.shape(inputs)
         n, w = shape[0], shape[2]
-        padded = tf.pad(codes, [[0, 0], [top, 0], [side, side]], constant_values=k)
+        unknown = inputs[:, :1, :1, :] // (k + 1) * (k + 1) + k  # each slot's row K, outside the block
+        padded = tf.pad(inputs - unknown, [[0, 0], [top, bottom], [side, side], [0, 0]]) + unknown
         rows, cols = positions // w, positions % w
-        flat = (rows[:, None] + tap_rows[None]) * (w + 2 * side) + cols[:, None] + tap_cols[None]  # (p, T)
-        windows = tf.gather(tf.reshape(padded, [n, -1]), tf.reshape(flat, [-1]), axis=1)  # (n, p * T)
+        windows = []
+        for slot, count, tap_rows, tap_cols in slot_taps:
+            flat = (rows[:, None] + tap_rows[None]) * (w + 2 * side) + cols[:, None] + tap_cols[None]  # (p, T)
+            plane = tf.reshape(padded[..., slot], [n, -1])
+            windows.append(tf.reshape(tf.gather(plane, tf.reshape(flat, [-1]), axis=1), [n, -1, count]))
+        windows = tf.concat(windows, axis=-1) if len(windows) > 1 else windows[0]  # (n, p, T + T')
         a = tf.reshape(tf.gather(embedding, tf.reshape(windows, [-1])), [-1, width])
         for kernel, bias, scale in layers:
             a = tf.minimum(tf.maximum(tf.floor((tf.matmul(a, kernel) + bias) * scale), 0.0), float(ie.ACTIVATION_MAX))

@@ -60,6 +60,46 @@ class _IntegerContextTraining(TrackedLossTraining, keras.Model):
                              f"integers), got {activation_scale!r}.")
         return scale
 
+    #: kernels used centred over their fan-in (see `GroupedContextModel`'s `center_kernels`).
+    center_kernels = False
+
+    def _add_kernel_offsets(self):
+        """With `center_kernels`, one offset variable per output unit of every kernel and of the
+        head (zeros: the centred kernels at initialization)."""
+        self.kernel_offsets, self.head_offset = [], None
+        if self.center_kernels:
+            self.kernel_offsets = [self.add_weight(name=f"kernel_offset_{i}", shape=(kernel.shape[-1],),
+                                                   initializer="zeros") for i, kernel in enumerate(self.kernels)]
+            self.head_offset = self.add_weight(name="head_offset", shape=(self.head_kernel.shape[-1],),
+                                               initializer="zeros")
+
+    def _kernel_pairs(self):
+        """`(kernel variable, offset variable or None, shift)` of every layer, then of the head."""
+        offsets = self.kernel_offsets or [None] * len(self.kernels)
+        return [(k, o, self.weight_shift) for k, o in zip(self.kernels, offsets)] + \
+            [(self.head_kernel, self.head_offset, self.head_shift)]
+
+    @staticmethod
+    def _effective(kernel, offset):
+        """A kernel's real-valued weights: the variable itself, or centred over its fan-in plus
+        `offset / fan_in` (float32, the same operations in the forward pass and in `freeze`)."""
+        w = tf.convert_to_tensor(kernel)
+        if offset is None:
+            return w
+        fan_in = math.prod(kernel.shape[:-1])
+        return w - tf.reduce_mean(w, axis=list(range(len(kernel.shape) - 1)), keepdims=True) + offset / fan_in
+
+    def integer_kernels(self):
+        """The integer-valued float32 weights (straight-through rounding) of every layer, then
+        of the head: what the forward pass multiplies by."""
+        return [_integer_weight(self._effective(k, o), shift) for k, o, shift in self._kernel_pairs()]
+
+    def _frozen_kernels(self):
+        """int64 kernels of every layer, then the head, as `integer_kernels` computes them."""
+        if not self.center_kernels:  # float64 rounding of the variables: the same integers
+            return [_frozen(k, shift, ie.WEIGHT_MAX) for k, _, shift in self._kernel_pairs()]
+        return [np.asarray(w).astype(np.int64) for w in self.integer_kernels()]
+
     def activation_integers(self, values):
         """The 0..127 activation-unit integers of stored embedding or bias values (`values * scale`
         rounded in float32, as the forward pass rounds them), before clipping."""
@@ -71,12 +111,18 @@ class _IntegerContextTraining(TrackedLossTraining, keras.Model):
         (their integers times a power of two need at most 8 significant bits)."""
         network, q, scale = self.freeze(), self.weight_shift, self.activation_scale
         self.embedding.assign(network.embedding / scale)
-        for variable, values in zip(self.kernels, network.kernels):
-            variable.assign(np.reshape(values * 2.0**-q, variable.shape))
+        for (variable, offset, shift), values in zip(self._kernel_pairs(), [*network.kernels, network.head_kernel]):
+            values = np.reshape(values, variable.shape) * 2.0**-shift
+            variable.assign(values)
+            if offset is not None:  # centred: the offset gives back each unit's mean weight
+                fan_in = math.prod(variable.shape[:-1])
+                offset.assign(values.reshape(fan_in, -1).mean(axis=0) * fan_in)
         for variable, values in zip(self.biases, network.biases):
             variable.assign(values * 2.0**-q / scale)
-        self.head_kernel.assign(network.head_kernel * 2.0**-self.head_shift)
         self.head_bias.assign(network.head_bias * 2.0**-self.head_shift)
+        if self.center_kernels and not all(np.array_equal(a, b) for a, b in
+                                           zip(self._frozen_kernels(), [*network.kernels, network.head_kernel])):
+            raise AssertionError("snapping changed a centred kernel's integers")  # float32 rounding: never seen
 
     def batch_codes(self, data):
         """The checked int codes of a training batch."""
@@ -122,6 +168,18 @@ class GroupedContextModel(_IntegerContextTraining):
             divided by this power of two. Use 32 for new models: unscaled (1, the default, which
             the weights shipped before it was an option need) they barely move from their
             initialization (see `RasterContextModel`).
+        center_kernels: train every kernel (and the head) centred over its fan-in, each unit's
+            mean weight given by a separate offset divided by the fan-in. Use True for new
+            models (False, the default, is the parametrization of the weights shipped before
+            it was an option). The inputs of every layer are non-negative (embedding rows and
+            clipped activations), so an Adam step that moves all of a unit's weights the same
+            way shifts its pre-activation by about fan-in x mean input x learning rate: tens of
+            activation units per step, which leaves most units at 0 for every input, with no
+            gradient to revive them (measured: 81% and 95% of the two hidden layers of a raster
+            model of rq-vae-cifar's code stacks after 4 epochs; 70% and 67% of vq-vae-cifar's
+            shipped raster model's first two). Centred, a step moves a unit's mean weight by
+            the learning rate divided by the fan-in. The frozen network is the same kind:
+            `freeze()` rounds the effective weights.
 
     Example:
         >>> model = GroupedContextModel(num_embeddings=512)
@@ -131,7 +189,8 @@ class GroupedContextModel(_IntegerContextTraining):
     """
 
     def __init__(self, num_embeddings=512, channels=64, num_layers=4, weight_shift=9, head_shift=8, seed=None,
-                 depths=1, condition_depths=0, schedule=ie.DEFAULT_SCHEDULE, activation_scale=1.0, **kwargs):
+                 depths=1, condition_depths=0, schedule=ie.DEFAULT_SCHEDULE, activation_scale=1.0, center_kernels=False,
+                 **kwargs):
         super().__init__(**kwargs)
         validation.check_int("num_embeddings", num_embeddings, 2)
         validation.check_int("channels", channels, 1)
@@ -173,6 +232,8 @@ class GroupedContextModel(_IntegerContextTraining):
         self.head_kernel = self.add_weight(name="head_kernel", shape=(c, k),
                                            initializer=keras.initializers.RandomNormal(stddev=0.01, seed=seed))
         self.head_bias = self.add_weight(name="head_bias", shape=(k,), initializer="zeros")
+        self.center_kernels = bool(center_kernels)
+        self._add_kernel_offsets()
         self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "bits_per_code")}
         self.built = True
 
@@ -191,23 +252,25 @@ class GroupedContextModel(_IntegerContextTraining):
             shape = tf.shape(inputs)
             a = tf.reshape(a, [shape[0], shape[1], shape[2], self.embedding.shape[1] * self.slots])
         q = self.weight_shift
-        for kernel, bias in zip(self.kernels, self.biases):
-            z = tf.nn.conv2d(a, _integer_weight(kernel, q), 1, "SAME") + _integer_bias(scale * bias, q)
+        *kernels, head = self.integer_kernels()
+        for kernel, bias in zip(kernels, self.biases):
+            z = tf.nn.conv2d(a, kernel, 1, "SAME") + _integer_bias(scale * bias, q)
             a = tf.clip_by_value(_floor_ste(z * 2.0**-q), 0.0, ie.ACTIVATION_MAX)
         h = self.head_shift
-        z = tf.tensordot(a, _integer_weight(self.head_kernel, h), 1) + _integer_bias(self.head_bias, h)
+        z = tf.tensordot(a, head, 1) + _integer_bias(self.head_bias, h)
         shift = h - ie.LOGIT_FRACTION_BITS
         return tf.clip_by_value(_floor_ste(z * 2.0**-shift), -ie.LOGIT_LIMIT, ie.LOGIT_LIMIT)
 
     def freeze(self):
         """The `IntegerContextNetwork` this model computes (its integers, shifts and exp table)."""
         q, scale = self.weight_shift, np.float32(self.activation_scale)
+        *kernels, head = self._frozen_kernels()
         return ie.IntegerContextNetwork(
             embedding=np.clip(self.activation_integers(self.embedding), 0, ie.ACTIVATION_MAX).astype(np.int64),
-            kernels=tuple(_frozen(k, q, ie.WEIGHT_MAX) for k in self.kernels),
+            kernels=tuple(kernels),
             biases=tuple(_frozen(scale * np.asarray(b, np.float32), q, ie.BIAS_MAX) for b in self.biases),
             shifts=(q,) * self.num_layers,
-            head_kernel=_frozen(self.head_kernel, self.head_shift, ie.WEIGHT_MAX),
+            head_kernel=head,
             head_bias=_frozen(self.head_bias, self.head_shift, ie.BIAS_MAX),
             head_shift=self.head_shift - ie.LOGIT_FRACTION_BITS,
             table=ie.exp_table(),
@@ -270,7 +333,7 @@ class GroupedContextModel(_IntegerContextTraining):
         return {"num_embeddings": self.num_embeddings, "channels": self.channels, "num_layers": self.num_layers,
                 "weight_shift": self.weight_shift, "head_shift": self.head_shift, "seed": self.seed,
                 "depths": self.depths, "condition_depths": self.condition_depths, "schedule": self.schedule,
-                "activation_scale": self.activation_scale, "name": self.name}
+                "activation_scale": self.activation_scale, "center_kernels": self.center_kernels, "name": self.name}
 
 
 @keras.saving.register_keras_serializable(package="vaezoo")
@@ -285,6 +348,13 @@ class RasterContextModel(_IntegerContextTraining):
     per block, each batched over the blocks of a pass) instead of a few grid passes: more
     context per code for fewer operations per code.
 
+    With `depths` D > 1 it models an RQ-VAE's code stacks `(h, w, D)`: depth k is coded after
+    depths < k, in raster order, each position seeing its causal window at depth k and the
+    `(2 * condition_radius + 1)^2` codes of depth k - 1 around it, through the (depth, slot)
+    pair's own embedding rows (`integer_entropy.raster_stack_input`). Each training example
+    is scored at one depth drawn uniformly (every depth has as many codes), so the loss
+    estimates the bits per code over all depths.
+
     Args:
         num_embeddings: codebook size K.
         channels: width of the hidden dense layers.
@@ -293,6 +363,11 @@ class RasterContextModel(_IntegerContextTraining):
         embedding_width: entries per code in the window (default: the widest the exactness
             bound allows, `MAX_FAN_IN // taps`, at most `channels`).
         weight_shift, head_shift, seed: as `GroupedContextModel`'s.
+        depths: code depths D (1: code grids `(h, w)`; D > 1: code stacks `(h, w, D)`).
+        condition_radius: code stacks: the depth-(k - 1) codes within this distance (rows and
+            columns) of a position are in its window.
+        activation_scale, center_kernels: as `GroupedContextModel`'s (`center_kernels` True
+            for new models).
 
     The embedding and the hidden biases are in activation units (0..127); their variables hold
     them divided by `activation_scale` (default 32), so that an optimizer step moves them as far, relative
@@ -308,11 +383,10 @@ class RasterContextModel(_IntegerContextTraining):
     """
 
     schedule = ie.RASTER
-    depths = 1
-    stacked = False
 
     def __init__(self, num_embeddings=512, channels=128, num_layers=2, rows_above=3, radius=3, embedding_width=None,
-                 weight_shift=9, head_shift=8, seed=None, activation_scale=32.0, **kwargs):
+                 weight_shift=9, head_shift=8, seed=None, activation_scale=32.0, depths=1, condition_radius=1,
+                 center_kernels=False, **kwargs):
         super().__init__(**kwargs)
         validation.check_int("num_embeddings", num_embeddings, 2)
         validation.check_int("channels", channels, 1)
@@ -321,26 +395,35 @@ class RasterContextModel(_IntegerContextTraining):
         validation.check_int("radius", radius, 0)
         validation.check_int("weight_shift", weight_shift, 0)
         validation.check_int("head_shift", head_shift, ie.LOGIT_FRACTION_BITS)
+        validation.check_int("depths", depths, 1)
+        validation.check_int("condition_radius", condition_radius, 0)
+        self.depths, self.condition_radius = int(depths), int(condition_radius)
         self.taps = ie.causal_window(rows_above, radius)
         if not len(self.taps):
             raise ValueError("the causal window is empty: give rows_above >= 1 or radius >= 1.")
-        widest = ie.MAX_FAN_IN // len(self.taps)
+        span = range(-self.condition_radius, self.condition_radius + 1)
+        self.below_taps = np.asarray([(dr, dc) for dr in span for dc in span] if self.stacked else [],
+                                     np.int64).reshape(-1, 2)
+        num_taps = len(self.taps) + len(self.below_taps)
+        widest = ie.MAX_FAN_IN // num_taps
         if embedding_width is None:
             embedding_width = min(int(channels), widest)
         validation.check_int("embedding_width", embedding_width, 1)
         if embedding_width > widest or channels > ie.MAX_FAN_IN:
-            raise ValueError(f"a window of {len(self.taps)} taps x {embedding_width} entries, or {channels} channels, "
+            raise ValueError(f"a window of {num_taps} taps x {embedding_width} entries, or {channels} channels, "
                              f"exceeds the exactness bound of {ie.MAX_FAN_IN} inputs per layer.")
         self.num_embeddings, self.channels, self.num_layers = int(num_embeddings), int(channels), int(num_layers)
         self.rows_above, self.radius, self.embedding_width = int(rows_above), int(radius), int(embedding_width)
         self.weight_shift, self.head_shift, self.seed = int(weight_shift), int(head_shift), seed
         self.activation_scale = self._check_activation_scale(activation_scale)
+        self.seed_generator = keras.random.SeedGenerator(seed)
         k, c = self.num_embeddings, self.channels
-        self.embedding = self.add_weight(name="embedding", shape=(k + 1, self.embedding_width),
+        self.embedding = self.add_weight(name="embedding", shape=((k + 1) * self.depths * self.slots,
+                                                                  self.embedding_width),
                                          initializer=keras.initializers.RandomUniform(0.0, 64.0 / self.activation_scale,
                                                                                       seed=seed))
         he = keras.initializers.HeNormal(seed=seed)
-        widths = [len(self.taps) * self.embedding_width] + [c] * self.num_layers
+        widths = [num_taps * self.embedding_width] + [c] * self.num_layers
         self.kernels = [self.add_weight(name=f"kernel_{i}", shape=(a, b), initializer=he)
                         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))]
         self.biases = [self.add_weight(name=f"bias_{i}", shape=(c,), initializer="zeros")
@@ -348,60 +431,101 @@ class RasterContextModel(_IntegerContextTraining):
         self.head_kernel = self.add_weight(name="head_kernel", shape=(c, k),
                                            initializer=keras.initializers.RandomNormal(stddev=0.01, seed=seed))
         self.head_bias = self.add_weight(name="head_bias", shape=(k,), initializer="zeros")
+        self.center_kernels = bool(center_kernels)
+        self._add_kernel_offsets()
         self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "bits_per_code")}
         self.built = True
 
-    def window(self, codes):
-        """Input indices `(n, h, w, T)`: the codes at each position's taps, K outside the grid."""
-        top, side = self.rows_above, self.radius
-        shape = tf.shape(codes)
-        padded = tf.pad(codes, [[0, 0], [top, 0], [side, side]], constant_values=self.num_embeddings)
-        return tf.stack([padded[:, top + dr : top + dr + shape[1], side + dc : side + dc + shape[2]]
-                         for dr, dc in self.taps.tolist()], axis=-1)
+    @property
+    def stacked(self):
+        """Whether the model codes code stacks (inputs: `raster_stack_input` rows `(n, h, w, 2)`)."""
+        return self.depths > 1
 
-    def logits(self, codes):
-        """Integer-valued float32 logits `(n, h, w, K)` (units of 2^-3 nats) of code grids `(n, h, w)`."""
-        indices = self.window(codes)
+    @property
+    def slots(self):
+        return 2 if self.stacked else 1
+
+    def window(self, inputs):
+        """Embedding rows `(n, h, w, T + T')` of each position's taps: of code grids `(n, h, w)`
+        (K outside the grid), or of stack rows `(n, h, w, 2)` (each slot's row K outside)."""
+        inputs = inputs if self.stacked else inputs[..., None]
+        k1 = self.num_embeddings + 1
+        unknown = inputs[:, :1, :1, :] // k1 * k1 + self.num_embeddings
+        top, side = max(self.rows_above, self.condition_radius), max(self.radius, self.condition_radius)
+        bottom = self.condition_radius if self.stacked else 0
+        shape = tf.shape(inputs)
+        padded = tf.pad(inputs - unknown, [[0, 0], [top, bottom], [side, side], [0, 0]]) + unknown
+        slot_taps = [(0, self.taps), (1, self.below_taps)] if self.stacked else [(0, self.taps)]
+        return tf.stack([padded[:, top + dr : top + dr + shape[1], side + dc : side + dc + shape[2], slot]
+                         for slot, taps in slot_taps for dr, dc in taps.tolist()], axis=-1)
+
+    def stack_inputs(self, codes, depth):
+        """`integer_entropy.raster_stack_input` in TensorFlow, one depth per example: int32 rows
+        `(n, h, w, 2)` of code stacks `(n, h, w, D)`."""
+        k = self.num_embeddings
+        current = tf.gather(codes, depth, axis=3, batch_dims=1)
+        before = tf.where((depth > 0)[:, None, None], tf.gather(codes, tf.maximum(depth - 1, 0), axis=3, batch_dims=1), k)
+        offsets = (depth[:, None] * 2 + tf.range(2)[None]) * (k + 1)
+        return tf.stack([current, before], axis=-1) + offsets[:, None, None, :]
+
+    def logits(self, inputs):
+        """Integer-valued float32 logits `(n, h, w, K)` (units of 2^-3 nats) of code grids `(n, h, w)`
+        (code stacks: `raster_stack_input` rows `(n, h, w, 2)`)."""
+        indices = self.window(inputs)
         scale = self.activation_scale
         a = tf.clip_by_value(_round_ste(scale * tf.gather(self.embedding, indices)), 0.0, ie.ACTIVATION_MAX)
-        a = tf.reshape(a, tf.concat([tf.shape(indices)[:3], [len(self.taps) * self.embedding_width]], 0))
+        width = (len(self.taps) + len(self.below_taps)) * self.embedding_width
+        a = tf.reshape(a, tf.concat([tf.shape(indices)[:3], [width]], 0))
         q = self.weight_shift
-        for kernel, bias in zip(self.kernels, self.biases):
-            z = tf.tensordot(a, _integer_weight(kernel, q), 1) + _integer_bias(scale * bias, q)
+        *kernels, head = self.integer_kernels()
+        for kernel, bias in zip(kernels, self.biases):
+            z = tf.tensordot(a, kernel, 1) + _integer_bias(scale * bias, q)
             a = tf.clip_by_value(_floor_ste(z * 2.0**-q), 0.0, ie.ACTIVATION_MAX)
         h = self.head_shift
-        z = tf.tensordot(a, _integer_weight(self.head_kernel, h), 1) + _integer_bias(self.head_bias, h)
+        z = tf.tensordot(a, head, 1) + _integer_bias(self.head_bias, h)
         return tf.clip_by_value(_floor_ste(z * 2.0 ** -(h - ie.LOGIT_FRACTION_BITS)), -ie.LOGIT_LIMIT, ie.LOGIT_LIMIT)
 
     def freeze(self):
         """The `RasterContextNetwork` this model computes."""
         q, scale = self.weight_shift, self.activation_scale
+        *kernels, head = self._frozen_kernels()
         return ie.RasterContextNetwork(
             embedding=np.clip(self.activation_integers(self.embedding), 0, ie.ACTIVATION_MAX).astype(np.int64),
             taps=self.taps.copy(),
-            kernels=tuple(_frozen(k, q, ie.WEIGHT_MAX) for k in self.kernels),
+            kernels=tuple(kernels),
             biases=tuple(_frozen(np.float32(scale) * np.asarray(b, np.float32), q, ie.BIAS_MAX) for b in self.biases),
             shifts=(q,) * self.num_layers,
-            head_kernel=_frozen(self.head_kernel, self.head_shift, ie.WEIGHT_MAX),
+            head_kernel=head,
             head_bias=_frozen(self.head_bias, self.head_shift, ie.BIAS_MAX),
             head_shift=self.head_shift - ie.LOGIT_FRACTION_BITS,
             table=ie.exp_table(),
+            below_taps=self.below_taps.copy(),
+            depths=self.depths,
         )
 
     def per_replica_loss(self, data, training=False, step=None):
-        """Nats per code of every position of the batch's grids (averaged over the GLOBAL batch)."""
+        """Nats per code of every position of the batch's grids (code stacks: of one depth per
+        stack, drawn uniformly), averaged over the GLOBAL batch."""
         codes = self.batch_codes(data)
-        if len(codes.shape) != 3:
-            raise ValueError(f"this context model takes code grids (batch, h, w), got shape {tuple(codes.shape)}.")
-        logits = self.logits(codes) / 2.0**ie.LOGIT_FRACTION_BITS
-        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=codes, logits=logits)
+        rank = 4 if self.stacked else 3
+        if len(codes.shape) != rank or (self.stacked and codes.shape[-1] != self.depths):
+            expected = f"code stacks (batch, h, w, {self.depths})" if self.stacked else "code grids (batch, h, w)"
+            raise ValueError(f"this context model takes {expected}, got shape {tuple(codes.shape)}.")
+        inputs = targets = codes
+        if self.stacked:
+            seed = tf.cast(self.seed_generator.next(), tf.int32)
+            depth = tf.random.stateless_uniform((tf.shape(codes)[0],), seed, 0, self.depths, dtype=tf.int32)
+            inputs, targets = self.stack_inputs(codes, depth), tf.gather(codes, depth, axis=3, batch_dims=1)
+        logits = self.logits(inputs) / 2.0**ie.LOGIT_FRACTION_BITS
+        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
         return self.loss_and_terms(tf.reduce_mean(nll, axis=[1, 2]))
 
     def get_config(self):
         return {"num_embeddings": self.num_embeddings, "channels": self.channels, "num_layers": self.num_layers,
                 "rows_above": self.rows_above, "radius": self.radius, "embedding_width": self.embedding_width,
                 "weight_shift": self.weight_shift, "head_shift": self.head_shift, "seed": self.seed,
-                "activation_scale": self.activation_scale, "name": self.name}
+                "activation_scale": self.activation_scale, "depths": self.depths,
+                "condition_radius": self.condition_radius, "center_kernels": self.center_kernels, "name": self.name}
 
 
 def _integer_weight(w, shift):
@@ -418,22 +542,25 @@ def _frozen(w, shift, limit):
 
 
 def build_context_model(num_embeddings, channels, num_layers, schedule=None, seed=None, name=None, depths=1,
-                        condition_depths=0, activation_scale=None):
-    """The context model of a schedule: a `RasterContextModel` for `"raster"` (code grids
-    only), else a `GroupedContextModel` on that group schedule (`None`: the default).
+                        condition_depths=0, activation_scale=None, center_kernels=False):
+    """The context model of a schedule: a `RasterContextModel` for `"raster"` (code stacks:
+    each depth given the one before, `condition_depths` 1), else a `GroupedContextModel` on
+    that group schedule (`None`: the default).
     `activation_scale=None` is the class's default (raster 32; grouped 1, the shipped
     grouped models' parametrization).
 
     Example:
         >>> build_context_model(512, channels=256, num_layers=3, schedule="raster")
     """
-    scale = {} if activation_scale is None else {"activation_scale": activation_scale}
-    if schedule == ie.RASTER:
-        if depths > 1:
-            raise ValueError("the raster schedule codes code grids; code stacks (an RQ-VAE's) take a group schedule "
-                             f"({sorted(ie.SCHEDULES)}).")
+    scale = {"center_kernels": bool(center_kernels)}
+    if activation_scale is not None:
+        scale["activation_scale"] = activation_scale
+    if schedule == ie.RASTER:  # code stacks: each depth sees the one before (condition_depths is 1)
+        if depths > 1 and condition_depths != 1:
+            raise ValueError("a raster context model of code stacks sees exactly the depth before the one it codes: "
+                             f"condition_depths must be 1, got {condition_depths}.")
         return RasterContextModel(num_embeddings, channels=channels, num_layers=num_layers, seed=seed, name=name,
-                                  **scale)
+                                  depths=depths, **scale)
     return GroupedContextModel(num_embeddings, channels=channels, num_layers=num_layers, seed=seed, name=name,
                                depths=depths, condition_depths=condition_depths,
                                schedule=schedule or ie.DEFAULT_SCHEDULE, **scale)

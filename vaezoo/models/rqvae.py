@@ -49,8 +49,9 @@ class RQVAE(VQVAE):
         prior: must be None (a uniform prior over code stacks).
         context_model: spec `{"channels", "layers", "condition_depths", "schedule", "activation_scale"}` of the exact
             context model of code stacks (`GroupedContextModel` with `depths=depth`; it sees
-            the `condition_depths` depths before the one it codes), or None. Trained by
-            `fit_context_model` after `fit`.
+            the `condition_depths` depths before the one it codes; schedule `"raster"`: a
+            `RasterContextModel` of code stacks, each depth in raster order given the 3x3
+            codes of the depth before), or None. Trained by `fit_context_model` after `fit`.
 
     Example:
         >>> model = vaezoo.RQVAE(input_shape=(32, 32, 3), depth=8, num_embeddings=256)
@@ -120,9 +121,9 @@ class RQVAE(VQVAE):
         if isinstance(condition, bool) or not isinstance(condition, int) or not 0 <= condition < self.depth:
             raise validation.ConfigError(f"context_model condition_depths must be in [0, {self.depth - 1}] (the depths "
                                          f"before the last), got {condition!r}.")
-        if spec["schedule"] == integer_entropy.RASTER:
-            raise validation.ConfigError("context_model schedule 'raster' codes code grids; an RQVAE's code stacks take "
-                                         f"a group schedule ({sorted(integer_entropy.SCHEDULES)}).")
+        if spec["schedule"] == integer_entropy.RASTER and condition != 1:
+            raise validation.ConfigError("context_model schedule 'raster' codes each depth given the one before it: "
+                                         f"condition_depths must be 1, got {condition!r}.")
         return {**super()._context_model_arguments(spec), "depths": self.depth,
                 "condition_depths": condition}
 

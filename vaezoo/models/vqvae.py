@@ -18,8 +18,10 @@ from vaezoo.quantizer import VectorQuantizer, check_codes
 #: defaults of the `context_model` spec (the exact entropy model of `.vqz` version 2).
 #: `schedule` names the coder's group schedule (`integer_entropy.SCHEDULES`); `None` is the
 #: default, "groups5", the schedule of every model made before schedules existed.
-#: `activation_scale` `None` is the context model class's default (see `build_context_model`).
-CONTEXT_MODEL_DEFAULTS = {"channels": 64, "layers": 4, "schedule": None, "activation_scale": None}
+#: `activation_scale` `None` is the context model class's default (see `build_context_model`);
+#: `center_kernels` false is the parametrization of every model shipped before it existed.
+CONTEXT_MODEL_DEFAULTS = {"channels": 64, "layers": 4, "schedule": None, "activation_scale": None,
+                          "center_kernels": False}
 #: defaults of the `prior` spec (the PixelCNN's arguments besides the codebook and grid).
 PRIOR_DEFAULTS = {"filters": 64, "layers": 6, "kernel_size": 3}
 #: the default likelihood: Gaussian pixels with a fixed scale (a scaled squared error).
@@ -104,7 +106,9 @@ class VQVAE(LatentVariableModel):
             or is `"raster"`: a `RasterContextModel` (codes in raster order, each given a causal
             window: fewer bits, one decoding step per position). `activation_scale` (absent:
             the class's default) is `GroupedContextModel`'s; give 32 for a new grouped model.
-            Trained by `fit_context_model`, after `fit`; `context_network()` is its frozen
+            `center_kernels` (absent: false, the shipped models' parametrization) trains the
+            kernels centred over their fan-in; give true for a new model (see
+            `GroupedContextModel`). Trained by `fit_context_model`, after `fit`; `context_network()` is its frozen
             integer form.
         seed: integer seed for the model's random draws.
 
@@ -212,8 +216,12 @@ class VQVAE(LatentVariableModel):
         if schedule is not None and schedule not in known:
             raise validation.ConfigError(f"context_model schedule must be one of {known} "
                                          f"(or absent: {integer_entropy.DEFAULT_SCHEDULE}), got {schedule!r}.")
+        if not isinstance(spec["center_kernels"], bool):
+            raise validation.ConfigError(f"context_model center_kernels must be true or false, got "
+                                         f"{spec['center_kernels']!r}.")
         return {"channels": spec["channels"], "num_layers": spec["layers"],
-                "schedule": schedule or integer_entropy.DEFAULT_SCHEDULE, "activation_scale": spec["activation_scale"]}
+                "schedule": schedule or integer_entropy.DEFAULT_SCHEDULE, "activation_scale": spec["activation_scale"],
+                "center_kernels": spec["center_kernels"]}
 
     # ----------------------------------------------------------------- networks
     def _build_quantizer(self, **quantizer_args):
