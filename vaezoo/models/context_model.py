@@ -175,10 +175,10 @@ class GroupedContextModel(_IntegerContextTraining):
             clipped activations), so an Adam step that moves all of a unit's weights the same
             way shifts its pre-activation by about fan-in x mean input x learning rate: tens of
             activation units per step, which leaves most units at 0 for every input, with no
-            gradient to revive them (measured: 81% and 95% of the two hidden layers of a raster
-            model of rq-vae-cifar's code stacks after 4 epochs; 70% and 67% of vq-vae-cifar's
-            shipped raster model's first two). Centred, a step moves a unit's mean weight by
-            the learning rate divided by the fan-in. The frozen network is the same kind:
+            gradient to revive them (`benchmarks/dead_units_study.py`: 69%, 75% and 53% of the
+            shipped rq-vae-cifar grouped model's hidden layers; 77-81% of a raster model's
+            first layer after one epoch, none when centred). Centred, a step moves a unit's
+            mean weight by the learning rate divided by the fan-in. The frozen network is the same kind:
             `freeze()` rounds the effective weights.
 
     Example:
