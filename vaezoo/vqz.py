@@ -266,9 +266,10 @@ def _group_logits(context, codes, complete=False):
     that does not look at earlier depths) has the same logits for every block of a shape:
     computed on one block, returned with a leading axis of 1.
 
-    A raster network has one step per position; with `complete` codes (the encoder's) one call
-    computes the logits of many positions (up to `CODES_PER_PASS` rows), which equal the
-    decoder's step-by-step ones because a position never reads itself or a later one."""
+    A raster network has one step per position (of every depth in turn, for code stacks); with
+    `complete` codes (the encoder's) one call computes the logits of many positions (up to
+    `CODES_PER_PASS` rows), which equal the decoder's step-by-step ones because a position never
+    reads itself, a later one or a deeper depth."""
     groups = ie.group_map(*codes.shape[1:3], context.schedule)
     if context.schedule == ie.RASTER:
         size = codes.shape[1] * codes.shape[2]
