@@ -178,8 +178,8 @@ class GroupedContextModel(_IntegerContextTraining):
             gradient to revive them (`benchmarks/dead_units_study.py`: 69%, 75% and 53% of the
             shipped rq-vae-cifar grouped model's hidden layers; 77-81% of a raster model's
             first layer after one epoch, none when centred). Centred, a step moves a unit's
-            mean weight by the learning rate divided by the fan-in. The frozen network is the same kind:
-            `freeze()` rounds the effective weights.
+            mean weight by the learning rate divided by the fan-in. The frozen network is the
+            same kind: `freeze()` rounds the effective weights.
 
     Example:
         >>> model = GroupedContextModel(num_embeddings=512)
@@ -464,7 +464,8 @@ class RasterContextModel(_IntegerContextTraining):
         `(n, h, w, 2)` of code stacks `(n, h, w, D)`."""
         k = self.num_embeddings
         current = tf.gather(codes, depth, axis=3, batch_dims=1)
-        before = tf.where((depth > 0)[:, None, None], tf.gather(codes, tf.maximum(depth - 1, 0), axis=3, batch_dims=1), k)
+        earlier = tf.gather(codes, tf.maximum(depth - 1, 0), axis=3, batch_dims=1)
+        before = tf.where((depth > 0)[:, None, None], earlier, k)
         offsets = (depth[:, None] * 2 + tf.range(2)[None]) * (k + 1)
         return tf.stack([current, before], axis=-1) + offsets[:, None, None, :]
 
