@@ -267,23 +267,29 @@ def _group_logits(context, codes, complete=False):
     computed on one block, returned with a leading axis of 1.
 
     A raster network has one step per position (of every depth in turn, for code stacks); with
-    `complete` codes (the encoder's) one call computes the logits of many positions (up to
-    `CODES_PER_PASS` rows), which equal the decoder's step-by-step ones because a position never
-    reads itself, a later one or a deeper depth."""
+    `complete` codes (the encoder's) one step holds many positions (up to `CODES_PER_PASS`
+    rows, coded position after position, each for every block), whose logits equal the
+    decoder's one-position steps because a position never reads itself, a later one or a
+    deeper depth. The network input of a depth is built once: the decoder's codes of each step
+    are copied into it before the next."""
     groups = ie.group_map(*codes.shape[1:3], context.schedule)
     if context.schedule == ie.RASTER:
         size = codes.shape[1] * codes.shape[2]
-        chunk = max(1, CODES_PER_PASS // len(codes)) if complete else 1  # positions per call
+        chunk = max(1, CODES_PER_PASS // len(codes)) if complete else 1  # positions per step
         for depth in (range(codes.shape[3]) if codes.ndim == 4 else [None]):
+            rows = ie.raster_input(context, codes, depth)  # code grids: a view of `codes`
+            if context.stacked:  # stack rows are code + an offset per (depth, slot): slot 0's, to copy codes in
+                offset = ie.raster_input(context, np.zeros_like(codes[:1, :1, :1]), depth)[0, 0, 0, 0]
             first = 0
             if not depth:  # position 0 of the first depth sees no codes: one block's logits serve all
-                yield groups == 0, depth, context.logits_at(ie.raster_input(context, codes[:1], depth), [0])
+                yield groups == 0, depth, context.logits_at(rows[:1], [0])
                 first = 1
             for start in range(first, size, chunk):
-                positions = np.arange(start, min(start + chunk, size))
-                logits = context.logits_at(ie.raster_input(context, codes, depth), positions)
-                for offset, position in enumerate(positions):
-                    yield groups == position, depth, logits[:, offset : offset + 1]
+                if start and context.stacked and not complete:  # the caller has decoded the position before
+                    r, c = divmod(start - 1, codes.shape[2])
+                    rows[:, r, c, 0] = codes[:, r, c, depth] + offset
+                end = min(start + chunk, size)
+                yield (groups >= start) & (groups < end), depth, context.logits_at(rows, np.arange(start, end))
         return
     for depth in (range(codes.shape[3]) if codes.ndim == 4 else [None]):
         for group in range(int(groups.max()) + 1):
@@ -338,11 +344,16 @@ def encode_grids(grids, context, block=BLOCK):
     family = _categorical()
     streams = streams_of([grid.shape[:2] for grid in grids], block)
     encoders = [constriction.stream.queue.RangeEncoder() for _ in streams]
+    position_major = context.schedule == ie.RASTER  # a raster step: position after position, each for every block
+
     def encode_group(indices, symbols, logits):
         probabilities = _probabilities(logits, context.table, len(symbols))
         for index, first, end in _spans(streams, indices):
-            encoders[index].encode(np.ascontiguousarray(symbols[first:end]).reshape(-1), family,
-                                   np.ascontiguousarray(probabilities[first:end]).reshape(-1, probabilities.shape[-1]))
+            span, masses = symbols[first:end], probabilities[first:end]
+            if position_major:
+                span, masses = span.swapaxes(0, 1), masses.swapaxes(0, 1)
+            encoders[index].encode(np.ascontiguousarray(span).reshape(-1), family,
+                                   np.ascontiguousarray(masses).reshape(-1, masses.shape[-1]))
 
     # The masses and range coder of one group run beside the network pass of the next (LiteRT
     # and numpy release the GIL); one worker keeps every stream's groups in order, so the bytes
