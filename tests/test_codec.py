@@ -210,19 +210,24 @@ def test_version_2_files_still_decode():
 def test_rq_vae_cifar_files_of_version_3_still_decode():
     """`tests/fixtures/vqz_v3_rq_vae_cifar.npz`: a version-3 file at quality 3 of three CIFAR-10
     test images and a 27x64 image, written by commit a1a8f42's `codec.compress` with the then
-    shipped `rq-vae-cifar`, and the code stacks it was written from: the header finds the model
-    and the stacks come back bit for bit (a change of its weights or coder breaks this)."""
+    shipped `rq-vae-cifar` (today's `rq-vae-cifar-groups5`), and the code stacks it was written
+    from: the header finds that model and the stacks come back bit for bit (a change of its
+    weights or coder breaks this); today's `rq-vae-cifar` (another context model) is refused."""
+    import vaezoo
     from vaezoo.registry import load_codec_model
 
     fixture = np.load(os.path.join(os.path.dirname(__file__), "fixtures", "vqz_v3_rq_vae_cifar.npz"))
     data = fixture["vqz"].tobytes()
     header = codec.read_header(data)
     assert data[:4] == b"VQZ\x03" and header.quality == 3 and header.stacked and header.model_id == "abc09ac9"
-    sizes, stacks = codec.decompress_codes(load_codec_model(header), data)
-    assert sizes == [tuple(s) for s in fixture["sizes"]] == [(32, 32)] * 3 + [(27, 64)]
-    for i, stack in enumerate(stacks):
-        np.testing.assert_array_equal(stack, fixture[f"grid_{i}"])
-    assert [np.shape(stack) for stack in stacks] == [(8, 8, 3)] * 3 + [(7, 16, 3)]
+    for model in (vaezoo.load("rq-vae-cifar-groups5"), load_codec_model(header)):
+        sizes, stacks = codec.decompress_codes(model, data)
+        assert sizes == [tuple(s) for s in fixture["sizes"]] == [(32, 32)] * 3 + [(27, 64)]
+        for i, stack in enumerate(stacks):
+            np.testing.assert_array_equal(stack, fixture[f"grid_{i}"])
+        assert [np.shape(stack) for stack in stacks] == [(8, 8, 3)] * 3 + [(7, 16, 3)]
+    with pytest.raises(VQZModelMismatchError):
+        codec.decompress_codes(vaezoo.load("rq-vae-cifar"), data)
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
