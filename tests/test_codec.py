@@ -824,6 +824,53 @@ def test_an_rq_vae_with_a_raster_context_model_codes_with_it_on_every_path(tmp_p
         for path in (model, device):
             _, decoded = codec.decompress_codes(path, desktop)
             assert all(np.array_equal(a, b[..., :quality]) for a, b in zip(decoded, stacks))
+    # one-image files of mixed qualities and sizes, decoded together, step by step in lockstep
+    files = [codec.compress_codes(model, [stack], [size], quality=1 + i % 3)
+             for i, (stack, size) in enumerate(zip(stacks, sizes))]
+    for path in (model, device):
+        together = codec.decompress_codes_many(path, files)
+        assert [got_sizes for got_sizes, _ in together] == [[size] for size in sizes]
+        assert all(np.array_equal(grids[0], stack[..., : 1 + i % 3])
+                   for i, ((_, grids), stack) in enumerate(zip(together, stacks)))
+
+
+def test_many_files_decode_together_to_what_each_decodes_alone(trained, trained_rq, tmp_path):
+    """`decompress_many` / `decompress_codes_many`: files of several sizes, image counts,
+    qualities and modes (and a path) decode together to each file's own codes and images; a
+    damaged or foreign file is named by its index."""
+    import vaezoo
+
+    rq, vq = trained_rq["model"], trained["model"]
+    images = list(trained_rq["images"][:4])
+    path = tmp_path / "two.vqz"
+    codec.write_vqz(path, rq, images[2:4], quality=2)
+    files = [codec.compress(rq, [images[0]], quality=1), codec.compress(rq, [images[1]], quality=3),
+             codec.compress(rq, [images[0]], mode="fixed", quality=2), str(path),
+             codec.compress(rq, [_photo(40, 72, 1)], quality=3)]
+    alone = [codec.decompress_codes(rq, f) for f in files]
+    for (sizes, grids), (want_sizes, want) in zip(codec.decompress_codes_many(rq, files), alone):
+        assert sizes == want_sizes and len(grids) == len(want)
+        assert all(np.array_equal(a, b) for a, b in zip(grids, want))
+    for got, want in zip(codec.decompress_many(rq, files), (codec.decompress(rq, f) for f in files)):
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    vq_files = [codec.compress(vq, [_photo(16, 16, seed)]) for seed in range(3)]
+    assert all(np.array_equal(got[1][0], want[1][0]) for got, want in
+               zip(codec.decompress_codes_many(vq, vq_files), (codec.decompress_codes(vq, f) for f in vq_files)))
+    assert codec.decompress_many(rq, []) == []
+
+    damaged = files[1][:-6] + bytes([files[1][-6] ^ 0x40]) + files[1][-5:]  # a payload bit
+    with pytest.raises(VQZFormatError, match=r"corrupted \.vqz \(file 2\)"):  # file 0 is fixed-length coded
+        codec.decompress_many(rq, [files[2], files[0], damaged])
+    with pytest.raises(VQZFormatError, match=r"file 2: not a \.vqz"):
+        codec.decompress_many(rq, [files[0], files[1], b"PK\x03\x04"])
+    network, grid = vq.context_network(), np.zeros((4, 4), np.int32)
+    with pytest.raises(VQZFormatError, match=r"corrupted \.vqz \(second\): 0 streams for 1"):
+        vqz.decode_grid_sets([(vqz.encode_grids([grid], network), [grid.shape]), ([], [grid.shape])], network,
+                             names=["first", "second"])
+    foreign = codec.compress(vaezoo.RQVAE(**RQ_CONFIG, seed=7), [images[0]])
+    with pytest.raises(VQZModelMismatchError, match="file 1: .*weights sha256"):
+        codec.decompress_many(rq, [files[0], foreign])
 
 
 def test_qualities_outside_the_model_and_files_deeper_than_it_are_refused(trained, trained_rq, tmp_path):

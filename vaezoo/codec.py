@@ -26,6 +26,7 @@ Example:
     >>> data = codec.compress(model, images)          # uint8 (n, H, W, 3), or a list of sizes
     >>> small = codec.compress(rq_model, images, quality=2)   # an RQ-VAE's first 2 depths
     >>> restored = codec.decompress(model, data)      # float32 in [0, 1], the original sizes
+    >>> thumbnails = codec.decompress_many(model, files)   # many files at once, one entry each
     >>> codec.write_vqz("photo.vqz", model, [photo])
     >>> codec.read_vqz("photo.vqz", model)[0].shape == photo.shape
     True
@@ -398,16 +399,54 @@ def decompress_codes(model, data, limits=Limits()):
         VQZFormatError: not a .vqz, truncated or corrupted, over `limits`;
             `VQZModelMismatchError`: written with another model.
     """
+    return decompress_codes_many(model, [data], limits)[0]
+
+
+def decompress_codes_many(model, files, limits=Limits()):
+    """`decompress_codes` of several `.vqz` files (bytes or paths) at once: a list of
+    `(sizes, grids)`, one per file, the same as one call each. The files' codes are
+    entropy-decoded together (`vqz.unpack_many`): one network pass per coding step serves the
+    blocks of every file, so many small files decode far faster than one call each.
+
+    Raises:
+        as `decompress_codes`; with several files the message names the file ("file i", its
+        index in `files`).
+    """
     codec = codec_model(model)
-    data = _read(data, limits)
-    if _version(data) == 1:
-        if not isinstance(codec, KerasCodecModel):
-            raise VQZFormatError("this is a version-1 .vqz file (PixelCNN-coded): it decodes only with the "
-                                 "Keras VQVAE it was written with, not a LiteRT codec model.")
-        codes = vqz_v1.decompress_codes(codec.model, data, limits)
-        h, w = codec.model.image_shape[:2]
-        return [(h, w)] * len(codes), list(codes)
-    header = vqz.parse(data, limits)
+    out, parsed = [None] * len(files), []
+    for i, data in enumerate(files):
+        try:
+            data = _read(data, limits)
+            if _version(data) == 1:
+                out[i] = _decompress_v1(codec, data, limits)
+                continue
+            header = vqz.parse(data, limits)
+            _check_model(codec, header)
+        except (VQZFormatError, VQZModelMismatchError) as error:
+            if len(files) == 1:
+                raise
+            raise type(error)(f"file {i}: {error}") from None
+        parsed.append((i, data, header))
+    names = [f"file {i}" for i, _, _ in parsed] if len(files) > 1 else None
+    grids = vqz.unpack_many([(data, header) for _, data, header in parsed], codec.num_embeddings, codec.context,
+                            names=names)
+    for (i, _, header), file_grids in zip(parsed, grids):
+        out[i] = (list(header.sizes), file_grids)
+    return out
+
+
+def _decompress_v1(codec, data, limits):
+    """`(sizes, grids)` of a version-1 file (PixelCNN-coded: the Keras VQVAE only)."""
+    if not isinstance(codec, KerasCodecModel):
+        raise VQZFormatError("this is a version-1 .vqz file (PixelCNN-coded): it decodes only with the "
+                             "Keras VQVAE it was written with, not a LiteRT codec model.")
+    codes = vqz_v1.decompress_codes(codec.model, data, limits)
+    h, w = codec.model.image_shape[:2]
+    return [(h, w)] * len(codes), list(codes)
+
+
+def _check_model(codec, header):
+    """`VQZModelMismatchError` unless the parsed file was written with `codec`'s model."""
     if header.stacked and header.quality > (codec.depth or 1):
         model_kind = f"an RQ-VAE of depth {codec.depth}" if codec.depth else "a VQ-VAE (quality 1)"
         raise VQZModelMismatchError(f".vqz has quality {header.quality} (code depths per position), more than the "
@@ -423,8 +462,6 @@ def decompress_codes(model, data, limits=Limits()):
             f".vqz was written with a model whose weights sha256 starts {header.model_id}, but the given model's "
             f"starts {vqz.model_id(codec.weights_sha256)}; decode it with the model it was written with."
         )
-    grids = vqz.unpack(data, header, codec.num_embeddings, codec.context)
-    return list(header.sizes), grids
 
 
 def compress(model, images, mode="auto", quality=None):
@@ -463,6 +500,32 @@ def decompress(model, data, limits=Limits()):
     data = _read(data, limits)
     sizes, grids = decompress_codes(codec, data, limits)
     return _stack_if_same(decode_images(codec, sizes, grids))
+
+
+def decompress_many(model, files, limits=Limits()):
+    """`decompress` of several `.vqz` files (bytes or paths) at once: a list with one entry per
+    file, each what `decompress` returns for it. The codes of all files are entropy-decoded
+    together (`decompress_codes_many`) and their images run through the decoder in shared
+    batches: a folder of thumbnails decodes far faster than one `decompress` call per file, to
+    the same codes (and the same pixels up to the decoder's float rounding across batch sizes).
+    Every file is checked against `limits` on its own.
+
+    Raises:
+        as `decompress`; with several files the message names the file ("file i").
+
+    Example:
+        >>> files = [codec.compress(model, [image]) for image in thumbnails]
+        >>> images = codec.decompress_many(model, files)     # images[i]: (1, H, W, C)
+    """
+    codec = codec_model(model)
+    decoded = decompress_codes_many(codec, files, limits)
+    images = decode_images(codec, [size for sizes, _ in decoded for size in sizes],
+                           [grid for _, grids in decoded for grid in grids])
+    out, start = [], 0
+    for sizes, _ in decoded:
+        out.append(_stack_if_same(images[start : start + len(sizes)]))
+        start += len(sizes)
+    return out
 
 
 def write_vqz(path, model, images, mode="auto", quality=None):
@@ -515,6 +578,7 @@ def save_images(images, folder, prefix="image"):
 __all__ = [
     "MIN_SIDE", "MODES", "Limits", "check_image", "VQZFormatError", "VQZModelMismatchError", "CodecModel",
     "KerasCodecModel", "LiteRTCodecModel", "codec_model", "check_quality",
-    "encode_images", "decode_images", "compress", "decompress", "compress_codes", "decompress_codes", "read_header",
+    "encode_images", "decode_images", "compress", "decompress", "decompress_many", "compress_codes", "decompress_codes",
+    "decompress_codes_many", "read_header",
     "write_vqz", "read_vqz", "save_images",
 ]

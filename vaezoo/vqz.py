@@ -375,35 +375,63 @@ def encode_grids(grids, context, block=BLOCK):
 def decode_grids(payloads, shapes, context, block=BLOCK):
     """The inverse of `encode_grids`: code grids of the given `(h, w)` shapes (or code stacks
     of `(h, w, d)` shapes) from the streams."""
+    return decode_grid_sets([(payloads, shapes)], context, block)[0]
+
+
+def decode_grid_sets(sets, context, block=BLOCK, names=None):
+    """`decode_grids` of several independent `(payloads, shapes)` sets (the files of
+    `unpack_many`) at once: a list of grids per set, the same codes as one call each, because a
+    block's logits read only its own codes. The streams of every set of one code depth share
+    the network passes, so a coding step runs once for the blocks of all of them (what makes
+    many one-image files of a raster network fast to decode together).
+
+    `names`: what errors call each set (default: "file i" when there are several sets).
+
+    Raises:
+        VQZFormatError: a set with the wrong stream count or a stream the range decoder rejects.
+    """
     import constriction
 
     family = _categorical()
-    grids = [np.zeros(shape, np.int32) for shape in shapes]
-    streams = streams_of([shape[:2] for shape in shapes], block)
-    depths = tuple(shapes[0][2:]) if shapes else ()
-    if len(streams) != len(payloads):
-        raise VQZFormatError(f"corrupted .vqz: {len(payloads)} streams for {len(streams)}.")
-    decoders = []
-    for payload in payloads:
-        if len(payload) % 4:
-            raise VQZFormatError(f"corrupted .vqz: a stream is whole 32-bit words, got {len(payload)} bytes.")
-        decoders.append(constriction.stream.queue.RangeDecoder(np.frombuffer(payload, "<u4").astype(np.uint32)))
-    for shape, indices in _passes(streams, _codes_per_step(context)):
-        members = [member for index in indices for member in streams[index][1]]
-        codes = np.zeros((len(members), *shape, *depths), np.int32)
-        for where, depth, logits in _group_logits(context, codes):
-            probabilities = _probabilities(logits, context.table, len(codes))
-            count = int(where.sum())
-            for index, first, end in _spans(streams, indices):
-                try:
-                    span = np.ascontiguousarray(probabilities[first:end]).reshape(-1, probabilities.shape[-1])
-                    decoded = decoders[index].decode(family, span)
-                except Exception as error:  # constriction raises on streams it cannot decode
-                    raise VQZFormatError(f"corrupted .vqz: the range decoder failed ({error}).") from None
-                codes[first:end][_at(where, depth)] = np.asarray(decoded).reshape(end - first, count)
-        for j, (g, rows, cols) in enumerate(members):
-            grids[g][rows, cols] = codes[j]
-    return grids
+    if names is None:
+        names = [f"file {s}" for s in range(len(sets))] if len(sets) > 1 else [""]
+    label = lambda s: f" ({names[s]})" if names[s] else ""  # noqa: E731
+    out = [[np.zeros(shape, np.int32) for shape in shapes] for _, shapes in sets]
+    by_depths = {}  # sets of one code depth (one pass holds stacks of one shape)
+    for s, (_, shapes) in enumerate(sets):
+        if shapes:
+            by_depths.setdefault(tuple(shapes[0][2:]), []).append(s)
+    for depths, members_of in by_depths.items():
+        streams, decoders, owners = [], [], []
+        for s in members_of:
+            payloads, shapes = sets[s]
+            own = streams_of([shape[:2] for shape in shapes], block)
+            if len(own) != len(payloads):
+                raise VQZFormatError(f"corrupted .vqz{label(s)}: {len(payloads)} streams for {len(own)}.")
+            streams += [(shape, [(s, g, rows, cols) for g, rows, cols in members]) for shape, members in own]
+            for payload in payloads:
+                if len(payload) % 4:
+                    raise VQZFormatError(f"corrupted .vqz{label(s)}: a stream is whole 32-bit words, got "
+                                         f"{len(payload)} bytes.")
+                decoders.append(constriction.stream.queue.RangeDecoder(np.frombuffer(payload, "<u4").astype(np.uint32)))
+                owners.append(s)
+        for shape, indices in _passes(streams, _codes_per_step(context)):
+            members = [member for index in indices for member in streams[index][1]]
+            codes = np.zeros((len(members), *shape, *depths), np.int32)
+            for where, depth, logits in _group_logits(context, codes):
+                probabilities = _probabilities(logits, context.table, len(codes))
+                count = int(where.sum())
+                for index, first, end in _spans(streams, indices):
+                    try:
+                        span = np.ascontiguousarray(probabilities[first:end]).reshape(-1, probabilities.shape[-1])
+                        decoded = decoders[index].decode(family, span)
+                    except Exception as error:  # constriction raises on streams it cannot decode
+                        raise VQZFormatError(f"corrupted .vqz{label(owners[index])}: the range decoder failed "
+                                             f"({error}).") from None
+                    codes[first:end][_at(where, depth)] = np.asarray(decoded).reshape(end - first, count)
+            for j, (s, g, rows, cols) in enumerate(members):
+                out[s][g][rows, cols] = codes[j]
+    return out
 
 
 def bits_per_code(num_embeddings):
@@ -556,30 +584,46 @@ def parse(data, limits=Limits()):
 
 def unpack(data, header, num_embeddings, context=None):
     """The code grids (or code stacks) of a parsed file, checked against the stored CRC32."""
-    payload = data[header.header_length : header.header_length + header.payload_length]
-    shapes = header.grid_shapes()
-    if header.context_coded:
+    return unpack_many([(data, header)], num_embeddings, context)[0]
+
+
+def unpack_many(files, num_embeddings, context=None, names=None):
+    """`unpack` of several parsed files `[(data, header), ...]` of one model: a list of code
+    grids (or stacks) per file, the same as one `unpack` each; the context-coded files are
+    entropy-decoded together (`decode_grid_sets`). Errors name the file by `names` (default:
+    "file i", its index in `files`, when there are several)."""
+    if names is None:
+        names = [f"file {i}" for i in range(len(files))] if len(files) > 1 else [""]
+    label = lambda i: f" ({names[i]})" if names[i] else ""  # noqa: E731
+    out, coded = [None] * len(files), []
+    for i, (data, header) in enumerate(files):
+        payload = data[header.header_length : header.header_length + header.payload_length]
+        if not header.context_coded:
+            out[i] = decode_fixed(payload, header.grid_shapes(), num_embeddings)
+            continue
         if context is None:
-            raise VQZFormatError(".vqz is context-coded, but the model has no context model (context_model=None).")
+            raise VQZFormatError(f".vqz{label(i)} is context-coded, but the model has no context model "
+                                 "(context_model=None).")
         if header.stacked != bool(getattr(context, "stacked", False)):
             kind = "code stacks (an RQ-VAE's)" if header.stacked else "code grids (a VQ-VAE's)"
-            raise VQZModelMismatchError(f".vqz holds {kind}, but the given model's context model codes the other "
-                                        "kind; decode it with the model it was written with.")
+            raise VQZModelMismatchError(f".vqz{label(i)} holds {kind}, but the given model's context model codes "
+                                        "the other kind; decode it with the model it was written with.")
         streams, start = [], 0
         for length in header.stream_lengths:
             streams.append(payload[start : start + length])
             start += length
-        grids = decode_grids(streams, shapes, context)
-    else:
-        grids = decode_fixed(payload, shapes, num_embeddings)
-    stored = int.from_bytes(data[-4:], "little")
-    if codes_crc(data[: header.header_length], grids) != stored:
-        raise VQZFormatError("corrupted .vqz: the decoded codes do not match the CRC32 stored at compression "
-                             "(a damaged file, or a model other than the one it was written with).")
-    return grids
+        coded.append((i, (streams, header.grid_shapes())))
+    decoded = decode_grid_sets([streams for _, streams in coded], context, names=[names[i] for i, _ in coded])
+    for (i, _), grids in zip(coded, decoded):
+        out[i] = grids
+    for i, (data, header) in enumerate(files):
+        if codes_crc(data[: header.header_length], out[i]) != int.from_bytes(data[-4:], "little"):
+            raise VQZFormatError(f"corrupted .vqz{label(i)}: the decoded codes do not match the CRC32 stored at "
+                                 "compression (a damaged file, or a model other than the one it was written with).")
+    return out
 
 
 __all__ = ["MAGIC", "MAGIC_V2", "VERSION", "VERSIONS", "MAX_QUALITY", "BLOCK", "STREAM_CODES", "Limits", "Header", "VQZFormatError", "VQZModelMismatchError",
            "pack",
-           "parse", "unpack", "encode_grids", "decode_grids", "grid_shape", "blocks", "streams_of",
+           "parse", "unpack", "unpack_many", "encode_grids", "decode_grids", "decode_grid_sets", "grid_shape", "blocks", "streams_of",
            "stream_count", "model_id", "bits_per_code"]
