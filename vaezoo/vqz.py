@@ -385,7 +385,7 @@ def decode_grid_sets(sets, context, block=BLOCK, names=None):
     the network passes, so a coding step runs once for the blocks of all of them (what makes
     many one-image files of a raster network fast to decode together).
 
-    `names`: what errors call each set (default: "file i" when there are several sets).
+    `names`: what errors call each set (default: nothing, as for one file).
 
     Raises:
         VQZFormatError: a set with the wrong stream count or a stream the range decoder rejects.
@@ -393,9 +393,7 @@ def decode_grid_sets(sets, context, block=BLOCK, names=None):
     import constriction
 
     family = _categorical()
-    if names is None:
-        names = [f"file {s}" for s in range(len(sets))] if len(sets) > 1 else [""]
-    label = lambda s: f" ({names[s]})" if names[s] else ""  # noqa: E731
+    label = lambda s: f" ({names[s]})" if names and names[s] else ""  # noqa: E731
     out = [[np.zeros(shape, np.int32) for shape in shapes] for _, shapes in sets]
     by_depths = {}  # sets of one code depth (one pass holds stacks of one shape)
     for s, (_, shapes) in enumerate(sets):
