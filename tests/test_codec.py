@@ -347,6 +347,38 @@ def test_cli_compress_decompress_any_size(trained, tmp_path, capsys):
     assert "bytes/image" in capsys.readouterr().out
 
 
+def test_cli_decompresses_many_files_each_named_after_its_file(trained, tmp_path, capsys):
+    from PIL import Image
+
+    from vaezoo.cli import main
+
+    model = trained["model"]
+    paths = []
+    for name, image in (("cat", trained["images"][0]), ("dog", _photo(21, 35, 5))):
+        paths.append(str(tmp_path / f"{name}.vqz"))
+        codec.write_vqz(paths[-1], model, [image])
+    out = tmp_path / "decoded"
+    assert main(["decompress", *paths, "--model", trained["keras_path"], "-o", str(out)]) == 0
+    assert sorted(os.listdir(out)) == ["cat_0000.png", "dog_0000.png"]
+    for path, name in zip(paths, ("cat_0000.png", "dog_0000.png")):
+        want = codec.read_vqz(path, model)[0]  # decoded alone
+        decoded = np.asarray(Image.open(out / name)).astype(int)
+        assert decoded.shape == want.shape
+        assert np.max(np.abs(decoded - np.round(want * 255).astype(int))) <= 1
+    assert "2 files: 2 image(s)" in capsys.readouterr().out
+
+    broken = tmp_path / "broken.vqz"
+    broken.write_bytes(open(paths[1], "rb").read()[:12])
+    twin = tmp_path / "other"
+    twin.mkdir()
+    codec.write_vqz(twin / "cat.vqz", model, [trained["images"][1]])
+    for files, message in (([paths[0], str(broken)], "file 1"), ([paths[0], str(twin / "cat.vqz")], "cat_0000.png")):
+        never = tmp_path / "never"
+        assert main(["decompress", *files, "--model", trained["keras_path"], "-o", str(never)]) == 2
+        assert message in capsys.readouterr().err
+        assert not never.exists()
+
+
 def test_cli_bad_input_writes_nothing(trained, good_file, tmp_path, capsys):
     from PIL import Image
 

@@ -3,7 +3,7 @@
     vaezoo demo [--workdir demo] [--smoke]         train the embedded beta-VAE on dSprites
     vaezoo train CONFIG --workdir DIR [--steps N] [--smoke] [--strategy NAME] [--init MODEL]
     vaezoo compress IMAGES... --model MODEL -o FILE.vqz
-    vaezoo decompress FILE.vqz --model MODEL -o DIR
+    vaezoo decompress FILE.vqz... --model MODEL -o DIR
     vaezoo eval MODEL [--metrics ...] [--split test] [--data SPEC] [--json OUT] [--k K]
     vaezoo traverse MODEL (--image FILE | --index I) [--dims ...] [--values ...] -o OUT.png
     vaezoo save-preset MODEL DIR [--name NAME] [--overwrite]
@@ -247,10 +247,21 @@ def _compress(args):
 def _decompress(args):
     from vaezoo import codec
 
-    model = _codec_model(args, args.file)
-    images = codec.read_vqz(args.file, model)  # every check runs before any PNG is written
-    paths = codec.save_images(images, args.output, prefix=args.prefix)
-    print(f"{args.file}: {len(paths)} image(s) -> {os.path.join(args.output, '')}")
+    if len(args.files) == 1:
+        model = _codec_model(args, args.files[0])
+        images = codec.read_vqz(args.files[0], model)  # every check runs before any PNG is written
+        paths = codec.save_images(images, args.output, prefix=args.prefix)
+        print(f"{args.files[0]}: {len(paths)} image(s) -> {os.path.join(args.output, '')}")
+        return 0
+    prefixes = [os.path.splitext(os.path.basename(path))[0] for path in args.files]
+    repeated = sorted({p for p in prefixes if prefixes.count(p) > 1})
+    if repeated:
+        raise ValueError(f"several files would write the same PNG names ({', '.join(repeated)}_0000.png, ...): "
+                         "decompress files with the same name into different folders.")
+    model = _codec_model(args, args.files[0])
+    decoded = codec.decompress_many(model, args.files)  # every file is checked before any PNG is written
+    count = sum(len(codec.save_images(images, args.output, prefix=prefix)) for images, prefix in zip(decoded, prefixes))
+    print(f"{len(args.files)} files: {count} image(s) -> {os.path.join(args.output, '')} (PNGs named after their file)")
     return 0
 
 
@@ -492,15 +503,19 @@ def build_parser():
                            "model's depth); a VQ-VAE has one quality, 1. The file records it")
     comp.set_defaults(func=_compress)
 
-    decomp = sub.add_parser("decompress", help="decode a .vqz file into PNGs",
-                            description="Decode a .vqz file (version 3, 2 or 1) with the model it was "
+    decomp = sub.add_parser("decompress", help="decode .vqz files into PNGs",
+                            description="Decode .vqz files (version 3, 2 or 1) with the model they were "
                                         "written with (checked by its weights sha256) and write one PNG per "
-                                        "image at its original size.")
-    decomp.add_argument("file", help="the .vqz file")
+                                        "image at its original size. Several files (thumbnails, one per file) "
+                                        "decode together, far faster than one call each, and every file is "
+                                        "checked before any PNG is written; their PNGs are named after the file "
+                                        "(NAME_0000.png for NAME.vqz).")
+    decomp.add_argument("files", nargs="+", metavar="file", help="the .vqz file(s)")
     _add_codec_model_options(decomp, required=False,
-                             model_help=vq_model_help + "; default: the zoo model the file's header names")
+                             model_help=vq_model_help + "; default: the zoo model the (first) file's header names")
     decomp.add_argument("-o", "--output", required=True, help="output folder for the PNGs")
-    decomp.add_argument("--prefix", default="image", help="PNG names: PREFIX_0000.png, ... (default: image)")
+    decomp.add_argument("--prefix", default="image", help="PNG names of one file's images: PREFIX_0000.png, ... "
+                                                         "(default: image; several files: each file's name)")
     decomp.set_defaults(func=_decompress)
 
     eval_model_help = "a .keras file, a training workdir or a registry name (see `vaezoo list`)"
