@@ -129,9 +129,9 @@ def main():
                                    for i in range(0, len(images), 500)]).astype(np.int32)
 
         train, test = stacks("train", 0), stacks("test", 0)
-    # the data's files are grouped by class: every (len / N)-th image keeps the classes balanced
-    train = train[:: max(1, len(train) // args.train_images)][: args.train_images]
-    test = test[:: max(1, len(test) // args.test_images)][: args.test_images]
+    # the data's files are grouped by class: evenly spaced images keep the classes balanced
+    train = train[data.evenly_spaced(len(train), args.train_images)]
+    test = test[data.evenly_spaced(len(test), args.test_images)]
     print(f"codes: train {train.shape}, test {test.shape} ({time.time() - start:.0f} s)", flush=True)
     k, depths = model.num_embeddings, model.depth
     rows = []
@@ -146,7 +146,7 @@ def main():
             print(f"trained: {name} ({time.time() - start:.0f} s)", flush=True)
     for name, network, _ in networks:
         per_depth = ie.code_bits(network, test, per_depth=True).sum(axis=0) / (len(test) * np.prod(test.shape[1:3]))
-        dead = dead_shares(network, test[:: max(1, len(test) // args.dead_images)][: args.dead_images])
+        dead = dead_shares(network, test[data.evenly_spaced(len(test), args.dead_images)])
         rows.append({"context model": name, "exact bits per code": round(float(per_depth.mean()), 3),
                      "depth 1": round(float(per_depth[0]), 3), "depth 2": round(float(per_depth[1]), 3),
                      f"depth {depths}": round(float(per_depth[-1]), 3),

@@ -19,8 +19,8 @@ residual is small, at the price of telling the decoder where it stopped (a depth
 Rates are payload estimates, without the header (the same for both) : a depth-k code costs the
 model's exact context network's mean bits per code at depth k on these images, measured over
 full stacks (assumed unchanged when some neighbours are absent); the depth map costs the
-cross-entropy of each position's depth under the depth histogram of the first
-`--train-images` training images at the same threshold (positions independent, no spatial
+cross-entropy of each position's depth under the depth histogram of `--train-images`
+training images (evenly spaced, like the test images: the CIFAR-10 copy is sorted by class) at the same threshold (positions independent, no spatial
 context: a real coder can only do better). PSNR: mean per-image PSNR of the decoded 8-bit
 images against the stored pixels (the rate-distortion benchmark's measure); the adaptive
 decoding feeds the decoder the latent summed to each position's own depth. Compared: the
@@ -100,8 +100,8 @@ def psnr_of(model, latents, pixels):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="rq-vae-cifar")
-    parser.add_argument("--limit", type=int, default=1000, help="first N test images (default 1,000)")
-    parser.add_argument("--train-images", type=int, default=5000, help="images whose depths give the map's histogram")
+    parser.add_argument("--limit", type=int, default=1000, help="N test images, evenly spaced over the class-sorted split (default 1,000)")
+    parser.add_argument("--train-images", type=int, default=5000, help="training images (evenly spaced) whose depths give the map's histogram")
     parser.add_argument("--thresholds", type=int, default=14, help="thresholds swept (geometric)")
     parser.add_argument("--budgets", type=float, nargs="+", default=[1.5, 2, 3, 4, 5, 6, 7],
                         help="codes per position of the per-image budgets")
@@ -111,8 +111,8 @@ def main():
     from vaezoo import data
 
     model, spec = load_rq_model(args.model)
-    images, _ = data.load_split(spec, "test", limit=args.limit)
-    train, _ = data.load_split(spec, "train", limit=args.train_images)
+    images, _ = data.load_split(spec, "test", limit=args.limit, spread=True)
+    train, _ = data.load_split(spec, "train", limit=args.train_images, spread=True)
     pixels = np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
     depth = model.depth
     print(f"{args.model}: {len(images)} test images, depths 1..{depth}", flush=True)
@@ -183,9 +183,9 @@ def main():
                   + (f"{value:+.1f}% over {span[0]:.2f}-{span[1]:.2f} dB" if value is not None else str(span)) + "\n")
     print(table)
     if not args.no_append:
-        protocol = (f"`{args.model}`, the first {len(images)} test images of {spec.get('source')}:"
-                    f"{spec.get('path')} (CIFAR-10 (JPEG q75 copy)); depth-map histogram from the first "
-                    f"{len(train)} training images; rates are payload estimates (exact context-network bits per "
+        protocol = (f"`{args.model}`, {len(images)} test images (evenly spaced over the class-sorted split) of "
+                    f"{spec.get('source')}:{spec.get('path')} (CIFAR-10 (JPEG q75 copy)); depth-map histogram from "
+                    f"{len(train)} training images spread the same way; rates are payload estimates (exact context-network bits per "
                     "code at each depth, measured on full stacks, times the codes coded; map: cross-entropy per "
                     "position, no spatial context; no header), PSNR of 8-bit decodings; see the script's docstring")
         append_results(TITLE, table, protocol, hardware_description())

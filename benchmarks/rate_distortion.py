@@ -224,7 +224,7 @@ def vaezoo_points(device, label, qualities, images, batch_file=True, progress=pr
     all files come from `codec.decompress_many` (the same codes; a raster coder's one-image
     files decode one position per step, so a loop over 10,000 files per quality would take
     most of the run). The looped images must match the jointly decoded ones to 1 level."""
-    from vaezoo import codec
+    from vaezoo import codec, data
 
     points = []
     for quality in qualities:
@@ -239,7 +239,7 @@ def vaezoo_points(device, label, qualities, images, batch_file=True, progress=pr
             if (i + 1) % 2000 == 0:
                 progress(f"    {label} {setting}: {i + 1}/{len(images)} single files written")
         encode_s = time.perf_counter() - start
-        sample = np.unique(np.linspace(0, len(files) - 1, min(len(files), timed)).round().astype(int))
+        sample = data.evenly_spaced(len(files), timed)
         start = time.perf_counter()
         looped = [to_uint8(codec.decompress(device, files[i])[0]) for i in sample]
         decode_s = (time.perf_counter() - start) * len(files) / len(sample)

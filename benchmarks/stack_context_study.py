@@ -1,20 +1,22 @@
 """How many bits an RQ-VAE's codes would cost under a raster-order context (a study for issue 16).
 
     python benchmarks/stack_context_study.py                         # rq-vae-cifar, depths 1, 2, 5, 8
+    python benchmarks/stack_context_study.py --model rq-vae-cifar-groups5   # against the 5-group coder
     python benchmarks/stack_context_study.py --depths 1 --no-append  # one depth, nothing recorded
 
-The shipped RQ-VAE context model (`GroupedContextModel` over code stacks) codes each depth in
-5 interleaved groups, seeing the same depth's earlier groups and the depth before at each
-position, through 3x3 convolutions of at most 86 channels. This study trains, for each given
-depth k, a small float network that sees what a raster-order coder of code stacks would give
-it: the 24 codes of `integer_entropy.causal_window(3, 3)` at depth k (as `RasterContextModel`
-does for a VQ-VAE) and, for k > 1, the 3x3 codes of depth k - 1 around the position (all
-known, since depth k - 1 is coded first). Its test cross-entropy (bits per code) is set beside
-the shipped model's exact bits per code at the same depth, on the same codes.
+A model's shipped context model is what its `.vqz` files pay: for `rq-vae-cifar-groups5` a
+`GroupedContextModel` that codes each depth in 5 interleaved groups, seeing the same depth's
+earlier groups and the depth before at each position, through 3x3 convolutions of at most 86
+channels; for `rq-vae-cifar` the raster-order coder this study led to. This study trains, for
+each given depth k, a small float network that sees what a raster-order coder of code stacks
+gives it: the 24 codes of `integer_entropy.causal_window(3, 3)` at depth k (as
+`RasterContextModel` does for a VQ-VAE) and, for k > 1, the 3x3 codes of depth k - 1 around the
+position (all known, since depth k - 1 is coded first). Its test cross-entropy (bits per code)
+is set beside the shipped model's exact bits per code at the same depth, on the same codes.
 
 The network is float (an embedding of 24 entries per code and window slot, two dense layers
-of 256, softmax over K), trained with Adam (2e-3, per-epoch cosine) on the codes of the first
-`--train-images` training images. It estimates what a raster-order coder of code stacks could
+of 256, softmax over K), trained with Adam (2e-3, per-epoch cosine) on the codes of
+`--train-images` training images (evenly spaced: the CIFAR-10 copy is sorted by class). It estimates what a raster-order coder of code stacks could
 save; it is not a coder: an exact (integer, quantization-aware) network of that kind would have
 to be built and trained to know its rate, which may land above or below the float estimate.
 """
@@ -87,7 +89,7 @@ def main():
         raise SystemExit(f"--depths must be in 1..{model.depth}, got {bad}.")
 
     def stacks(split, limit):
-        images, _ = data.load_split(spec, split, limit=limit)
+        images, _ = data.load_split(spec, split, limit=limit, spread=True)
         return np.concatenate([np.asarray(model.encode_to_codes(images[i : i + 500]))
                                for i in range(0, len(images), 500)]).astype(np.int32)
 
@@ -106,7 +108,8 @@ def main():
     table = markdown_table(rows, list(rows[0]))
     print(table)
     if not args.no_append:
-        protocol = (f"`{args.model}`'s code stacks of the first {len(train)} training and {len(test)} test images "
+        protocol = (f"`{args.model}`'s code stacks of {len(train)} training and {len(test)} test images (evenly "
+                    "spaced over the class-sorted splits) "
                     f"of {spec.get('source')}:{spec.get('path')} (CIFAR-10 (JPEG q75 copy)); shipped: its context "
                     "network's exact rate (LiteRT); estimate: the float network of the script's docstring, "
                     f"{args.epochs} epochs, test cross-entropy; 'bytes saved' counts 64 codes per 32x32 image")

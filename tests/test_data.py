@@ -215,6 +215,19 @@ def test_named_images_read_the_local_copy_spread_over_the_split(tmp_path, monkey
     np.testing.assert_array_equal(labels, [0, 4, 9, 4, 9])
 
 
+def test_load_split_spread_takes_evenly_spaced_images_with_their_labels(tmp_path):
+    x_test = np.repeat(np.arange(100, dtype=np.uint8), 4).reshape(100, 2, 2)  # image i holds the value i
+    np.savez(tmp_path / "sorted.npz", x_test=x_test, y_test=np.arange(100) // 10)  # sorted by class
+    spec = {"source": "npz", "path": str(tmp_path / "sorted.npz"), "label_key": "y_test"}
+    images, labels = data.load_split(spec, "test", limit=5, labels=True, batch_size=7, spread=True)
+    np.testing.assert_array_equal(np.round(images[:, 0, 0, 0] * 255), [0, 24, 49, 74, 99])
+    np.testing.assert_array_equal(labels, [0, 2, 4, 7, 9])
+    first, _ = data.load_split(spec, "test", limit=5, batch_size=7)  # the default: the first images, in order
+    np.testing.assert_array_equal(np.round(first[:, 0, 0, 0] * 255), [0, 1, 2, 3, 4])
+    everything, _ = data.load_split(spec, "test", limit=0, spread=True)
+    assert len(everything) == 100
+
+
 def test_named_images_fall_back_to_tfds_without_a_local_copy(tmp_path, monkeypatch):
     import tensorflow as tf
 

@@ -372,7 +372,7 @@ def named_images(name, split="test", limit=None, data_dir=None, seed=0):
         pairs = [(np.asarray(x), np.asarray(y)) for x, y in ds.as_numpy_iterator()]
         images, labels = np.stack([x for x, _ in pairs]), np.array([y for _, y in pairs])
     if limit:
-        chosen = np.linspace(0, len(images) - 1, min(limit, len(images))).astype(int)
+        chosen = evenly_spaced(len(images), limit)
         images, labels = images[chosen], labels[chosen]
     return images, np.asarray(labels, np.int64)
 
@@ -579,7 +579,20 @@ def split_spec(spec, split):
     return spec
 
 
-def load_split(spec, split="test", limit=10000, labels=False, seed=1, batch_size=256):
+def evenly_spaced(total, count):
+    """Indices of `count` of `total` items spread evenly from the first to the last (all of them
+    when `count` is 0, None or at least `total`): a sample of every class of a class-sorted file.
+
+    Example:
+        >>> evenly_spaced(10, 4)
+        array([0, 3, 6, 9])
+    """
+    if not count or count >= total:
+        return np.arange(total)
+    return np.linspace(0, total - 1, count).astype(int)
+
+
+def load_split(spec, split="test", limit=10000, labels=False, seed=1, batch_size=256, spread=False):
     """Images (float32 [0, 1], after the spec's preprocessing) and labels of a data spec's split.
 
     Args:
@@ -588,6 +601,8 @@ def load_split(spec, split="test", limit=10000, labels=False, seed=1, batch_size
             `<split>` sub-folder of an image folder if it exists. Generated dSprites has no
             split: a different `seed` draws a different random subset.
         limit: at most this many images (in order); `None` or 0 for all.
+        spread: take the `limit` images evenly spaced over the whole split (`evenly_spaced`)
+            instead of the first ones (the CIFAR-10 copy is sorted by class); reads the whole split.
         labels: also return labels (required for a CVAE).
         seed: seed of random preprocessing (binarization) and of the dSprites subset.
 
@@ -604,6 +619,7 @@ def load_split(spec, split="test", limit=10000, labels=False, seed=1, batch_size
         if spec.get("source") == "npz" and not spec.get("label_key"):
             raise ConfigError("a conditional model needs labels: add 'label_key' (e.g. 'y_test') to the npz data spec.")
     ds = make_dataset(spec, batch_size, seed=seed, shuffle=False, repeat=False, drop_remainder=False)
+    wanted, limit = (limit, None) if spread else (None, limit)
     images, label_list, count = [], [], 0
     for batch in ds:
         x, y = batch if labels else (batch, None)
@@ -617,4 +633,7 @@ def load_split(spec, split="test", limit=10000, labels=False, seed=1, batch_size
         raise ValueError(f"the data spec {spec} produced no images.")
     images = np.concatenate(images)[: limit or None]
     y = np.concatenate(label_list)[: limit or None] if label_list else None
+    if spread:
+        chosen = evenly_spaced(len(images), wanted)
+        images, y = images[chosen], None if y is None else y[chosen]
     return images, y
