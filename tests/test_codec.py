@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vaezoo import codec, integer_entropy, vqz, vqz_v1
+from vaezoo import code_search, codec, integer_entropy, vqz, vqz_v1
 from vaezoo.codec import VQZFormatError, VQZModelMismatchError
 from helpers import squares
 
@@ -753,22 +753,43 @@ def trained_rq(tmp_path_factory):
 
 def test_each_quality_stores_that_many_depths_and_decodes_them(trained_rq):
     model, images = trained_rq["model"], trained_rq["images"]
-    codes = np.asarray(model.encode_to_codes(images))
+    greedy = np.asarray(model.encode_to_codes(images))
+    latents = np.asarray(model.latent_grid(images))
+    codebooks = np.stack([np.asarray(level.embeddings) for level in model.quantizer.levels])
     sizes = []
     for quality in (1, 2, 3):
-        data = codec.compress(model, images, quality=quality)
-        header = codec.read_header(data)
-        assert header.version == 3 and header.quality == quality and header.mode == "context"
-        _, grids = codec.decompress_codes(model, data)  # the header alone says how many depths
-        np.testing.assert_array_equal(np.stack(grids), codes[..., :quality])
-        np.testing.assert_allclose(codec.decompress(model, data), np.asarray(model.decode_codes(codes, depth=quality)),
-                                   rtol=0, atol=1e-6)
-        # the payload is the exact model's cross-entropy of the stored depths plus the flushes
-        ideal = float(np.sum(integer_entropy.code_bits(model.context_network(), codes[..., :quality])))
-        assert ideal <= header.payload_length * 8 <= ideal + 64 * len(header.stream_lengths)
+        searched = code_search.residual_codes(latents, codebooks, quality, code_search.DEFAULT_BEAM_WIDTH)
+        for beam_width, codes in ((None, searched), (1, greedy[..., :quality])):
+            data = codec.compress(model, images, quality=quality, beam_width=beam_width)
+            header = codec.read_header(data)
+            assert header.version == 3 and header.quality == quality and header.mode == "context"
+            _, grids = codec.decompress_codes(model, data)  # the header alone says how many depths
+            np.testing.assert_array_equal(np.stack(grids), codes)
+            np.testing.assert_allclose(codec.decompress(model, data), np.asarray(model.decode_codes(codes)),
+                                       rtol=0, atol=1e-6)
+            # the payload is the exact model's cross-entropy of the stored depths plus the flushes
+            ideal = float(np.sum(integer_entropy.code_bits(model.context_network(), codes)))
+            assert ideal <= header.payload_length * 8 <= ideal + 64 * len(header.stream_lengths)
         sizes.append(len(data))
     assert sizes[0] < sizes[1] < sizes[2]
     assert codec.compress(model, images) == codec.compress(model, images, quality=3)  # the default: full depth
+
+
+def test_the_code_search_stores_stacks_nearer_the_latents_than_greedy_codes(trained, trained_rq):
+    model, images = trained_rq["model"], trained_rq["images"]
+    latents = np.asarray(model.latent_grid(images))
+    for quality in (2, 3):
+        errors = {}
+        for beam_width in (1, 4):
+            _, grids = codec.decompress_codes(model, codec.compress(model, images, quality=quality,
+                                                                   beam_width=beam_width))
+            errors[beam_width] = np.mean((np.asarray(model.quantizer.embed(np.stack(grids))) - latents) ** 2)
+        assert errors[4] < errors[1]  # equal if the search were skipped
+    with pytest.raises(ValueError, match="beam_width=2 needs an RQ-VAE's code search, and a VQ-VAE"):
+        codec.compress(trained["model"], trained["images"][:1], beam_width=2)
+    for bad, error in ((0, ValueError), (2.5, TypeError), (True, TypeError)):
+        with pytest.raises(error, match="beam_width must be an integer >= 1"):
+            codec.compress(model, images[:1], beam_width=bad)
 
 
 def test_code_stacks_of_any_size_round_trip_in_both_modes(trained_rq):
@@ -825,6 +846,10 @@ def test_the_desktop_and_every_litert_kernel_set_write_the_same_code_stack_bytes
             _, decoded = codec.decompress_codes(path, desktop)
             assert all(np.array_equal(a, b[..., :quality]) for a, b in zip(decoded, stacks)), (name, quality)
     device = codec.LiteRTCodecModel(bundle)
+    np.testing.assert_array_equal(device.codebooks, codec.codec_model(model).codebooks)  # codebooks.npy
+    for quality in (1, 3):  # the same code search from the LiteRT encoder's latents
+        np.testing.assert_array_equal(np.stack(codec.encode_images(device, trained_rq["images"], quality=quality)[1]),
+                                      np.stack(codec.encode_images(model, trained_rq["images"], quality=quality)[1]))
     data = codec.compress(device, trained_rq["images"][:4], quality=2)  # LiteRT encoder, decoder and context model
     np.testing.assert_allclose(codec.decompress(device, data), codec.decompress(model, data), rtol=0, atol=1e-4)
 

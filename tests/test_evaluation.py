@@ -592,7 +592,7 @@ def test_run_eval_refuses_disentanglement_without_factor_data(monkeypatch, guard
 
 
 def test_vqz_rate_is_the_size_and_quality_of_one_image_files_at_each_quality():
-    from vaezoo import codec
+    from vaezoo import code_search, codec
 
     rng = np.random.default_rng(1)
     x = rng.random((5, 16, 16, 3)).astype(np.float32)
@@ -613,6 +613,7 @@ def test_vqz_rate_is_the_size_and_quality_of_one_image_files_at_each_quality():
     records = reports.card_records({"metrics": {**r, "examples": 5}, "split": "test", "data": {"source": "npz"},
                                     "seed": 0, "hardware": "h", "date": "d"}, "vaezoo eval ...")
     assert records["vqz_psnr"]["value"] == r["vqz_psnr"] and "qualities [1, 2, 3]" in records["vqz_psnr"]["protocol"]
+    assert f"beam search of width {code_search.DEFAULT_BEAM_WIDTH}" in records["vqz_psnr"]["protocol"]
     vq = vaezoo.VQVAE(input_shape=(16, 16, 3), num_embeddings=8, embedding_dim=4, hidden_channels=8,
                       residual_channels=4, num_residual_blocks=1, prior=None, seed=0)
     one = evaluation.evaluate(vq, x[:2], metrics=("vqz_rate",))

@@ -21,6 +21,8 @@ import os
 import shutil
 import sys
 
+from vaezoo.code_search import DEFAULT_BEAM_WIDTH  # numpy only (no TensorFlow at import)
+
 
 def _demo(args):
     import importlib.resources
@@ -237,7 +239,8 @@ def _compress(args):
     channels = codec.codec_model(model).channels
     images = data.load_image_files(args.images, None, channels, resize=False)  # every file at its own size
     images = [codec.check_image(image, channels, name=path) for path, image in zip(args.images, images)]
-    size = codec.write_vqz(args.output, model, images, mode=args.mode, quality=args.quality)
+    size = codec.write_vqz(args.output, model, images, mode=args.mode, quality=args.quality,
+                           beam_width=args.beam_width)
     header = codec.read_header(args.output)
     print(f"{len(images)} image(s) -> {args.output}: {size} bytes ({size / len(images):.1f} bytes/image, "
           f"{header.mode} coding, quality {header.quality})")
@@ -501,6 +504,10 @@ def build_parser():
     comp.add_argument("--quality", type=int, default=None,
                       help="an RQ-VAE's code depths to store, 1..D (fewer bytes, coarser images; default D, the "
                            "model's depth); a VQ-VAE has one quality, 1. The file records it")
+    comp.add_argument("--beam-width", type=int, default=None, metavar="B",
+                      help="an RQ-VAE's code search: B partial code stacks kept per depth (default "
+                           "%d; 1: greedy codes, the fastest encoder). Every width gives a file any decoder "
+                           "reads" % DEFAULT_BEAM_WIDTH)
     comp.set_defaults(func=_compress)
 
     decomp = sub.add_parser("decompress", help="decode .vqz files into PNGs",

@@ -9,7 +9,10 @@ a grid of codes, and the grid is entropy-coded with the model's exact context mo
 refining the ones before it: `quality=q` (1..D, default D) stores the first q, so one model
 gives D operating points (fewer bytes at lower quality). The header records q; decoding
 needs nothing else. A VQ-VAE has one operating point, quality 1 (its single code per
-position): `quality` may be omitted or 1. Decoding reverses this and crops to
+position): `quality` may be omitted or 1. An RQ-VAE's stacks are chosen by a beam search for the
+stored depths (`vaezoo.code_search`; `beam_width=1` is greedy residual coding, the codes training
+uses): files at quality q cost about the same bytes as greedy codes and decode to images up to
+1 dB nearer the original (`docs/vqz_format.md`, "Which codes"). Decoding reverses this and crops to
 the original size. An image larger than the codec model's `max_tile_pixels` runs through the
 networks in tiles, each extended by the networks' receptive field, which gives the
 whole-image codes and pixels (up to float rounding) within bounded memory (`vaezoo.tiling`).
@@ -25,6 +28,7 @@ Example:
     >>> from vaezoo import codec
     >>> data = codec.compress(model, images)          # uint8 (n, H, W, 3), or a list of sizes
     >>> small = codec.compress(rq_model, images, quality=2)   # an RQ-VAE's first 2 depths
+    >>> fast = codec.compress(rq_model, images, beam_width=1)  # greedy codes: a faster encoder
     >>> restored = codec.decompress(model, data)      # float32 in [0, 1], the original sizes
     >>> thumbnails = codec.decompress_many(model, files)   # many files at once, one entry each
     >>> codec.write_vqz("photo.vqz", model, [photo])
@@ -38,7 +42,7 @@ import os
 
 import numpy as np
 
-from vaezoo import tiling, validation, vqz, vqz_v1
+from vaezoo import code_search, tiling, validation, vqz, vqz_v1
 from vaezoo.io import atomic_path
 from vaezoo.vqz import Limits, VQZFormatError, VQZModelMismatchError
 
@@ -53,12 +57,14 @@ class CodecModel:
     `weights_sha256`, `depth` (an RQ-VAE's code depth D, or None for a VQ-VAE's code grids),
     `context` (an integer context network or None), `encode(images)` (grids, or full-depth
     code stacks) / `decode(grids)` (grids, or stacks of any depth up to D) on batches of
-    equal size, and for tiling `halo` (`{"encoder": e,
-    "decoder": d}`, the networks' receptive fields in codes) and `max_tile_pixels` (the most
-    pixels one network pass may see; larger images run in tiles)."""
+    equal size, for an RQ-VAE's code search `codebooks` (`(D, K, C)`, or None when the model
+    cannot search) and `latents(images)` (the encoder's output), and for tiling `halo`
+    (`{"encoder": e, "decoder": d}`, the networks' receptive fields in codes) and
+    `max_tile_pixels` (the most pixels one network pass may see; larger images run in tiles)."""
 
     max_tile_pixels = tiling.MAX_TILE_PIXELS
     depth = None
+    codebooks = None
 
     @property
     def qualities(self):
@@ -93,10 +99,16 @@ class KerasCodecModel(CodecModel):
         self.context = _litert_context(model, self.weights_sha256)
         self.halo = tiling.receptive_field(model.get_config())
         self.max_tile_pixels = int(max_tile_pixels or tiling.MAX_TILE_PIXELS)
+        if self.depth is not None:
+            self.codebooks = np.stack([np.asarray(level.embeddings, np.float32) for level in model.quantizer.levels])
 
     def encode(self, images):
         """Code grids int32 `(n, h, w)` of float images `(n, H, W, C)`, sides multiples of the stride."""
         return np.asarray(self.model.encode_grid(images), np.int32)
+
+    def latents(self, images):
+        """The encoder's output float32 `(n, h, w, C)` of float images `(n, H, W, C)`."""
+        return np.asarray(self.model.latent_grid(images), np.float32)
 
     def decode(self, grids):
         """Float32 images `(n, H, W, C)` in [0, 1] of code grids `(n, h, w)` (or stacks `(n, h, w, d)`)."""
@@ -184,6 +196,12 @@ class LiteRTCodecModel(CodecModel):
                 network = integer_entropy.network_from_arrays(dict(arrays))
             self.context = integer_entropy.LiteRTContextNetwork(self._checked(files["tflite"]), network,
                                                                resolver=resolver, num_threads=num_threads)
+        if codec.get("codebooks"):  # an RQ-VAE's code search (exports before it: greedy codes only)
+            codebooks = np.load(io.BytesIO(self._checked(codec["codebooks"])), allow_pickle=False)
+            if codebooks.ndim != 3 or codebooks.shape[:2] != (self.depth, self.num_embeddings):
+                raise ValueError(f"{self.directory}: codebooks.npy has shape {codebooks.shape}, expected "
+                                 f"({self.depth}, {self.num_embeddings}, C) for this model; export it again.")
+            self.codebooks = codebooks.astype(np.float32)
 
     def _checked(self, entry):
         path = os.path.join(self.directory, entry["file"])
@@ -196,6 +214,9 @@ class LiteRTCodecModel(CodecModel):
 
     def encode(self, images):
         return self._encode(images=np.ascontiguousarray(images, np.float32))["codes"].astype(np.int32)
+
+    def latents(self, images):
+        return self._encode(images=np.ascontiguousarray(images, np.float32))["latents"].astype(np.float32)
 
     def decode(self, grids):
         return self._decode(codes=np.ascontiguousarray(grids, np.int32))["images"].astype(np.float32)
@@ -261,14 +282,38 @@ def _batch(grid_shape, stride, batch_size, max_tile_pixels):
     return max(1, min(batch_size, max_tile_pixels // (grid_shape[0] * grid_shape[1] * stride * stride)))
 
 
-def encode_images(codec, images, batch_size=64, max_tile_pixels=None):
+def check_beam_width(codec, beam_width):
+    """The code search's beam width for `codec` (see `vaezoo.code_search`): `None` gives
+    `code_search.DEFAULT_BEAM_WIDTH` for a model that can search (an RQ-VAE, or the export of
+    one with its `codebooks.npy`) and 1 (its encoder's greedy codes) otherwise."""
+    codec = codec_model(codec)
+    if beam_width is None:
+        return 1 if codec.codebooks is None else code_search.DEFAULT_BEAM_WIDTH
+    validation.check_int("beam_width", beam_width, 1)
+    if beam_width > 1 and codec.codebooks is None:
+        what = ("a VQ-VAE has one code per position" if codec.depth is None else
+                "this export has no codebooks.npy (exported before the code search): export the model again")
+        raise ValueError(f"beam_width={beam_width} needs an RQ-VAE's code search, and {what}; use beam_width=1.")
+    return int(beam_width)
+
+
+def encode_images(codec, images, batch_size=64, max_tile_pixels=None, quality=None, beam_width=None):
     """`(sizes, grids)` of images (any sizes): their original `(h, w)` and code grids.
 
+    An RQ-VAE's code stacks are `quality` deep (default D), found by a beam search of
+    `beam_width` (see `check_beam_width`; 1: the encoder's greedy codes, all D depths).
     Images whose padded size is over `max_tile_pixels` (default: the codec model's) are
     encoded in tiles with a halo of the encoder's receptive field: the same codes as whole.
     """
     codec = codec_model(codec)
     budget = int(max_tile_pixels or codec.max_tile_pixels)
+    width = check_beam_width(codec, beam_width)
+    encode = codec.encode
+    if width > 1:
+        depth = check_quality(codec, quality)
+
+        def encode(batch):
+            return code_search.residual_codes(codec.latents(batch), codec.codebooks, depth, width)
     images = _image_list(images, codec.channels)
     sizes = [image.shape[:2] for image in images]
     grids = [None] * len(images)
@@ -276,12 +321,12 @@ def encode_images(codec, images, batch_size=64, max_tile_pixels=None):
         batch = _batch(grid_shape, codec.stride, batch_size, budget)
         if not batch:
             for i in indices:
-                grids[i] = tiling.encode_tiled(codec.encode, _pad(images[i], codec.stride), codec.stride,
+                grids[i] = tiling.encode_tiled(encode, _pad(images[i], codec.stride), codec.stride,
                                                codec.halo["encoder"], budget)
             continue
         for start in range(0, len(indices), batch):
             chunk = indices[start : start + batch]
-            for i, grid in zip(chunk, codec.encode(np.stack([_pad(images[i], codec.stride) for i in chunk]))):
+            for i, grid in zip(chunk, encode(np.stack([_pad(images[i], codec.stride) for i in chunk]))):
                 grids[i] = grid
     return sizes, grids
 
@@ -464,7 +509,7 @@ def _check_model(codec, header):
         )
 
 
-def compress(model, images, mode="auto", quality=None):
+def compress(model, images, mode="auto", quality=None, beam_width=None):
     """Compress images into `.vqz` bytes.
 
     Args:
@@ -474,10 +519,13 @@ def compress(model, images, mode="auto", quality=None):
         mode: see `compress_codes`.
         quality: an RQ-VAE's code depths to store, 1..D (default D: the best images, the
             most bytes); a VQ-VAE's only quality is 1.
+        beam_width: an RQ-VAE's code search (`vaezoo.code_search`; default
+            `code_search.DEFAULT_BEAM_WIDTH`, 1: greedy codes, the fastest encoder). Any width
+            gives a file every decoder reads; a VQ-VAE takes only 1.
 
     Raises:
         ValueError / TypeError: an image of the wrong channels, size, dtype or range, or a
-            quality outside the model's (before any work).
+            quality or beam width outside the model's (before any work).
 
     Example:
         >>> data = compress(model, x_test[:100])
@@ -485,7 +533,7 @@ def compress(model, images, mode="auto", quality=None):
     """
     codec = codec_model(model)
     quality = check_quality(codec, quality)
-    sizes, grids = encode_images(codec, images)
+    sizes, grids = encode_images(codec, images, quality=quality, beam_width=beam_width)
     return compress_codes(codec, grids, sizes, mode=mode, quality=quality)
 
 
@@ -528,13 +576,13 @@ def decompress_many(model, files, limits=Limits()):
     return out
 
 
-def write_vqz(path, model, images, mode="auto", quality=None):
+def write_vqz(path, model, images, mode="auto", quality=None, beam_width=None):
     """Compress `images` into the file `path` (written atomically); returns its size in bytes.
 
-    `mode` and `quality` as in `compress`. Everything is validated and encoded before the
+    `mode`, `quality` and `beam_width` as in `compress`. Everything is validated and encoded before the
     file is opened, so bad input leaves no file.
     """
-    data = compress(model, images, mode=mode, quality=quality)
+    data = compress(model, images, mode=mode, quality=quality, beam_width=beam_width)
     with atomic_path(os.fspath(path)) as tmp, open(tmp, "wb") as f:
         f.write(data)
     return len(data)
@@ -577,7 +625,7 @@ def save_images(images, folder, prefix="image"):
 
 __all__ = [
     "MIN_SIDE", "MODES", "Limits", "check_image", "VQZFormatError", "VQZModelMismatchError", "CodecModel",
-    "KerasCodecModel", "LiteRTCodecModel", "codec_model", "check_quality",
+    "KerasCodecModel", "LiteRTCodecModel", "codec_model", "check_quality", "check_beam_width",
     "encode_images", "decode_images", "compress", "decompress", "decompress_many", "compress_codes", "decompress_codes",
     "decompress_codes_many", "read_header",
     "write_vqz", "read_vqz", "save_images",

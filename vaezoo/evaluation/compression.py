@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from vaezoo import code_search
 from vaezoo.evaluation.records import Metric, batches
 from vaezoo.evaluation.reconstruction import per_image_mse, psnr_of_errors
 
@@ -22,11 +23,12 @@ def quality_curve(model, images, batch_size=128, progress=False):
     """Per quality 1..D of a VQ-VAE (D = 1) or RQ-VAE (D = its depth): the bytes of each image
     compressed alone into a one-image `.vqz` file, and the images decoded from it.
 
-    Protocol: every image is encoded once (full depth) and, for each quality q, its first q
-    code depths are written as a one-image file (`codec.compress_codes`, mode "auto": the
-    context model when the model has one, version 3, header included); the file decodes to
-    exactly those codes (`tests/test_codec.py`), so the decoded image is the model's decoder
-    on them (`decode_codes(codes, depth=q)`, float32, not rounded to 8 bits). PSNR is the mean
+    Protocol: for each quality q, every image is encoded as `codec.compress` encodes it (an
+    RQ-VAE's q-deep code stacks by the default code search, `vaezoo.code_search`) and written as
+    a one-image file (`codec.compress_codes`, mode "auto": the context model when the model has
+    one, version 3, header included); the file decodes to exactly those codes
+    (`tests/test_codec.py`), so the decoded image is the model's decoder on them
+    (`decode_codes`, float32, not rounded to 8 bits). PSNR is the mean
     of per-image PSNRs (peak 1), SSIM the mean of `ssim`; bits per pixel are 8 x bytes /
     (height x width).
 
@@ -37,12 +39,12 @@ def quality_curve(model, images, batch_size=128, progress=False):
     from vaezoo import codec
 
     coder = codec.codec_model(model)
-    sizes, grids = codec.encode_images(coder, images, batch_size=batch_size)
-    codes = np.stack(grids)  # the model's image size: one shape
-    pixels = float(np.mean([h * w for h, w in sizes]))
     out = {"vqz_qualities": list(coder.qualities), "vqz_bytes_per_image": [], "vqz_bits_per_pixel": [],
            "vqz_psnr": [], "vqz_ssim": []}
     for quality in coder.qualities:
+        sizes, grids = codec.encode_images(coder, images, batch_size=batch_size, quality=quality)
+        pixels = float(np.mean([h * w for h, w in sizes]))
+        codes = np.stack(grids)  # the model's image size: one shape
         kept, options = (codes[..., :quality], {"quality": quality}) if coder.depth else (codes, {})
         files = [len(codec.compress_codes(coder, [c], [size], **options)) for c, size in zip(kept, sizes)]
         decoded = np.concatenate([np.asarray(model.decode_codes(kept[s]), np.float32)
@@ -64,9 +66,11 @@ def _applies(model, inputs):
 
 
 def _protocol(metric, results, report, data):
-    return (f"{metric.description}; qualities {results['vqz_qualities']} (one value per quality, in order); each image "
-            f"its own one-image .vqz file (version 3, header included), decoded to float32 (PSNR: mean of per-image "
-            f"PSNRs, peak 1; SSIM: tf.image.ssim, max_val 1); {data}")
+    search = (f"code stacks by beam search of width {code_search.DEFAULT_BEAM_WIDTH} (vaezoo.code_search); "
+              if len(results["vqz_qualities"]) > 1 else "")
+    return (f"{metric.description}; qualities {results['vqz_qualities']} (one value per quality, in order); {search}each "
+            f"image its own one-image .vqz file (version 3, header included), decoded to float32 (PSNR: mean of "
+            f"per-image PSNRs, peak 1; SSIM: tf.image.ssim, max_val 1); {data}")
 
 
 VQZ_RATE = Metric(

@@ -8,7 +8,7 @@ runs them with `get_signature_runner("encode")` / `get_signature_runner("decode"
 |---|---|---|---|
 | `VQVAE` | `encode` | `images` float32 `(batch, H, W, C)` in [0, 1] | `codes` int32 `(batch, h, w)` |
 | `VQVAE` | `decode` | `codes` int32 `(batch, h, w)` in [0, K) | `images` float32 `(batch, H, W, C)` in [0, 1] |
-| `RQVAE` | `encode` | `images` float32 `(batch, H, W, C)` in [0, 1] | `codes` int32 `(batch, h, w, D)` (every depth) |
+| `RQVAE` | `encode` | `images` float32 `(batch, H, W, C)` in [0, 1] | `codes` int32 `(batch, h, w, D)` (every depth, greedy), `latents` float32 `(batch, h, w, embedding_dim)` (for `vaezoo.code_search`) |
 | `RQVAE` | `decode` | `codes` int32 `(batch, h, w, d)`, any d in [1, D]: the first d depths | `images` float32 `(batch, H, W, C)` in [0, 1] |
 | `VAE`-like | `encode` | `images` float32 `(batch, H, W, C)` in [0, 1] | `mean`, `stddev` float32 `(batch, latent_dim)` |
 | `VAE`-like | `decode` | `z` float32 `(batch, latent_dim)` | `images` float32 `(batch, H, W, C)` in [0, 1] |
@@ -130,7 +130,7 @@ def signature_functions(model):
                 residual = residual - tf.gather(codebook, level_codes)
                 codes.append(level_codes)
             shape = tf.concat([tf.shape(z)[:3], [model.depth]], 0)
-            return {"codes": tf.reshape(tf.stack(codes, axis=-1), shape)}
+            return {"codes": tf.reshape(tf.stack(codes, axis=-1), shape), "latents": z}
 
         def decode(codes):
             # level l's code c is row l * K + c of the stacked codebooks; sum the given levels
@@ -436,7 +436,9 @@ def export_tflite(
         signatures = {
             # any height and width that are multiples of the stride (the training size among them)
             "encode": {"inputs": {"images": ["float32", [None, None, None, channels]]},
-                       "outputs": {"codes": ["int32", codes]}},
+                       "outputs": {"codes": ["int32", codes],
+                                   **({"latents": ["float32", [None, None, None, model.embedding_dim]]}
+                                      if kind == "rq" else {})}},
             "decode": {"inputs": {"codes": ["int32", codes[:3] + ([None] if kind == "rq" else [])]},
                        "outputs": {"images": ["float32", [None, None, None, channels]]}},
         }
@@ -474,25 +476,30 @@ def export_tflite(
 
 def _write_codec_files(model, out_dir):
     """The codec's part of an export: the exact context model as `context.tflite` (float32,
-    signature `context`) and `context.npz` (its integers: head, table), and what the codec
-    needs to know; `None` for a VQ-VAE without a context model (fixed-length codes only)."""
+    signature `context`) and `context.npz` (its integers: head, table), an RQ-VAE's codebooks
+    as `codebooks.npy` (float32 `(D, K, C)`, for `vaezoo.code_search`), and what the codec
+    needs to know; no context model for a VQ-VAE without one (fixed-length codes only)."""
     import io
+
+    def write(name, content):
+        with atomic_path(os.path.join(out_dir, name)) as tmp, open(tmp, "wb") as f:
+            f.write(content)
+        return {"file": name, "sha256": hashlib.sha256(content).hexdigest()}
 
     entry = {"stride": model.stride, "channels": model.image_shape[-1], "num_embeddings": model.num_embeddings,
              "context_model": None}
     if model.latent_kind == "residual_code_grid":
         entry["depth"] = model.depth  # code stacks of 1..depth levels: the qualities
+        codebooks = io.BytesIO()
+        np.save(codebooks, np.stack([np.asarray(level.embeddings, np.float32) for level in model.quantizer.levels]))
+        entry["codebooks"] = write("codebooks.npy", codebooks.getvalue())
     network = model.context_network()
     if network is None:
         return entry
     arrays = io.BytesIO()
     np.savez(arrays, **network.to_arrays())
     files = {"tflite": ("context.tflite", convert_context_network(network)), "arrays": ("context.npz", arrays.getvalue())}
-    entry["context_model"] = {}
-    for role, (name, content) in files.items():
-        with atomic_path(os.path.join(out_dir, name)) as tmp, open(tmp, "wb") as f:
-            f.write(content)
-        entry["context_model"][role] = {"file": name, "sha256": hashlib.sha256(content).hexdigest()}
+    entry["context_model"] = {role: write(name, content) for role, (name, content) in files.items()}
     return entry
 
 

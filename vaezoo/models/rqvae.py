@@ -282,7 +282,7 @@ class RQVAE(VQVAE):
     def encode_grid(self, x, depth=None):
         """Code stacks `(batch, H / stride, W / stride, depth)` of images of ANY size whose sides
         are multiples of `stride` (see `VQVAE.encode_grid`)."""
-        codes = self.quantizer.nearest_codes(self.encoder(self._check_grid_images(x)))
+        codes = self.quantizer.nearest_codes(self.latent_grid(x))
         return codes if depth is None else codes[..., : self._depth_argument(depth)]
 
     def decode_grid(self, codes, depth=None):

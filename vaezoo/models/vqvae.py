@@ -368,6 +368,12 @@ class VQVAE(LatentVariableModel):
                              f"{shape[1]}x{shape[2]} (pad them first, as vaezoo.codec does).")
         return validation.check_images(x, shape[1:], name="images")
 
+    def latent_grid(self, x):
+        """The encoder's output before quantization, float32 `(batch, H / stride, W / stride,
+        embedding_dim)`, of images of ANY size whose sides are multiples of `stride` (uint8 in
+        [0, 255] or float in [0, 1])."""
+        return tf.cast(self.encoder(self._check_grid_images(x)), tf.float32)
+
     def encode_grid(self, x):
         """Code grids of images of ANY size whose sides are multiples of `stride`.
 
@@ -375,7 +381,7 @@ class VQVAE(LatentVariableModel):
         `(batch, H / stride, W / stride)` grid; `encode_to_codes` is the same at the
         training size. Images: uint8 in [0, 255] or float in [0, 1].
         """
-        return self.quantizer.nearest_codes(self.encoder(self._check_grid_images(x)))
+        return self.quantizer.nearest_codes(self.latent_grid(x))
 
     def decode_grid(self, codes):
         """Images float32 in [0, 1] `(batch, h * stride, w * stride, C)` from code grids of ANY size."""
