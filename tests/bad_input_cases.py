@@ -48,6 +48,36 @@ def _deep_rq_file(folder):
     return _read_vqz(folder, data, _rq(2))
 
 
+def _rq_bundle_with_codebooks(folder, data, rehash=False):
+    """A LiteRT export of an RQ-VAE whose codebooks.npy is replaced by `data`, opened as a codec
+    model. With `rehash`, manifest.json records the new file's sha256 (a tool that rewrote it)."""
+    import hashlib
+    import json
+
+    from vaezoo import codec
+    from vaezoo.export.tflite import export_tflite
+
+    model = _rq(2)
+    model(np.zeros((1, 16, 16, 3), np.float32))
+    export_tflite(model, folder, variants=("float32",))
+    _write_bytes(folder, "codebooks.npy", data)
+    if rehash:
+        path = os.path.join(folder, "manifest.json")
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+        manifest["codec"]["codebooks"]["sha256"] = hashlib.sha256(data).hexdigest()
+        _write(folder, "manifest.json", json.dumps(manifest))
+    return codec.LiteRTCodecModel(folder)
+
+
+def _npy(array):
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
 def _write(folder, name, text):
     path = os.path.join(folder, name)
     with open(path, "w", encoding="utf-8") as f:
@@ -272,6 +302,15 @@ CASES = [
     ("vqz-quality-vq", "quality 2 for a VQ-VAE", lambda d: __import__("vaezoo.codec").codec.compress(
         _vq(), [np.zeros((16, 16, 3), np.uint8)], quality=2), ValueError,
      r"quality must be 1 for a VQ-VAE \(its one operating point"),
+    ("vqz-beam-width-vq", "a code search (beam width 2) asked of a VQ-VAE",
+     lambda d: __import__("vaezoo.codec").codec.compress(_vq(), [np.zeros((16, 16, 3), np.uint8)], beam_width=2),
+     ValueError, r"beam_width=2 needs an RQ-VAE's code search, and a VQ-VAE has one code per position"),
+    ("bundle-codebooks-damaged", "an RQ-VAE export whose codebooks.npy was cut short",
+     lambda d: _rq_bundle_with_codebooks(d, _npy(np.zeros((2, 8, 4), np.float32))[:100]),
+     ValueError, r"codebooks\.npy does not match the sha256 its manifest records"),
+    ("bundle-codebooks-wrong-shape", "an RQ-VAE export whose codebooks.npy (hash updated) has 3 levels of 5 codes",
+     lambda d: _rq_bundle_with_codebooks(d, _npy(np.zeros((3, 5, 4), np.float32)), rehash=True),
+     ValueError, r"codebooks\.npy has shape \(3, 5, 4\), expected \(2, 8, C\)"),
     ("vqz-quality-over-depth", "a quality-3 .vqz read with an RQ-VAE of depth 2", _deep_rq_file, ValueError,
      r"\.vqz has quality 3 \(code depths per position\), more than the given model, an RQ-VAE of depth 2, decodes"),
     ("vqz-sparse-file", "a sparse .vqz file of 2 GB", _sparse_vqz,

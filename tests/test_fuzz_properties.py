@@ -1,5 +1,6 @@
 """Property-based tests (hypothesis): distribution layers' shapes and finite log-probs for any
-parameters, and archive reading that refuses member paths escaping their folder."""
+parameters, archive reading that refuses member paths escaping their folder, and an export's
+codebooks.npy read as the right array or refused with a ValueError whatever its bytes."""
 
 import io
 import tarfile
@@ -75,3 +76,44 @@ def test_archive_members_escaping_their_folder_are_refused(tmp_path, member):
 def test_safe_archive_reads(tmp_path):
     images, labels = data.load_image_tar(_tar_with(tmp_path, "train/dog/1.png"), "train")
     assert images.shape == (2, 4, 4, 3) and list(labels) == [0, 1]
+
+
+def _npy(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+VALID_CODEBOOKS = _npy(np.arange(2 * 8 * 4, dtype=np.float32).reshape(2, 8, 4) / 10)
+
+
+@settings(max_examples=300, deadline=None)
+@given(edits=st.lists(st.tuples(st.integers(0, len(VALID_CODEBOOKS) - 1), st.integers(0, 255)), max_size=6),
+       cut=st.integers(0, len(VALID_CODEBOOKS)))
+def test_codebooks_npy_of_any_bytes_is_read_right_or_refused(edits, cut):
+    from vaezoo.codec import read_codebooks
+
+    content = bytearray(VALID_CODEBOOKS)
+    for position, value in edits:
+        content[position] = value
+    try:
+        codebooks = read_codebooks(bytes(content[:cut]), 2, 8)
+    except ValueError as error:
+        assert "codebooks.npy" in str(error)
+        return
+    assert codebooks.shape[:2] == (2, 8) and codebooks.dtype == np.float32 and np.all(np.isfinite(codebooks))
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "not a numpy array file"),
+    (_npy(np.zeros((2, 8, 4), object)), "not a numpy array file"),  # pickled objects are never loaded
+    (_npy(np.zeros((2, 8), np.float32)), r"shape \(2, 8\), expected \(2, 8, C\)"),
+    (_npy(np.zeros((2, 8, 4), np.int32)), "finite floats"),
+    (_npy(np.full((2, 8, 4), np.nan, np.float32)), "finite floats"),
+])
+def test_codebooks_npy_refusals_name_the_file(content, message):
+    from vaezoo.codec import read_codebooks
+
+    with pytest.raises(ValueError, match=message):
+        read_codebooks(content, 2, 8, where="bundle")
+    np.testing.assert_array_equal(read_codebooks(VALID_CODEBOOKS, 2, 8), np.load(io.BytesIO(VALID_CODEBOOKS)))
