@@ -952,6 +952,8 @@ def test_qualities_outside_the_model_and_files_deeper_than_it_are_refused(traine
 
 
 def test_cli_quality(trained_rq, tmp_path, capsys):
+    from PIL import Image
+
     from vaezoo.cli import main
 
     pngs = _write_pngs(trained_rq["images"][:2], tmp_path)
@@ -960,6 +962,16 @@ def test_cli_quality(trained_rq, tmp_path, capsys):
     assert codec.read_header(path).quality == 1 and "quality 1" in capsys.readouterr().out
     assert main(["decompress", path, "--model", trained_rq["keras_path"], "-o", str(tmp_path / "out")]) == 0
     assert sorted(os.listdir(tmp_path / "out")) == ["image_0000.png", "image_0001.png"]
+    greedy = str(tmp_path / "greedy.vqz")  # --beam-width reaches the code search
+    images = [np.asarray(Image.open(png)) for png in pngs]
+    written = []
+    for width in (1, 3):
+        assert main(["compress", *pngs, "--model", trained_rq["keras_path"], "--quality", "3",
+                     "--beam-width", str(width), "-o", greedy]) == 0
+        with open(greedy, "rb") as f:
+            written.append(f.read())
+        assert written[-1] == codec.compress(trained_rq["model"], images, quality=3, beam_width=width)
+    assert written[0] != written[1]  # the two widths chose other codes for these images
     bad = str(tmp_path / "q9.vqz")
     assert main(["compress", *pngs, "--model", trained_rq["keras_path"], "--quality", "9", "-o", bad]) == 2
     assert "quality must be an integer in [1, 3]" in capsys.readouterr().err and not os.path.exists(bad)
