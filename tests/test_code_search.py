@@ -39,7 +39,7 @@ def test_a_beam_of_one_is_the_quantizers_greedy_coding():
     rng = np.random.default_rng(1)
     quantizer = ResidualQuantizer(depth=4, num_embeddings=16, embedding_dim=6, seed=0)
     quantizer.build((None, 6))
-    codebooks = np.stack([np.asarray(level.embeddings) for level in quantizer.levels])
+    codebooks = quantizer.codebooks
     latents = rng.normal(size=(2, 7, 5, 6)).astype(np.float32)
     codes = code_search.residual_codes(latents, codebooks, beam_width=1)
     assert codes.shape == (2, 7, 5, 4) and codes.dtype == np.int32

@@ -755,7 +755,7 @@ def test_each_quality_stores_that_many_depths_and_decodes_them(trained_rq):
     model, images = trained_rq["model"], trained_rq["images"]
     greedy = np.asarray(model.encode_to_codes(images))
     latents = np.asarray(model.latent_grid(images))
-    codebooks = np.stack([np.asarray(level.embeddings) for level in model.quantizer.levels])
+    codebooks = model.quantizer.codebooks
     sizes = []
     for quality in (1, 2, 3):
         searched = code_search.residual_codes(latents, codebooks, quality, code_search.DEFAULT_BEAM_WIDTH)

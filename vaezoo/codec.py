@@ -100,7 +100,7 @@ class KerasCodecModel(CodecModel):
         self.halo = tiling.receptive_field(model.get_config())
         self.max_tile_pixels = int(max_tile_pixels or tiling.MAX_TILE_PIXELS)
         if self.depth is not None:
-            self.codebooks = np.stack([np.asarray(level.embeddings, np.float32) for level in model.quantizer.levels])
+            self.codebooks = model.quantizer.codebooks
 
     def encode(self, images):
         """Code grids int32 `(n, h, w)` of float images `(n, H, W, C)`, sides multiples of the stride."""

@@ -445,6 +445,14 @@ class ResidualQuantizer(keras.layers.Layer):
         return self.levels[0].num_embeddings
 
     @property
+    def codebooks(self):
+        """Every level's code vectors as one float32 numpy array `(depth, K, C)`, level d in row d
+        (what `vaezoo.code_search` searches, and an export's `codebooks.npy`)."""
+        if not self.built:
+            self.build()
+        return np.stack([np.asarray(level.embeddings, np.float32) for level in self.levels])
+
+    @property
     def embedding_dim(self):
         return self.levels[0].embedding_dim
 

@@ -491,7 +491,7 @@ def _write_codec_files(model, out_dir):
     if model.latent_kind == "residual_code_grid":
         entry["depth"] = model.depth  # code stacks of 1..depth levels: the qualities
         codebooks = io.BytesIO()
-        np.save(codebooks, np.stack([np.asarray(level.embeddings, np.float32) for level in model.quantizer.levels]))
+        np.save(codebooks, model.quantizer.codebooks)
         entry["codebooks"] = write("codebooks.npy", codebooks.getvalue())
     network = model.context_network()
     if network is None:
