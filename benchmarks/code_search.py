@@ -9,7 +9,7 @@ code stacks (`codec.encode_images(..., quality=q, beam_width=w)`, the Keras enco
 64) and each stack is written as its own one-image `.vqz` file (`codec.compress_codes`, header
 included: what `codec.compress` writes for that image). Reported per width and quality: bytes
 per file, PSNR of the decoded 8-bit images against the stored pixels (the rate-distortion
-benchmark's measure), and the encoding time per image against greedy coding's in the same run
+benchmark's `point`), and the encoding time per image against greedy coding's in the same run
 (network and search, batched; writing the file is not included). Then the BD-rate of each width
 against greedy coding over the qualities (PCHIP, as `rate_distortion.py`).
 """
@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import append_results, hardware_description, load_rq_model, markdown_table  # noqa: E402
 from compression import to_uint8  # noqa: E402
-from rate_distortion import bd_rate  # noqa: E402
+from rate_distortion import bd_rate, mse_per_image  # noqa: E402
 
 TITLE = "Code search: greedy residual coding vs beam search (RQ-VAE, CIFAR-10 (JPEG q75 copy))"
 
@@ -32,6 +32,7 @@ TITLE = "Code search: greedy residual coding vs beam search (RQ-VAE, CIFAR-10 (J
 def measure(model, images, quality, beam_width):
     """`(bytes per one-image file, PSNR of the 8-bit decodings, encode seconds per image)`."""
     from vaezoo import codec
+    from vaezoo.evaluation.reconstruction import psnr_of_errors
 
     coder = codec.codec_model(model)
     start = time.perf_counter()
@@ -40,9 +41,7 @@ def measure(model, images, quality, beam_width):
     files = [codec.compress_codes(coder, [stack], [size], quality=quality) for stack, size in zip(stacks, sizes)]
     stacks = np.stack(stacks)[..., :quality]
     decoded = np.concatenate([to_uint8(model.decode_codes(stacks[i : i + 250])) for i in range(0, len(stacks), 250)])
-    pixels = to_uint8(images).astype(np.float64)
-    mse = np.mean((decoded.astype(np.float64) - pixels) ** 2, axis=(1, 2, 3))
-    psnr = float(np.mean(10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))))
+    psnr = psnr_of_errors(mse_per_image(to_uint8(images), decoded), max_value=255.0, min_mse=255.0**2 * 1e-10)
     return float(np.mean([len(f) for f in files])), psnr, seconds
 
 

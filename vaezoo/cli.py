@@ -250,13 +250,8 @@ def _compress(args):
 def _decompress(args):
     from vaezoo import codec
 
-    if len(args.files) == 1:
-        model = _codec_model(args, args.files[0])
-        images = codec.read_vqz(args.files[0], model)  # every check runs before any PNG is written
-        paths = codec.save_images(images, args.output, prefix=args.prefix)
-        print(f"{args.files[0]}: {len(paths)} image(s) -> {os.path.join(args.output, '')}")
-        return 0
-    prefixes = [os.path.splitext(os.path.basename(path))[0] for path in args.files]
+    prefixes = ([args.prefix] if len(args.files) == 1 else
+                [os.path.splitext(os.path.basename(path))[0] for path in args.files])
     repeated = sorted({p for p in prefixes if prefixes.count(p) > 1})
     if repeated:
         raise ValueError(f"several files would write the same PNG names ({', '.join(repeated)}_0000.png, ...): "
@@ -264,7 +259,8 @@ def _decompress(args):
     model = _codec_model(args, args.files[0])
     decoded = codec.decompress_many(model, args.files)  # every file is checked before any PNG is written
     count = sum(len(codec.save_images(images, args.output, prefix=prefix)) for images, prefix in zip(decoded, prefixes))
-    print(f"{len(args.files)} files: {count} image(s) -> {os.path.join(args.output, '')} (PNGs named after their file)")
+    what, note = (args.files[0], "") if len(args.files) == 1 else (f"{len(args.files)} files", " (PNGs named after their file)")
+    print(f"{what}: {count} image(s) -> {os.path.join(args.output, '')}{note}")
     return 0
 
 

@@ -4,7 +4,7 @@ A residual quantizer decodes the stack `(c_1, ..., c_q)` to `e_1[c_1] + ... + e_
 (`ResidualQuantizer.embed`). Greedy coding (`ResidualQuantizer.nearest_codes`, what training
 uses) picks at each depth the code nearest to what the depths before left; a stack nearer to the
 latent often starts with another code. `residual_codes` keeps the `beam_width` best partial
-stacks at each depth (each extended by its `beam_width` nearest codes) and returns the stack
+stacks at each depth (the nearest among every kept stack extended by every code) and returns the stack
 nearest to the latent among the survivors at the file's quality q: the codes are chosen for the
 q depths the file stores, so the same image at another quality may start with other codes.
 Beam width 1 is greedy coding; a width of at least K^(q-1) is exhaustive. The decoder and the
