@@ -251,12 +251,12 @@ def vaezoo_points(device, label, qualities, images, batch_file=True, progress=pr
         progress(f"  {points[-1]['codec']} {setting}: {_summary(points[-1])}")
         if batch_file:
             start = time.perf_counter()
-            data = codec.compress(device, images, **options)
+            batch = codec.compress(device, images, **options)
             encode_s = time.perf_counter() - start
             start = time.perf_counter()
-            decoded = to_uint8(codec.decompress(device, data))
+            decoded = to_uint8(codec.decompress(device, batch))
             decode_s = time.perf_counter() - start
-            points.append(point(f"{label}, one batch file", setting, quality, images, decoded, [len(data)],
+            points.append(point(f"{label}, one batch file", setting, quality, images, decoded, [len(batch)],
                                 encode_s, decode_s))
             progress(f"  {points[-1]['codec']} {setting}: {_summary(points[-1])}")
     return points
