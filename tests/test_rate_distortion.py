@@ -109,6 +109,26 @@ def test_operating_points_of_an_rq_vae_need_the_quality_knob(monkeypatch):
     assert rd.operating_points(model) == [1, 2, 3]
 
 
+def test_vaezoo_points_of_every_quality_of_an_rq_vae_in_both_file_layouts():
+    """Every quality's single-file and batch-file points, their bytes those of `codec.compress`
+    itself (a second quality once broke the batch branch: `data` rebound to the file's bytes)."""
+    import vaezoo
+    from vaezoo import codec
+
+    model = vaezoo.RQVAE(input_shape=(16, 16, 3), depth=2, num_embeddings=16, embedding_dim=8, hidden_channels=16,
+                         residual_channels=8, num_residual_blocks=1, context_model={"channels": 8, "layers": 2,
+                                                                                  "condition_depths": 1}, seed=0)
+    device = codec.KerasCodecModel(model)
+    images = list(np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8))
+    points = rd.vaezoo_points(device, "tiny", [1, 2], images, batch_file=True, progress=lambda _: None, timed=2)
+    assert [(p["codec"], p["quality"]) for p in points] == [
+        (f"tiny, {layout}", q) for q in (1, 2) for layout in ("one file per image", "one batch file")]
+    for q, (single, batch) in zip((1, 2), zip(points[::2], points[1::2])):
+        assert single["bytes/image"] == np.mean([len(codec.compress(device, [image], quality=q)) for image in images])
+        assert batch["bytes/image"] == len(codec.compress(device, images, quality=q)) / len(images)
+    assert points[2]["bytes/image"] > points[0]["bytes/image"]
+
+
 def _tiny_cifar_tar(path):
     """The README's eight CIFAR inputs as a test split in the CIFAR-10 JPEG copy's layout."""
     with tarfile.open(path, "w:gz") as tar:
