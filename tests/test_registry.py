@@ -518,3 +518,43 @@ def test_shared_weights_fields_are_checked(shared_zoo, change, message):
     card["weights"] = {**card["weights"], **change}
     with pytest.raises(registry.ConfigError, match=message):
         registry.validate_card(card)
+
+
+def test_keep_as_keeps_the_old_weights_loadable_and_moves_the_models_that_share_them(shared_zoo):
+    from vaezoo.workdir import weights_fingerprint
+
+    zoo_maintenance.share_base_weights("tiny-old", "tiny-new")
+    kept = zoo_maintenance.keep_as("tiny-new", "tiny-new-v1", "tiny-new as shipped before its retraining")
+    assert kept["weights"]["sha256"] == registry.info("tiny-new")["weights"]["sha256"]  # a byte-identical copy
+    assert kept["config"] == registry.info("tiny-new")["config"] and "tiny-new's weights" in kept["notes"]["kept"]
+    assert registry.info("tiny-old")["weights"]["base"] == "tiny-new-v1"
+    # new weights for tiny-new: the kept copy and the model sharing it load as before
+    model = shared_zoo["models"]["tiny-new"]
+    model.decoder.set_weights([w + 0.25 for w in model.decoder.get_weights()])
+    path = shared_zoo["pretrained"] / "tiny-new.weights.h5"
+    model.save_weights(str(path))
+    card = registry.info("tiny-new")
+    card["weights"] = {**card["weights"], "sha256": registry.sha256_of(str(path)), "bytes": os.path.getsize(path)}
+    zoo_maintenance.write_card(card)
+    assert weights_fingerprint(vaezoo.load("tiny-new-v1")) == shared_zoo["fingerprints"]["tiny-new"]
+    assert weights_fingerprint(vaezoo.load("tiny-old")) == shared_zoo["fingerprints"]["tiny-old"]
+    assert weights_fingerprint(vaezoo.load("tiny-new")) != shared_zoo["fingerprints"]["tiny-new"]
+
+
+def test_keep_as_refuses_a_taken_name_or_a_model_without_its_own_file_and_undoes_a_failed_copy(shared_zoo,
+                                                                                               monkeypatch):
+    zoo_maintenance.share_base_weights("tiny-old", "tiny-new")
+    with pytest.raises(ValueError, match="already a zoo model"):
+        zoo_maintenance.keep_as("tiny-new", "tiny-old", "x")
+    with pytest.raises(ValueError, match="no full weights file"):
+        zoo_maintenance.keep_as("tiny-old", "tiny-old-v1", "x")
+    cards, files = registry.list_models(), sorted(os.listdir(shared_zoo["pretrained"]))
+    old_card = registry.info("tiny-old")
+    import vaezoo.workdir
+
+    fingerprints = iter(range(100))  # every load looks like different weights
+    monkeypatch.setattr(vaezoo.workdir, "weights_fingerprint", lambda model: next(fingerprints))
+    with pytest.raises(AssertionError, match="does not load as it did"):
+        zoo_maintenance.keep_as("tiny-new", "tiny-new-v1", "x")
+    assert registry.list_models() == cards and sorted(os.listdir(shared_zoo["pretrained"])) == files
+    assert registry.info("tiny-old") == old_card

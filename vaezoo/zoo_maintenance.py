@@ -134,6 +134,61 @@ def publish(workdir, name, float16=False, compress=False):
     return card["weights"]
 
 
+def keep_as(name, new_name, description):
+    """Keep zoo model `name`'s shipped weights loadable as `new_name` before new weights replace
+    them, so that `.vqz` files written with them still decode (their headers name the weights
+    fingerprint, not the zoo name; `vaezoo decompress` finds `new_name` from it).
+
+    `new_name` gets a byte-identical copy of the weights file and `name`'s card (config, recipe
+    and metrics: the same weights) with `description`; models that ship only a part of their
+    weights on top of `name`'s (`share_base_weights`) are pointed at `new_name`, whose file is
+    the one they were pinned to. Every model touched must load with the weights fingerprint it
+    had, else nothing changes. Returns `new_name`'s card.
+    """
+    import copy
+
+    from vaezoo.workdir import weights_fingerprint
+
+    card = registry.info(name)
+    weights = card.get("weights") or {}
+    if not weights.get("uri", "").startswith("pretrained://") or "base" in weights:
+        raise ValueError(f"{name} has no full weights file in the package to keep.")
+    registry.check_name(new_name)
+    if new_name in registry.list_models():
+        raise ValueError(f"{new_name} is already a zoo model; choose another name.")
+    dependents = [registry.info(other) for other in registry.list_models()
+                  if (registry.info(other).get("weights") or {}).get("base") == name]
+    before = {n: weights_fingerprint(registry.load(n)) for n in [name] + [d["name"] for d in dependents]}
+    kept = copy.deepcopy(card)
+    kept["name"], kept["description"] = new_name, description
+    filename = f"{new_name}.weights.h5"
+    target = os.path.join(registry.pretrained_dir(), filename)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(registry.fetch_weights(card), tmp)
+    os.chmod(target, 0o644)
+    kept["weights"] = {**weights, "uri": f"pretrained://{filename}", "sha256": registry.sha256_of(target)}
+    if isinstance(kept.get("notes"), dict):
+        kept["notes"]["kept"] = (f"{name}'s weights (sha256 {weights['sha256'][:12]}) kept under this name when "
+                                 f"{name} got new ones, so that .vqz files written with them decode "
+                                 "(scripts/keep_weights_as.py)")
+    written = [write_card(kept)]
+    try:
+        for dependent in dependents:
+            dependent["weights"] = {**dependent["weights"], "base": new_name}
+            written.append(write_card(dependent))
+        after = {n: weights_fingerprint(registry.load(n)) for n in [new_name] + [d["name"] for d in dependents]}
+        if after != {**{new_name: before[name]}, **{d["name"]: before[d["name"]] for d in dependents}}:
+            raise AssertionError(f"{new_name} (or a model sharing {name}'s weights) does not load as it did.")
+    except Exception:
+        os.remove(written[0])
+        os.remove(target)
+        for dependent in dependents:
+            dependent["weights"] = {**dependent["weights"], "base": name}
+            write_card(dependent)
+        raise
+    return kept
+
+
 def share_base_weights(name, base, part="context_model"):
     """Ship only `part`'s weights for `name`, taking every other weight from the zoo model
     `base` (which must hold exactly the same values there): a superseded model kept so that
