@@ -975,3 +975,60 @@ def test_cli_quality(trained_rq, tmp_path, capsys):
     bad = str(tmp_path / "q9.vqz")
     assert main(["compress", *pngs, "--model", trained_rq["keras_path"], "--quality", "9", "-o", bad]) == 2
     assert "quality must be an integer in [1, 3]" in capsys.readouterr().err and not os.path.exists(bad)
+
+
+def _assert_budgets_give_the_highest_quality_that_fits(model, images, depth, beam_width):
+    files = [codec.compress(model, images, quality=q, beam_width=beam_width) for q in range(1, depth + 1)]
+    assert all(len(a) < len(b) for a, b in zip(files, files[1:]))
+    for budget in sorted({len(f) + d for f in files for d in (-1, 0)} | {10**6})[1:]:
+        want = max(q for q in range(1, depth + 1) if len(files[q - 1]) <= budget)
+        got = codec.compress(model, images, max_bytes=budget, beam_width=beam_width)
+        assert got == files[want - 1], (beam_width, budget)  # the very file of that quality
+    return files
+
+
+def test_a_size_budget_gives_the_highest_quality_that_fits(trained_rq):
+    import vaezoo
+
+    model, images = trained_rq["model"], trained_rq["images"]
+    for beam_width in (1, 4):
+        files = _assert_budgets_give_the_highest_quality_that_fits(model, images, 3, beam_width)
+        # `quality` caps the search
+        assert codec.compress(model, images, quality=2, max_bytes=10**6, beam_width=beam_width) == files[1]
+    deep = vaezoo.RQVAE(**{**RQ_CONFIG, "depth": 6}, seed=0)  # untrained: a bisection over six qualities
+    _assert_budgets_give_the_highest_quality_that_fits(deep, images, 6, 1)
+    with pytest.raises(ValueError, match=f"below the smallest file of these images: {len(files[0])} bytes at quality 1"):
+        codec.compress(model, images, max_bytes=len(files[0]) - 1)
+    for bad, error in ((0, ValueError), (-5, ValueError), (2.5, TypeError), ("100", TypeError)):
+        with pytest.raises(error, match="max_bytes must be an integer >= 1"):
+            codec.compress(model, images, max_bytes=bad)
+
+
+def test_a_size_budget_on_tiled_images_searches_the_whole_image_latents(trained_rq):
+    # the budget path keeps float latents (tiled for large images) instead of codes
+    model, image = trained_rq["model"], _photo(72, 100, 4)
+    whole = codec.compress(model, [image], quality=2)
+    tiled = codec.KerasCodecModel(model, max_tile_pixels=32 * 32)  # many tiles, each with its halo
+    assert codec.compress(tiled, [image], quality=2) == whole
+    assert codec.compress(tiled, [image], max_bytes=len(whole)) == whole
+    device = codec.LiteRTCodecModel(trained_rq["bundle"], max_tile_pixels=32 * 32)  # the device path too
+    assert codec.compress(device, [image], max_bytes=len(whole)) == codec.compress(device, [image], quality=2)
+
+
+def test_cli_max_bytes(trained_rq, tmp_path, capsys):
+    from PIL import Image
+
+    from vaezoo.cli import main
+
+    pngs = _write_pngs(trained_rq["images"][:2], tmp_path)
+    images = [np.asarray(Image.open(png)) for png in pngs]
+    budget = len(codec.compress(trained_rq["model"], images, quality=2))
+    want = codec.compress(trained_rq["model"], images, max_bytes=budget)  # tested above
+    path = str(tmp_path / "budget.vqz")
+    assert main(["compress", *pngs, "--model", trained_rq["keras_path"], "--max-bytes", str(budget), "-o", path]) == 0
+    with open(path, "rb") as f:
+        assert f.read() == want
+    assert f"quality {codec.read_header(want).quality})" in capsys.readouterr().out
+    small = str(tmp_path / "small.vqz")
+    assert main(["compress", *pngs, "--model", trained_rq["keras_path"], "--max-bytes", "20", "-o", small]) == 2
+    assert "below the smallest file" in capsys.readouterr().err and not os.path.exists(small)

@@ -240,7 +240,7 @@ def _compress(args):
     images = data.load_image_files(args.images, None, channels, resize=False)  # every file at its own size
     images = [codec.check_image(image, channels, name=path) for path, image in zip(args.images, images)]
     size = codec.write_vqz(args.output, model, images, mode=args.mode, quality=args.quality,
-                           beam_width=args.beam_width)
+                           beam_width=args.beam_width, max_bytes=args.max_bytes)
     header = codec.read_header(args.output)
     print(f"{len(images)} image(s) -> {args.output}: {size} bytes ({size / len(images):.1f} bytes/image, "
           f"{header.mode} coding, quality {header.quality})")
@@ -504,6 +504,9 @@ def build_parser():
                       help="an RQ-VAE's code search: B partial code stacks kept per depth (default "
                            "%d; 1: greedy codes, the fastest encoder). Every width gives a file any decoder "
                            "reads" % DEFAULT_BEAM_WIDTH)
+    comp.add_argument("--max-bytes", type=int, default=None, metavar="N",
+                      help="a size budget: the highest quality (up to --quality) whose file has at most N bytes "
+                           "(an error, and no file, when even quality 1 needs more)")
     comp.set_defaults(func=_compress)
 
     decomp = sub.add_parser("decompress", help="decode .vqz files into PNGs",

@@ -7,7 +7,8 @@ a grid of codes, and the grid is entropy-coded with the model's exact context mo
 
 **Quality.** An RQ-VAE of depth D codes each position with a stack of up to D codes, each
 refining the ones before it: `quality=q` (1..D, default D) stores the first q, so one model
-gives D operating points (fewer bytes at lower quality). The header records q; decoding
+gives D operating points (fewer bytes at lower quality); `max_bytes=N` picks the highest
+quality whose file fits N bytes (`compress_within`). The header records q; decoding
 needs nothing else. A VQ-VAE has one operating point, quality 1 (its single code per
 position): `quality` may be omitted or 1. An RQ-VAE's stacks are chosen by a beam search for the
 stored depths (`vaezoo.code_search`; `beam_width=1` is greedy residual coding, the codes training
@@ -29,6 +30,7 @@ Example:
     >>> data = codec.compress(model, images)          # uint8 (n, H, W, 3), or a list of sizes
     >>> small = codec.compress(rq_model, images, quality=2)   # an RQ-VAE's first 2 depths
     >>> fast = codec.compress(rq_model, images, beam_width=1)  # greedy codes: a faster encoder
+    >>> thumb = codec.compress(rq_model, [image], max_bytes=200)  # the best quality within 200 bytes
     >>> restored = codec.decompress(model, data)      # float32 in [0, 1], the original sizes
     >>> thumbnails = codec.decompress_many(model, files)   # many files at once, one entry each
     >>> codec.write_vqz("photo.vqz", model, [photo])
@@ -320,7 +322,6 @@ def encode_images(codec, images, batch_size=64, max_tile_pixels=None, quality=No
     encoded in tiles with a halo of the encoder's receptive field: the same codes as whole.
     """
     codec = codec_model(codec)
-    budget = int(max_tile_pixels or codec.max_tile_pixels)
     width = check_beam_width(codec, beam_width)
     encode = codec.encode
     if width > 1:
@@ -328,6 +329,13 @@ def encode_images(codec, images, batch_size=64, max_tile_pixels=None, quality=No
 
         def encode(batch):
             return code_search.residual_codes(codec.latents(batch), codec.codebooks, depth, width)
+    return _encoded(codec, images, encode, batch_size, max_tile_pixels)
+
+
+def _encoded(codec, images, encode, batch_size=64, max_tile_pixels=None):
+    """`(sizes, outputs)`: `encode` (padded images `(n, H, W, C)` -> `(n, h, w, ...)` on the code
+    grid: codes or latents) of every image, batched by size, tiled over `max_tile_pixels`."""
+    budget = int(max_tile_pixels or codec.max_tile_pixels)
     images = _image_list(images, codec.channels)
     sizes = [image.shape[:2] for image in images]
     grids = [None] * len(images)
@@ -523,7 +531,7 @@ def _check_model(codec, header):
         )
 
 
-def compress(model, images, mode="auto", quality=None, beam_width=None):
+def compress(model, images, mode="auto", quality=None, beam_width=None, max_bytes=None):
     """Compress images into `.vqz` bytes.
 
     Args:
@@ -532,23 +540,75 @@ def compress(model, images, mode="auto", quality=None, beam_width=None):
             8 pixels a side), uint8 in [0, 255] or float in [0, 1], the model's channels.
         mode: see `compress_codes`.
         quality: an RQ-VAE's code depths to store, 1..D (default D: the best images, the
-            most bytes); a VQ-VAE's only quality is 1.
+            most bytes); a VQ-VAE's only quality is 1. With `max_bytes`: the highest quality tried.
         beam_width: an RQ-VAE's code search (`vaezoo.code_search`; default
             `code_search.DEFAULT_BEAM_WIDTH`, 1: greedy codes, the fastest encoder). Any width
             gives a file every decoder reads; a VQ-VAE takes only 1.
+        max_bytes: a size budget for the whole file: the file of the highest quality (up to
+            `quality`) that has at most this many bytes (see `compress_within`).
 
     Raises:
         ValueError / TypeError: an image of the wrong channels, size, dtype or range, or a
-            quality or beam width outside the model's (before any work).
+            quality or beam width outside the model's (before any work); with `max_bytes`, a
+            budget that even quality 1 exceeds (the message gives its size).
 
     Example:
         >>> data = compress(model, x_test[:100])
         >>> len(data) / 100      # bytes per image
+        >>> thumb = compress(rq_model, [image], max_bytes=200)   # the best quality within 200 bytes
     """
     codec = codec_model(model)
     quality = check_quality(codec, quality)
+    if max_bytes is not None:
+        return compress_within(codec, images, max_bytes, mode=mode, quality=quality, beam_width=beam_width)
     sizes, grids = encode_images(codec, images, quality=quality, beam_width=beam_width)
     return compress_codes(codec, grids, sizes, mode=mode, quality=quality)
+
+
+def compress_within(model, images, max_bytes, mode="auto", quality=None, beam_width=None):
+    """`.vqz` bytes of the highest quality q <= `quality` (default D) whose file has at most
+    `max_bytes` bytes: rate control by a size budget instead of a quality.
+
+    A file's bytes grow with its quality (each stores one more code per position), so a
+    bisection over 1..`quality` finds q in about log2(D) + 1 entropy codings. The networks run
+    once: the encoder's latents are kept (16 bytes per pixel for a stride-4, 64-channel model)
+    and searched at each quality tried (greedy codes, `beam_width=1`, are truncated instead).
+    The header records q (`read_header(data).quality`); decoding needs nothing else.
+
+    Raises:
+        ValueError: `max_bytes` not a positive integer, or smaller than the quality-1 file
+            (the message gives that size), or as `compress`.
+
+    Example:
+        >>> data = compress_within(rq_model, [thumbnail], 200)
+        >>> read_header(data).quality, len(data) <= 200
+    """
+    codec = codec_model(model)
+    validation.check_int("max_bytes", max_bytes, 1)
+    top = check_quality(codec, quality)
+    width = check_beam_width(codec, beam_width)
+    if width > 1:
+        sizes, latents = _encoded(codec, images, codec.latents)
+
+        def codes_at(q):
+            return [code_search.residual_codes(latent, codec.codebooks, q, width) for latent in latents]
+    else:
+        sizes, grids = encode_images(codec, images, quality=top, beam_width=1)
+        codes_at = lambda q: grids  # noqa: E731 (compress_codes stores the first q codes)
+    files = {}
+
+    def fits(q):
+        files[q] = compress_codes(codec, codes_at(q), sizes, mode=mode, quality=q)
+        return len(files[q]) <= max_bytes
+
+    if not fits(1):
+        raise ValueError(f"max_bytes={max_bytes} is below the smallest file of these images: {len(files[1])} bytes "
+                         f"at quality 1 ({len(sizes)} image(s)); allow at least that many bytes.")
+    low, high = 1, top  # fits(low); the answer is in low..high
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return files[low]
 
 
 def decompress(model, data, limits=Limits()):
@@ -590,13 +650,13 @@ def decompress_many(model, files, limits=Limits()):
     return out
 
 
-def write_vqz(path, model, images, mode="auto", quality=None, beam_width=None):
+def write_vqz(path, model, images, mode="auto", quality=None, beam_width=None, max_bytes=None):
     """Compress `images` into the file `path` (written atomically); returns its size in bytes.
 
-    `mode`, `quality` and `beam_width` as in `compress`. Everything is validated and encoded before the
-    file is opened, so bad input leaves no file.
+    `mode`, `quality`, `beam_width` and `max_bytes` as in `compress`. Everything is validated and
+    encoded before the file is opened, so bad input (or a budget too small) leaves no file.
     """
-    data = compress(model, images, mode=mode, quality=quality, beam_width=beam_width)
+    data = compress(model, images, mode=mode, quality=quality, beam_width=beam_width, max_bytes=max_bytes)
     with atomic_path(os.fspath(path)) as tmp, open(tmp, "wb") as f:
         f.write(data)
     return len(data)

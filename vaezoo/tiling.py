@@ -127,7 +127,7 @@ def encode_tiled(encode, image, stride, halo, max_tile_pixels):
         tile = image[erows.start * stride : erows.stop * stride, ecols.start * stride : ecols.stop * stride]
         grid = encode(np.ascontiguousarray(tile)[None])[0]
         if out is None:
-            out = np.empty((h, w, *grid.shape[2:]), np.int32)
+            out = np.empty((h, w, *grid.shape[2:]), grid.dtype)
         out[rows, cols] = grid[rows.start - erows.start : rows.stop - erows.start,
                                cols.start - ecols.start : cols.stop - ecols.start]
     return out
