@@ -16,6 +16,7 @@ checkpoint is used: for development). Encodes the training and test images of th
 data once (cached as `codes.npz` in the workdir; `--train-images` / `--test-images` take the
 first N), trains a `GroupedContextModel` (or with `--schedule raster` a `RasterContextModel`)
 with Adam (for an RQ-VAE over its code stacks, each depth given the `--condition-depths` before it;
+`--beam-width B` trains on the code stacks the `.vqz` encoder's search writes instead of greedy codes;
 `--activation-scale`, default 32, and centred kernels, `--no-center-kernels` to turn them off,
 are the context model's parametrization), checkpointing after every epoch (rerunning
 the command resumes), then freezes it and reports the exact rate (bits per code of the
@@ -35,11 +36,18 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
 
 
-def encode_codes(model, spec, split, limit=0, batch_size=500):
-    from vaezoo import data
+def encode_codes(model, spec, split, limit=0, batch_size=500, beam_width=1):
+    """The codes of a split's images: the model's greedy codes, or with `beam_width` > 1 (an
+    RQ-VAE) the full-depth stacks of `vaezoo.code_search`, what `.vqz` files store."""
+    from vaezoo import code_search, data
 
     images, _ = data.load_split(spec, split, limit=limit)
-    out = [np.asarray(model.encode_to_codes(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
+    batches = [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
+    if beam_width > 1:
+        out = [code_search.residual_codes(np.asarray(model.latent_grid(x)), model.quantizer.codebooks,
+                                          beam_width=beam_width) for x in batches]
+    else:
+        out = [np.asarray(model.encode_to_codes(x)) for x in batches]
     return np.concatenate(out).astype(np.int32)
 
 
@@ -96,6 +104,10 @@ def main():
                              "trained on another schedule) instead of a random initialization")
     parser.add_argument("--train-images", type=int, default=0, help="first N training images (default 0: all)")
     parser.add_argument("--test-images", type=int, default=0, help="first N test images (default 0: all)")
+    parser.add_argument("--beam-width", type=int, default=1,
+                        help="RQ-VAE: train on the code stacks of the .vqz encoder's beam search of this width "
+                             "(vaezoo.code_search; the files' codes) instead of the greedy codes training uses "
+                             "(default 1: greedy)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -116,15 +128,22 @@ def main():
     print(f"model: {source}", flush=True)
     depths = getattr(vq, "depth", 1) if vq.latent_kind == "residual_code_grid" else 1
     condition = args.condition_depths if depths > 1 else 0
+    if args.beam_width > 1 and depths == 1:
+        raise SystemExit("--beam-width searches an RQ-VAE's code stacks; this model codes grids (use 1).")
     codes_path = os.path.join(args.workdir, "codes.npz")
     if not os.path.isfile(codes_path):
-        print("encoding the training and test images ...", flush=True)
-        train = encode_codes(vq, spec, "train", args.train_images)
-        test = encode_codes(vq, spec, "test", args.test_images)
+        print(f"encoding the training and test images ({'greedy codes' if args.beam_width == 1 else f'beam width {args.beam_width}'}) ...",
+              flush=True)
+        train = encode_codes(vq, spec, "train", args.train_images, beam_width=args.beam_width)
+        test = encode_codes(vq, spec, "test", args.test_images, beam_width=args.beam_width)
         with atomic_path(codes_path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, train=train, test=test, source=np.asarray(str(source)))
+            np.savez(f, train=train, test=test, source=np.asarray(str(source)), beam_width=args.beam_width)
     with np.load(codes_path) as f:
         train, test = f["train"], f["test"]
+        cached_width = int(f["beam_width"]) if "beam_width" in f.files else 1
+        if cached_width != args.beam_width:
+            raise SystemExit(f"{codes_path} holds codes of beam width {cached_width}, not --beam-width "
+                             f"{args.beam_width}: use another --workdir (or delete the file).")
         source = str(f["source"]) if "source" in f.files else source  # what the cached codes came from
     if args.depth is not None:
         if depths == 1 or not 1 <= args.depth <= depths:
@@ -177,7 +196,8 @@ def main():
     runtime = LiteRTContextNetwork(convert_context_network(network), network)  # the same integers, faster
     per_depth = code_bits(runtime, test, per_depth=True).sum(axis=0) / (test.size / depths)
     exact = float(np.mean(per_depth))
-    report = {"model": args.model, "source": str(source), "train_codes": int(train.shape[0]),
+    report = {"model": args.model, "source": str(source), "beam_width": args.beam_width,
+              "train_codes": int(train.shape[0]),
               "test_codes": int(test.shape[0]), "exact_bits_per_code": exact, "epochs": args.epochs,
               "channels": args.channels, "layers": args.layers, "schedule": schedule,
               "activation_scale": model.activation_scale, "center_kernels": model.center_kernels,
