@@ -480,8 +480,8 @@ def test_a_superseded_model_ships_only_its_context_model_and_loads_bit_for_bit(s
         zoo_maintenance.compress_shipped("tiny-old")
 
 
-def test_a_shared_model_refuses_a_base_whose_weights_changed(shared_zoo):
-    zoo_maintenance.share_base_weights("tiny-old", "tiny-new")
+def _ship_new_decoder(shared_zoo):
+    """tiny-new gets new weights (another decoder), written and recorded in its card."""
     model = shared_zoo["models"]["tiny-new"]
     model.decoder.set_weights([w + 0.25 for w in model.decoder.get_weights()])
     path = shared_zoo["pretrained"] / "tiny-new.weights.h5"
@@ -489,6 +489,11 @@ def test_a_shared_model_refuses_a_base_whose_weights_changed(shared_zoo):
     card = registry.info("tiny-new")
     card["weights"] = {**card["weights"], "sha256": registry.sha256_of(str(path)), "bytes": os.path.getsize(path)}
     zoo_maintenance.write_card(card)
+
+
+def test_a_shared_model_refuses_a_base_whose_weights_changed(shared_zoo):
+    zoo_maintenance.share_base_weights("tiny-old", "tiny-new")
+    _ship_new_decoder(shared_zoo)
     with pytest.raises(registry.WeightsError, match="republish tiny-old"):
         vaezoo.load("tiny-old")
 
@@ -529,13 +534,7 @@ def test_keep_as_keeps_the_old_weights_loadable_and_moves_the_models_that_share_
     assert kept["config"] == registry.info("tiny-new")["config"] and "tiny-new's weights" in kept["notes"]["kept"]
     assert registry.info("tiny-old")["weights"]["base"] == "tiny-new-v1"
     # new weights for tiny-new: the kept copy and the model sharing it load as before
-    model = shared_zoo["models"]["tiny-new"]
-    model.decoder.set_weights([w + 0.25 for w in model.decoder.get_weights()])
-    path = shared_zoo["pretrained"] / "tiny-new.weights.h5"
-    model.save_weights(str(path))
-    card = registry.info("tiny-new")
-    card["weights"] = {**card["weights"], "sha256": registry.sha256_of(str(path)), "bytes": os.path.getsize(path)}
-    zoo_maintenance.write_card(card)
+    _ship_new_decoder(shared_zoo)
     assert weights_fingerprint(vaezoo.load("tiny-new-v1")) == shared_zoo["fingerprints"]["tiny-new"]
     assert weights_fingerprint(vaezoo.load("tiny-old")) == shared_zoo["fingerprints"]["tiny-old"]
     assert weights_fingerprint(vaezoo.load("tiny-new")) != shared_zoo["fingerprints"]["tiny-new"]
