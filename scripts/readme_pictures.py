@@ -33,6 +33,8 @@ COMMANDS = [
     + " -o docs/images/vq-vae-cifar-reconstructions.png",
     "vaezoo traverse beta-vae-dsprites --image docs/images/inputs/dsprites_0.png "
     "-o docs/images/beta-vae-dsprites-traversals.png",
+    "vaezoo reconstruct rq-vae-cifar " + " ".join(f"docs/images/inputs/cifar_{i}.png" for i in range(8))
+    + " --quality 1 2 3 4 5 6 7 8 -o docs/images/rq-vae-cifar-qualities.png",
 ]
 
 

@@ -1032,3 +1032,23 @@ def test_cli_max_bytes(trained_rq, tmp_path, capsys):
     small = str(tmp_path / "small.vqz")
     assert main(["compress", *pngs, "--model", trained_rq["keras_path"], "--max-bytes", "20", "-o", small]) == 2
     assert "below the smallest file" in capsys.readouterr().err and not os.path.exists(small)
+
+
+def test_cli_reconstruct_shows_each_quality_through_its_own_files(trained_rq, tmp_path, capsys):
+    from PIL import Image
+
+    from vaezoo.cli import main
+    from vaezoo.evaluation import psnr
+
+    model, pngs = trained_rq["model"], _write_pngs(trained_rq["images"][:3], tmp_path)
+    images = np.stack([np.asarray(Image.open(png)) for png in pngs])
+    out = str(tmp_path / "ladder.png")
+    assert main(["reconstruct", trained_rq["keras_path"], *pngs, "--quality", "1", "3", "--scale", "1", "-o", out]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    for line, quality in zip(printed, (1, 3)):
+        files = [codec.compress(model, [image], quality=quality) for image in images]
+        decoded = np.round(np.concatenate([codec.decompress(model, f) for f in files]) * 255) / 255
+        assert line == f"q{quality}: {np.mean([len(f) for f in files]):.0f} B, {psnr(images / 255, decoded):.1f} dB"
+    assert Image.open(out).height == 3 * (16 + 4)  # input, q1 and q3 rows of 16-pixel images (2-pixel borders)
+    assert main(["reconstruct", trained_rq["keras_path"], *pngs, "--quality", "4", "-o", out]) == 2
+    assert "quality must be an integer in [1, 3]" in capsys.readouterr().err
