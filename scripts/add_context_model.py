@@ -115,9 +115,9 @@ def main():
         + (f" --beam-width {report['beam_width']}" if report.get("beam_width", 1) != 1 else "")
         + f"` (Adam {report.get('learning_rate', 2e-3):g}, per-epoch cosine decay, batch "
         f"{report.get('batch_size', 128)}, seed {report.get('seed', 0)}; {measured}) and added to the weights with "
-        "`python scripts/add_context_model.py`"
-        + (f" --source {args.source}; every other weight is that run's." if args.source
-           else "; the other weights are unchanged.")
+        "`python scripts/add_context_model.py"
+        + (f" --source {args.source}`; every other weight is that run's." if args.source
+           else "`; the other weights are unchanged.")
     )
     if args.dry_run:
         print(f"{args.model}: checked (dry run; nothing written). Note: {card['notes']['context_model']}")
