@@ -116,10 +116,11 @@ def fits(grid_shape, stride, max_tile_pixels):
 
 
 def encode_tiled(encode, image, stride, halo, max_tile_pixels):
-    """Code grid `(h, w)` (or code stack `(h, w, d)`) of ONE padded image `(H, W, C)` (sides
-    multiples of `stride`), by tiles.
+    """Code grid `(h, w)` (or code stack `(h, w, d)`, or latents `(h, w, C)`: whatever `encode`
+    gives on the code grid, in its dtype) of ONE padded image `(H, W, C)` (sides multiples of
+    `stride`), by tiles.
 
-    `encode`: images `(1, H', W', C)` -> grids `(1, H'/stride, W'/stride[, d])`.
+    `encode`: images `(1, H', W', C)` -> grids `(1, H'/stride, W'/stride[, ...])`.
     """
     h, w = image.shape[0] // stride, image.shape[1] // stride
     out = None
