@@ -314,7 +314,7 @@ CASES = [
      TypeError, r"max_bytes must be an integer >= 1"),
     ("reconstruct-quality-vae", "vaezoo reconstruct --quality for a VAE (it writes no .vqz files)",
      lambda d: __import__("vaezoo.cli").cli._vqz_rows(_vae(), np.zeros((1, 28, 28, 1), np.uint8), [1]),
-     ValueError, r"--quality shows \.vqz files, which need a VQ-VAE or RQ-VAE; VAE is neither"),
+     ValueError, r"vaezoo reconstruct --quality \(\.vqz files\) needs a model whose latent_kind is code_grid"),
     ("bundle-codebooks-damaged", "an RQ-VAE export whose codebooks.npy was cut short",
      lambda d: _rq_bundle_with_codebooks(d, _npy(np.zeros((2, 8, 4), np.float32))[:100]),
      ValueError, r"codebooks\.npy does not match the sha256 its manifest records"),

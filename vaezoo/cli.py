@@ -164,22 +164,20 @@ def _vqz_rows(model, images, qualities):
     quality, labelled with the mean file size and the mean PSNR of the 8-bit decodings."""
     import numpy as np
 
-    from vaezoo import codec
+    from vaezoo import codec, visualize
     from vaezoo.evaluation import psnr
 
-    if getattr(model, "latent_kind", None) not in ("code_grid", "residual_code_grid"):
-        raise ValueError(f"--quality shows .vqz files, which need a VQ-VAE or RQ-VAE; {type(model).__name__} is "
-                         "neither.")
-    pixels = np.asarray(images)
-    if pixels.dtype != np.uint8:  # image files load as uint8; arrays may be floats in [0, 1]
-        pixels = np.clip(np.round(pixels * 255), 0, 255).astype(np.uint8)
+    from vaezoo.models.base import check_model
+
+    check_model(model, "vaezoo reconstruct --quality (.vqz files)", latent_kinds=("code_grid", "residual_code_grid"))
+    pixels = visualize.as_uint8(images)
+    device = codec.codec_model(model)  # one codec model (and context-network conversion) for every file
     for quality in qualities:
-        codec.check_quality(codec.codec_model(model), quality)  # every quality is checked before any work
+        codec.check_quality(device, quality)  # every quality is checked before any work
     rows = {"input": pixels}
     for quality in qualities:
-        files = [codec.compress(model, [image], quality=quality) for image in pixels]
-        decoded = np.concatenate([codec.decompress(model, data) for data in files])
-        decoded = np.clip(np.round(decoded * 255), 0, 255).astype(np.uint8)
+        files = [codec.compress(device, [image], quality=quality) for image in pixels]
+        decoded = visualize.as_uint8(np.concatenate(codec.decompress_many(device, files)))
         size = np.mean([len(data) for data in files])
         rows[f"q{quality}: {size:.0f} B, {psnr(pixels / 255.0, decoded / 255.0):.1f} dB"] = decoded
     return rows

@@ -11,7 +11,7 @@ import numpy as np
 from vaezoo.io import atomic_path
 
 
-def _as_uint8(images):
+def as_uint8(images):
     images = np.asarray(images)
     if images.dtype != np.uint8:
         images = np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
@@ -20,7 +20,7 @@ def _as_uint8(images):
 
 def image_grid(images, columns=8, padding=2, background=128):
     """Tile a batch `(n, h, w, c)` (uint8 or float in [0, 1]) into one uint8 image."""
-    images = _as_uint8(images)
+    images = as_uint8(images)
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
         raise ValueError(f"image_grid expects (n, height, width, 1 or 3), got shape {images.shape}.")
     n, h, w, c = images.shape
@@ -38,7 +38,7 @@ def save_png(grid, path, scale=1):
     """Write a uint8 image `(h, w, c)` to a PNG; `scale` enlarges small images (nearest)."""
     from PIL import Image
 
-    grid = _as_uint8(grid)
+    grid = as_uint8(grid)
     image = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
     if scale > 1:
         image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
