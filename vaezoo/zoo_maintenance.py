@@ -156,8 +156,8 @@ def keep_as(name, new_name, description):
     registry.check_name(new_name)
     if new_name in registry.list_models():
         raise ValueError(f"{new_name} is already a zoo model; choose another name.")
-    dependents = [registry.info(other) for other in registry.list_models()
-                  if (registry.info(other).get("weights") or {}).get("base") == name]
+    cards = [registry.info(other) for other in registry.list_models()]
+    dependents = [other for other in cards if (other.get("weights") or {}).get("base") == name]
     before = {n: weights_fingerprint(registry.load(n)) for n in [name] + [d["name"] for d in dependents]}
     kept = copy.deepcopy(card)
     kept["name"], kept["description"] = new_name, description
@@ -171,17 +171,19 @@ def keep_as(name, new_name, description):
         kept["notes"]["kept"] = (f"{name}'s weights (sha256 {weights['sha256'][:12]}) kept under this name when "
                                  f"{name} got new ones, so that .vqz files written with them decode "
                                  "(scripts/keep_weights_as.py)")
-    written = [write_card(kept)]
+    names = [d["name"] for d in dependents]
     try:
+        write_card(kept)
         for dependent in dependents:
             dependent["weights"] = {**dependent["weights"], "base": new_name}
-            written.append(write_card(dependent))
-        after = {n: weights_fingerprint(registry.load(n)) for n in [new_name] + [d["name"] for d in dependents]}
-        if after != {**{new_name: before[name]}, **{d["name"]: before[d["name"]] for d in dependents}}:
+            write_card(dependent)
+        after = {n: weights_fingerprint(registry.load(n)) for n in [new_name] + names}
+        if after != {new_name: before[name], **{n: before[n] for n in names}}:
             raise AssertionError(f"{new_name} (or a model sharing {name}'s weights) does not load as it did.")
     except Exception:
-        os.remove(written[0])
-        os.remove(target)
+        for path in (os.path.join(registry.cards_dir(), f"{new_name}.yaml"), target):
+            if os.path.exists(path):
+                os.remove(path)
         for dependent in dependents:
             dependent["weights"] = {**dependent["weights"], "base": name}
             write_card(dependent)
