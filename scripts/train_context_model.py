@@ -75,7 +75,7 @@ def load_model(ref):
     return resolved.model, dict(resolved.data_spec), ref
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="vq-vae-cifar")
     parser.add_argument("--workdir", required=True)
@@ -109,7 +109,7 @@ def main():
                              "(vaezoo.code_search; the files' codes) instead of the greedy codes training uses "
                              "(default 1: greedy)")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     import keras
     import tensorflow as tf
@@ -163,6 +163,7 @@ def main():
     if os.path.isfile(state_path) and os.path.isfile(weights_path):
         with open(state_path, encoding="utf-8") as f:
             done = json.load(f)["epochs"]
+        model.optimizer.build(model.trainable_variables)  # else its saved Adam moments are skipped
         model.load_weights(weights_path)
         print(f"resuming after epoch {done}", flush=True)
     elif args.init:

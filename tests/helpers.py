@@ -454,3 +454,14 @@ def check_snapping_keeps_the_network_and_float16_storage(model):
         for index, kernel in enumerate([*network.kernels, network.head_kernel]):
             name = f"kernel_{index}" if index < len(network.kernels) else "head_kernel"
             np.testing.assert_array_equal(kernel, before[name], err_msg=name)
+
+
+def load_script(name):
+    """The module of `scripts/<name>.py` (the scripts are not a package), for calling its functions."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -207,25 +207,31 @@ def test_version_2_files_still_decode():
         codec.decompress_codes(vaezoo.load("vq-vae-cifar"), data)
 
 
-def test_rq_vae_cifar_files_of_version_3_still_decode():
-    """`tests/fixtures/vqz_v3_rq_vae_cifar.npz`: a version-3 file at quality 3 of three CIFAR-10
-    test images and a 27x64 image, written by commit a1a8f42's `codec.compress` with the then
-    shipped `rq-vae-cifar` (today's `rq-vae-cifar-groups5`), and the code stacks it was written
-    from: the header finds that model and the stacks come back bit for bit (a change of its
-    weights or coder breaks this); today's `rq-vae-cifar` (another context model) is refused."""
+@pytest.mark.parametrize("fixture_name, quality, model_id, kept_as", [
+    # commit a1a8f42's rq-vae-cifar: the first weights with their first context model
+    ("vqz_v3_rq_vae_cifar.npz", 3, "abc09ac9", "rq-vae-cifar-groups5"),
+    # commit 96e3618's rq-vae-cifar: the same weights with the raster context model
+    ("vqz_v3_rq_vae_cifar_2026_12_03.npz", 8, "e029936b", "rq-vae-cifar-2026-12-03"),
+])
+def test_rq_vae_cifar_files_of_earlier_releases_still_decode(fixture_name, quality, model_id, kept_as):
+    """A version-3 file of three CIFAR-10 test images and a 27x64 image, written by an earlier
+    commit's `codec.compress` with the then shipped `rq-vae-cifar`, and the code stacks it was
+    written from: the model that keeps those weights (`kept_as`) and the model the header names
+    both give the stacks back bit for bit (a change of those weights or of the coder breaks this);
+    today's `rq-vae-cifar` (other weights) is refused."""
     import vaezoo
     from vaezoo.registry import load_codec_model
 
-    fixture = np.load(os.path.join(os.path.dirname(__file__), "fixtures", "vqz_v3_rq_vae_cifar.npz"))
+    fixture = np.load(os.path.join(os.path.dirname(__file__), "fixtures", fixture_name))
     data = fixture["vqz"].tobytes()
     header = codec.read_header(data)
-    assert data[:4] == b"VQZ\x03" and header.quality == 3 and header.stacked and header.model_id == "abc09ac9"
-    for model in (vaezoo.load("rq-vae-cifar-groups5"), load_codec_model(header)):
+    assert data[:4] == b"VQZ\x03" and header.quality == quality and header.stacked and header.model_id == model_id
+    for model in (vaezoo.load(kept_as), load_codec_model(header)):
         sizes, stacks = codec.decompress_codes(model, data)
         assert sizes == [tuple(s) for s in fixture["sizes"]] == [(32, 32)] * 3 + [(27, 64)]
         for i, stack in enumerate(stacks):
             np.testing.assert_array_equal(stack, fixture[f"grid_{i}"])
-        assert [np.shape(stack) for stack in stacks] == [(8, 8, 3)] * 3 + [(7, 16, 3)]
+        assert [np.shape(stack) for stack in stacks] == [(8, 8, quality)] * 3 + [(7, 16, quality)]
     with pytest.raises(VQZModelMismatchError):
         codec.decompress_codes(vaezoo.load("rq-vae-cifar"), data)
 

@@ -1,21 +1,10 @@
 """README figures are the output of scripts/readme_tables.py, never typed by hand."""
 
-import importlib.util
-import os
-
 import pytest
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+from helpers import load_script
 
-
-def _readme_tables():
-    spec = importlib.util.spec_from_file_location("readme_tables", os.path.join(ROOT, "scripts", "readme_tables.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-TABLES = _readme_tables()
+TABLES = load_script("readme_tables")
 
 
 @pytest.mark.parametrize("name", sorted(TABLES.TABLES))

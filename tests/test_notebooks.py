@@ -99,13 +99,12 @@ def test_notebook_real_path_runs_for_every_model_it_accepts(name, tmp_path, shar
 def test_finetune_notebook_quotes_the_last_benchmark_run():
     """The before/after figures in colab/finetune.ipynb's text (in bold) are those of the last
     benchmarks/finetune.py run recorded in benchmarks/RESULTS.md, not typed ones that could drift."""
-    import importlib.util
     import re
 
+    from helpers import load_script
+
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    spec = importlib.util.spec_from_file_location("readme_tables", os.path.join(root, "scripts", "readme_tables.py"))
-    tables = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tables)
+    tables = load_script("readme_tables")
     rows, _ = tables.finetune_rows()
     assert rows, "benchmarks/RESULTS.md has no run of benchmarks/finetune.py"
     before, last = next(r for r in rows if r["steps"] == "0"), rows[-1]
