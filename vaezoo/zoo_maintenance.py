@@ -158,7 +158,8 @@ def keep_as(name, new_name, description):
         raise ValueError(f"{new_name} is already a zoo model; choose another name.")
     cards = [registry.info(other) for other in registry.list_models()]
     dependents = [other for other in cards if (other.get("weights") or {}).get("base") == name]
-    before = {n: weights_fingerprint(registry.load(n)) for n in [name] + [d["name"] for d in dependents]}
+    names = [d["name"] for d in dependents]
+    before = {n: weights_fingerprint(registry.load(n)) for n in [name] + names}
     kept = copy.deepcopy(card)
     kept["name"], kept["description"] = new_name, description
     filename = f"{new_name}.weights.h5"
@@ -171,7 +172,6 @@ def keep_as(name, new_name, description):
         kept["notes"]["kept"] = (f"{name}'s weights (sha256 {weights['sha256'][:12]}) kept under this name when "
                                  f"{name} got new ones, so that .vqz files written with them decode "
                                  "(scripts/keep_weights_as.py)")
-    names = [d["name"] for d in dependents]
     try:
         write_card(kept)
         for dependent in dependents:
