@@ -1040,6 +1040,59 @@ def test_cli_max_bytes(trained_rq, tmp_path, capsys):
     assert "below the smallest file" in capsys.readouterr().err and not os.path.exists(small)
 
 
+def _worst_psnr(model, data, images):
+    """The lowest PSNR (dB, peak 255) of a file's 8-bit decodings against uint8 `images`."""
+    decoded = np.clip(np.round(np.asarray(codec.decompress(model, data), np.float64) * 255.0), 0, 255)
+    errors = np.mean((decoded - images.astype(np.float64)) ** 2, axis=(1, 2, 3))
+    return float(np.min(10.0 * np.log10(255.0**2 / errors)))
+
+
+def test_a_psnr_target_gives_the_lowest_quality_that_reaches_it(trained_rq):
+    model, images = trained_rq["model"], trained_rq["images"]
+    for beam_width in (1, 4):
+        files = [codec.compress(model, images, quality=q, beam_width=beam_width) for q in (1, 2, 3)]
+        worst = [_worst_psnr(model, f, images) for f in files]
+        assert worst[0] < worst[1] < worst[2], worst  # the bisection's premise holds for this model
+        for target in [1.0] + [w + d for w in worst[:2] for d in (-0.01, 0.01)] + [worst[2] - 0.01]:
+            want = min(q for q in (1, 2, 3) if worst[q - 1] >= target)
+            got = codec.compress(model, images, min_psnr=target, beam_width=beam_width)
+            assert got == files[want - 1], (beam_width, target)  # the very file of that quality
+        with pytest.raises(ValueError, match=rf"above what these images reach at quality 3: {worst[2]:.2f} dB \(the "
+                                             rf"worst of its {len(images)} 8-bit decodings\)"):
+            codec.compress(model, images, min_psnr=worst[2] + 0.01, beam_width=beam_width)
+        with pytest.raises(ValueError, match=f"reach at quality 2: {worst[1]:.2f} dB"):  # `quality` caps the search
+            codec.compress(model, images, quality=2, min_psnr=worst[1] + 0.01, beam_width=beam_width)
+    device = codec.LiteRTCodecModel(trained_rq["bundle"])  # the device path (LiteRT networks) decodes to choose too
+    target = _worst_psnr(device, codec.compress(device, images, quality=2), images) - 0.01
+    assert codec.compress(device, images, min_psnr=target) == codec.compress(device, images, quality=2)
+    for bad, error, message in ((0, ValueError, "must be a finite number > 0"),
+                                (float("nan"), ValueError, "must be a finite number > 0"),
+                                ("30", TypeError, "must be a number")):
+        with pytest.raises(error, match=f"min_psnr {message}"):
+            codec.compress(model, images, min_psnr=bad)
+    with pytest.raises(ValueError, match="give max_bytes or min_psnr, not both"):
+        codec.compress(model, images, max_bytes=10**6, min_psnr=20.0)
+
+
+def test_cli_min_psnr(trained_rq, tmp_path, capsys):
+    from PIL import Image
+
+    from vaezoo.cli import main
+
+    pngs = _write_pngs(trained_rq["images"][:2], tmp_path)
+    images = np.stack([np.asarray(Image.open(png)) for png in pngs])
+    target = _worst_psnr(trained_rq["model"], codec.compress(trained_rq["model"], images, quality=2), images) - 0.01
+    path = str(tmp_path / "target.vqz")
+    assert main(["compress", *pngs, "--model", trained_rq["keras_path"], "--min-psnr", str(target), "-o", path]) == 0
+    with open(path, "rb") as f:
+        assert f.read() == codec.compress(trained_rq["model"], images, min_psnr=target)  # tested above
+    assert "quality 2)" in capsys.readouterr().out
+    high = str(tmp_path / "high.vqz")
+    assert main(["compress", *pngs, "--model", trained_rq["keras_path"], "--min-psnr", "99", "-o", high]) == 2
+    assert "min_psnr=99.0 dB is above what these images reach" in capsys.readouterr().err
+    assert not os.path.exists(high)
+
+
 def test_cli_reconstruct_shows_each_quality_through_its_own_files(trained_rq, tmp_path, capsys):
     from PIL import Image
 

@@ -272,7 +272,7 @@ def _compress(args):
     images = data.load_image_files(args.images, None, channels, resize=False)  # every file at its own size
     images = [codec.check_image(image, channels, name=path) for path, image in zip(args.images, images)]
     size = codec.write_vqz(args.output, model, images, mode=args.mode, quality=args.quality,
-                           beam_width=args.beam_width, max_bytes=args.max_bytes)
+                           beam_width=args.beam_width, max_bytes=args.max_bytes, min_psnr=args.min_psnr)
     header = codec.read_header(args.output)
     print(f"{len(images)} image(s) -> {args.output}: {size} bytes ({size / len(images):.1f} bytes/image, "
           f"{header.mode} coding, quality {header.quality})")
@@ -542,6 +542,10 @@ def build_parser():
     comp.add_argument("--max-bytes", type=int, default=None, metavar="N",
                       help="a size budget: the highest quality (up to --quality) whose file has at most N bytes "
                            "(an error, and no file, when even quality 1 needs more)")
+    comp.add_argument("--min-psnr", type=float, default=None, metavar="DB",
+                      help="a distortion target: the lowest quality (up to --quality) at which every image's 8-bit "
+                           "decoding reaches DB dB PSNR (an error, and no file, when the highest misses it); "
+                           "not with --max-bytes")
     comp.set_defaults(func=_compress)
 
     decomp = sub.add_parser("decompress", help="decode .vqz files into PNGs",

@@ -8,8 +8,8 @@ a grid of codes, and the grid is entropy-coded with the model's exact context mo
 **Quality.** An RQ-VAE of depth D codes each position with a stack of up to D codes, each
 refining the ones before it: `quality=q` (1..D, default D) stores the first q, so one model
 gives D operating points (fewer bytes at lower quality); `max_bytes=N` picks the highest
-quality whose file fits N bytes (`compress_within`). The header records q; decoding
-needs nothing else. A VQ-VAE has one operating point, quality 1 (its single code per
+quality whose file fits N bytes (`compress_within`), `min_psnr=P` the lowest whose 8-bit
+decodings reach P dB (`compress_to_psnr`). The header records q; decoding needs nothing else. A VQ-VAE has one operating point, quality 1 (its single code per
 position): `quality` may be omitted or 1. An RQ-VAE's stacks are chosen by a beam search for the
 stored depths (`vaezoo.code_search`; `beam_width=1` is greedy residual coding, the codes training
 uses): on `rq-vae-cifar` a file costs 0-2% more bytes than greedy codes and decodes up to 0.8 dB
@@ -31,6 +31,7 @@ Example:
     >>> small = codec.compress(rq_model, images, quality=2)   # an RQ-VAE's first 2 depths
     >>> fast = codec.compress(rq_model, images, beam_width=1)  # greedy codes: a faster encoder
     >>> thumb = codec.compress(rq_model, [image], max_bytes=200)  # the best quality within 200 bytes
+    >>> good = codec.compress(rq_model, [image], min_psnr=35.0)   # the fewest depths that give 35 dB
     >>> restored = codec.decompress(model, data)      # float32 in [0, 1], the original sizes
     >>> thumbnails = codec.decompress_many(model, files)   # many files at once, one entry each
     >>> codec.write_vqz("photo.vqz", model, [photo])
@@ -531,7 +532,7 @@ def _check_model(codec, header):
         )
 
 
-def compress(model, images, mode="auto", quality=None, beam_width=None, max_bytes=None):
+def compress(model, images, mode="auto", quality=None, beam_width=None, max_bytes=None, min_psnr=None):
     """Compress images into `.vqz` bytes.
 
     Args:
@@ -546,21 +547,30 @@ def compress(model, images, mode="auto", quality=None, beam_width=None, max_byte
             gives a file every decoder reads; a VQ-VAE takes only 1.
         max_bytes: a size budget for the whole file: the file of the highest quality (up to
             `quality`) that has at most this many bytes (see `compress_within`).
+        min_psnr: a distortion target in dB: the file of the lowest quality (up to `quality`)
+            at which every image's 8-bit decoding reaches this PSNR (see `compress_to_psnr`).
+            Give `max_bytes` or `min_psnr`, not both.
 
     Raises:
         ValueError / TypeError: an image of the wrong channels, size, dtype or range, or a
             quality or beam width outside the model's (before any work); with `max_bytes`, a
-            budget that even quality 1 exceeds (the message gives its size).
+            budget that even quality 1 exceeds (the message gives its size); with `min_psnr`,
+            a target that even quality `quality` misses (the message gives the PSNR reached).
 
     Example:
         >>> data = compress(model, x_test[:100])
         >>> len(data) / 100      # bytes per image
         >>> thumb = compress(rq_model, [image], max_bytes=200)   # the best quality within 200 bytes
+        >>> good = compress(rq_model, [image], min_psnr=35.0)   # the fewest depths that give 35 dB
     """
     codec = codec_model(model)
     quality = check_quality(codec, quality)
+    if max_bytes is not None and min_psnr is not None:
+        raise ValueError(f"give max_bytes or min_psnr, not both (got max_bytes={max_bytes!r}, min_psnr={min_psnr!r}).")
     if max_bytes is not None:
         return compress_within(codec, images, max_bytes, mode=mode, quality=quality, beam_width=beam_width)
+    if min_psnr is not None:
+        return compress_to_psnr(codec, images, min_psnr, mode=mode, quality=quality, beam_width=beam_width)
     sizes, grids = encode_images(codec, images, quality=quality, beam_width=beam_width)
     return compress_codes(codec, grids, sizes, mode=mode, quality=quality)
 
@@ -586,15 +596,7 @@ def compress_within(model, images, max_bytes, mode="auto", quality=None, beam_wi
     codec = codec_model(model)
     validation.check_int("max_bytes", max_bytes, 1)
     top = check_quality(codec, quality)
-    width = check_beam_width(codec, beam_width)
-    if width > 1:
-        sizes, latents = _encoded(codec, images, codec.latents)
-
-        def codes_at(q):
-            return [code_search.residual_codes(latent, codec.codebooks, q, width) for latent in latents]
-    else:
-        sizes, grids = encode_images(codec, images, quality=top, beam_width=1)
-        codes_at = lambda q: grids  # noqa: E731 (compress_codes stores the first q codes)
+    sizes, codes_at = _codes_by_quality(codec, images, top, beam_width)
     files = {}
 
     def fits(q):
@@ -609,6 +611,82 @@ def compress_within(model, images, max_bytes, mode="auto", quality=None, beam_wi
         middle = (low + high + 1) // 2
         low, high = (middle, high) if fits(middle) else (low, middle - 1)
     return files[low]
+
+
+def compress_to_psnr(model, images, min_psnr, mode="auto", quality=None, beam_width=None):
+    """`.vqz` bytes of the lowest quality q <= `quality` (default D) at which every image
+    decodes to at least `min_psnr` dB: rate control by a distortion target (cwebp's `-psnr`).
+
+    PSNR: each image's decoding rounded to 8 bits (what `save_images` writes) against the image
+    as given, peak 255 (`vaezoo.evaluation.reconstruction.per_image_psnr`; an exact decoding
+    counts as 100 dB); a file of several images takes the worst. The PSNR grows with the
+    quality, so a bisection over 1..`quality` finds q in about log2(D) + 1 decodings; the
+    encoder runs once (as in `compress_within`). The file is the very one `quality=q` writes.
+
+    Raises:
+        ValueError: `min_psnr` not a finite number > 0, or above what quality `quality`
+            reaches (the message gives the worst image's PSNR there), or as `compress`.
+
+    Example:
+        >>> data = compress_to_psnr(rq_model, [photo], 35.0)
+        >>> read_header(data).quality     # the fewest depths that reach 35 dB
+    """
+    from vaezoo.evaluation.reconstruction import per_image_mse, per_image_psnr
+    from vaezoo.visualize import as_uint8
+
+    codec = codec_model(model)
+    validation.check_positive("min_psnr", min_psnr)
+    top = check_quality(codec, quality)
+    images = _image_list(images, codec.channels)
+    sizes, codes_at = _codes_by_quality(codec, images, top, beam_width)
+    worst = {}
+
+    def reaches(q):
+        decoded = decode_images(codec, sizes, codes_at(q))
+        errors = [per_image_mse(image[None], as_uint8(out)[None] / 255.0)[0] for image, out in zip(images, decoded)]
+        worst[q] = float(np.min(per_image_psnr(errors)))
+        return worst[q] >= min_psnr
+
+    if not reaches(top):
+        what = "its 8-bit decoding" if len(images) == 1 else f"the worst of its {len(images)} 8-bit decodings"
+        raise ValueError(f"min_psnr={min_psnr} dB is above what these images reach at quality {top}: "
+                         f"{worst[top]:.2f} dB ({what}); ask for at most that, or use a model of more depths.")
+    low, high = 1, top  # reaches(high); the answer is in low..high
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if reaches(middle) else (middle + 1, high)
+    return compress_codes(codec, codes_at(high), sizes, mode=mode, quality=high)
+
+
+def _codes_by_quality(codec, images, top, beam_width):
+    """`(sizes, codes_at)` of images for the rate-control searches: their original sizes and
+    `codes_at(q)`, their codes for quality q <= `top` (computed once per q). The networks run
+    once: a beam search keeps the encoder's float latents (tiled for large images) and searches
+    them at each q, the latents of equal-size images in one call; greedy codes
+    (`beam_width=1`) are encoded at `top` and truncated."""
+    width = check_beam_width(codec, beam_width)
+    cache = {}
+    if width > 1:
+        sizes, latents = _encoded(codec, images, codec.latents)
+
+        def search(q):
+            out = [None] * len(latents)
+            for indices in _by_size(np.shape(latent) for latent in latents).values():
+                codes = code_search.residual_codes(np.stack([latents[i] for i in indices]), codec.codebooks, q, width)
+                for i, grid in zip(indices, codes):
+                    out[i] = grid
+            return out
+    else:
+        sizes, grids = encode_images(codec, images, quality=top, beam_width=1)
+
+        def search(q):
+            return grids if codec.depth is None else [grid[..., :q] for grid in grids]
+
+    def codes_at(q):
+        if q not in cache:
+            cache[q] = search(q)
+        return cache[q]
+    return sizes, codes_at
 
 
 def decompress(model, data, limits=Limits()):
@@ -650,13 +728,15 @@ def decompress_many(model, files, limits=Limits()):
     return out
 
 
-def write_vqz(path, model, images, mode="auto", quality=None, beam_width=None, max_bytes=None):
+def write_vqz(path, model, images, mode="auto", quality=None, beam_width=None, max_bytes=None, min_psnr=None):
     """Compress `images` into the file `path` (written atomically); returns its size in bytes.
 
-    `mode`, `quality`, `beam_width` and `max_bytes` as in `compress`. Everything is validated and
-    encoded before the file is opened, so bad input (or a budget too small) leaves no file.
+    `mode`, `quality`, `beam_width`, `max_bytes` and `min_psnr` as in `compress`. Everything is
+    validated and encoded before the file is opened, so bad input (or a budget too small, a
+    PSNR target too high) leaves no file.
     """
-    data = compress(model, images, mode=mode, quality=quality, beam_width=beam_width, max_bytes=max_bytes)
+    data = compress(model, images, mode=mode, quality=quality, beam_width=beam_width, max_bytes=max_bytes,
+                    min_psnr=min_psnr)
     with atomic_path(os.fspath(path)) as tmp, open(tmp, "wb") as f:
         f.write(data)
     return len(data)
@@ -700,7 +780,8 @@ def save_images(images, folder, prefix="image"):
 __all__ = [
     "MIN_SIDE", "MODES", "Limits", "check_image", "VQZFormatError", "VQZModelMismatchError", "CodecModel",
     "KerasCodecModel", "LiteRTCodecModel", "codec_model", "check_quality", "check_beam_width",
-    "encode_images", "decode_images", "compress", "decompress", "decompress_many", "compress_codes", "decompress_codes",
+    "encode_images", "decode_images", "compress", "compress_within", "compress_to_psnr", "decompress",
+    "decompress_many", "compress_codes", "decompress_codes",
     "decompress_codes_many", "read_header",
     "write_vqz", "read_vqz", "save_images",
 ]

@@ -62,8 +62,13 @@ def psnr(images, reconstructed, max_value=1.0, min_mse=1e-10):
 
 
 def psnr_of_errors(errors, max_value=1.0, min_mse=1e-10):
-    """`psnr` from per-image MSEs: the mean of `10 log10(max_value^2 / max(MSE_i, min_mse))`."""
-    return float(np.mean(10.0 * np.log10(max_value**2 / np.maximum(errors, min_mse))))
+    """`psnr` from per-image MSEs: the mean of `per_image_psnr`."""
+    return float(np.mean(per_image_psnr(errors, max_value, min_mse)))
+
+
+def per_image_psnr(errors, max_value=1.0, min_mse=1e-10):
+    """Each image's PSNR in dB from its MSE: `10 log10(max_value^2 / max(MSE_i, min_mse))`, float64 `(n,)`."""
+    return 10.0 * np.log10(max_value**2 / np.maximum(np.asarray(errors, np.float64), min_mse))
 
 
 def errors(run):
