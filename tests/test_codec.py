@@ -8,6 +8,7 @@ RQ-VAE (depth 3) with its code-stack context model.
 """
 
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -1091,6 +1092,61 @@ def test_cli_min_psnr(trained_rq, tmp_path, capsys):
     assert main(["compress", *pngs, "--model", trained_rq["keras_path"], "--min-psnr", "99", "-o", high]) == 2
     assert "min_psnr=99.0 dB is above what these images reach" in capsys.readouterr().err
     assert not os.path.exists(high)
+
+
+def test_compress_each_writes_what_compress_writes_for_each_image_alone(trained_rq):
+    model, images = trained_rq["model"], trained_rq["images"][:6]
+    files = codec.compress_each(model, images, quality=2)
+    _, batch = codec.decompress_codes(model, codec.compress(model, images, quality=2))  # the same batched encoder
+    for i, data in enumerate(files):
+        header = codec.read_header(data)
+        assert header.quality == 2 and header.sizes == (tuple(images.shape[1:3]),)
+        assert np.array_equal(codec.decompress_codes(model, data)[1][0], batch[i])
+    # a target per file, so the qualities differ: a budget for images of two sizes (an untrained depth-6 model's
+    # files grow with the quality) and a PSNR that one image reaches only at quality 3
+    import vaezoo
+
+    deep, mixed = vaezoo.RQVAE(**{**RQ_CONFIG, "depth": 6}, seed=0), [images[0], _photo(32, 32, 1)]
+    top = codec.compress_each(model, images, quality=3)
+    target = min(_worst_psnr(model, f, images[i : i + 1]) for i, f in enumerate(top)) - 0.01  # every image reaches it
+    budget = len(codec.compress(deep, [mixed[1]], quality=3))
+    for model_, images_, options in ((deep, mixed, {"max_bytes": budget}), (model, images, {"min_psnr": target})):
+        each = codec.compress_each(model_, images_, **options)
+        assert each == [codec.compress(model_, [image], **options) for image in images_]
+        assert len({codec.read_header(f).quality for f in each}) > 1, options
+    with pytest.raises(ValueError, match="image 0: max_bytes=10 is below the smallest file"):
+        codec.compress_each(model, images, max_bytes=10)
+    with pytest.raises(ValueError, match="a.png: min_psnr=99 dB is above"):
+        codec.compress_each(model, images[:1], min_psnr=99, names=["a.png"])
+
+
+def test_cli_output_dir_writes_one_file_per_image(trained_rq, tmp_path, capsys):
+    from PIL import Image
+
+    from vaezoo.cli import main
+
+    pngs = _write_pngs(trained_rq["images"][:3], tmp_path)
+    images = [np.asarray(Image.open(png)) for png in pngs]
+    out = tmp_path / "thumbs"
+    assert main(["compress", *pngs, "--model", trained_rq["keras_path"], "--max-bytes", "40",
+                 "--output-dir", str(out)]) == 0
+    assert sorted(os.listdir(out)) == ["in_0.vqz", "in_1.vqz", "in_2.vqz"]
+    for i, image in enumerate(images):
+        with open(out / f"in_{i}.vqz", "rb") as f:
+            assert f.read() == codec.compress(trained_rq["model"], [image], max_bytes=40)
+    assert "3 image(s) ->" in capsys.readouterr().out
+    assert main(["decompress", *sorted(str(p) for p in out.iterdir()), "--model", trained_rq["keras_path"],
+                 "-o", str(tmp_path / "decoded")]) == 0  # the round trip of thumbnails
+    assert sorted(os.listdir(tmp_path / "decoded")) == ["in_0_0000.png", "in_1_0000.png", "in_2_0000.png"]
+    os.makedirs(tmp_path / "other")
+    twin = str(tmp_path / "other" / "in_0.png")
+    shutil.copy(pngs[0], twin)
+    assert main(["compress", pngs[0], twin, "--model", trained_rq["keras_path"], "--output-dir",
+                 str(tmp_path / "twins")]) == 2
+    assert "several images would write the same file (in_0.vqz)" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "twins")
+    with pytest.raises(SystemExit):  # one file or one per image, not both
+        main(["compress", pngs[0], "--model", trained_rq["keras_path"], "-o", "x.vqz", "--output-dir", "d"])
 
 
 def test_cli_reconstruct_shows_each_quality_through_its_own_files(trained_rq, tmp_path, capsys):

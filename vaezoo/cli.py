@@ -271,11 +271,36 @@ def _compress(args):
     channels = codec.codec_model(model).channels
     images = data.load_image_files(args.images, None, channels, resize=False)  # every file at its own size
     images = [codec.check_image(image, channels, name=path) for path, image in zip(args.images, images)]
-    size = codec.write_vqz(args.output, model, images, mode=args.mode, quality=args.quality,
-                           beam_width=args.beam_width, max_bytes=args.max_bytes, min_psnr=args.min_psnr)
+    options = dict(mode=args.mode, quality=args.quality, beam_width=args.beam_width, max_bytes=args.max_bytes,
+                   min_psnr=args.min_psnr)
+    if args.output_dir:
+        return _compress_each(args, model, images, options)
+    size = codec.write_vqz(args.output, model, images, **options)
     header = codec.read_header(args.output)
     print(f"{len(images)} image(s) -> {args.output}: {size} bytes ({size / len(images):.1f} bytes/image, "
           f"{header.mode} coding, quality {header.quality})")
+    return 0
+
+
+def _compress_each(args, model, images, options):
+    """`vaezoo compress --output-dir`: one .vqz per image, DIR/NAME.vqz, all encoded before any is written."""
+    from vaezoo import codec
+    from vaezoo.io import atomic_path
+
+    names = [os.path.splitext(os.path.basename(path))[0] for path in args.images]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"several images would write the same file ({', '.join(n + '.vqz' for n in repeated)}): "
+                         "compress images with the same name into different folders.")
+    files = codec.compress_each(model, images, names=args.images, **options)
+    os.makedirs(args.output_dir, exist_ok=True)
+    for name, data in zip(names, files):
+        with atomic_path(os.path.join(args.output_dir, name + ".vqz")) as tmp, open(tmp, "wb") as f:
+            f.write(data)
+    qualities = sorted({codec.read_header(data).quality for data in files})
+    print(f"{len(files)} image(s) -> {os.path.join(args.output_dir, '')}NAME.vqz, one file each: "
+          f"{sum(map(len, files)) / len(files):.1f} bytes/file, quality "
+          f"{qualities[0] if len(qualities) == 1 else f'{qualities[0]}-{qualities[-1]}'}")
     return 0
 
 
@@ -528,7 +553,11 @@ def build_parser():
                                       "docs/vqz_format.md). Nothing is resized.")
     comp.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
     _add_codec_model_options(comp, required=True, model_help=vq_model_help)
-    comp.add_argument("-o", "--output", required=True, help="the .vqz file to write")
+    where = comp.add_mutually_exclusive_group(required=True)
+    where.add_argument("-o", "--output", help="the .vqz file to write (all the images in one file)")
+    where.add_argument("--output-dir", metavar="DIR",
+                       help="write one .vqz per image instead, DIR/NAME.vqz for NAME.png (thumbnails); "
+                            "--max-bytes and --min-psnr then hold for each file")
     comp.add_argument("--mode", choices=("auto", "context", "fixed"), default="auto",
                       help="context: range coding with the exact context model; fixed: ceil(log2 K) bits per "
                            "code; auto (default): context when the model has a context model")

@@ -32,6 +32,7 @@ Example:
     >>> fast = codec.compress(rq_model, images, beam_width=1)  # greedy codes: a faster encoder
     >>> thumb = codec.compress(rq_model, [image], max_bytes=200)  # the best quality within 200 bytes
     >>> good = codec.compress(rq_model, [image], min_psnr=35.0)   # the fewest depths that give 35 dB
+    >>> thumbs = codec.compress_each(rq_model, images, max_bytes=200)   # one file per image
     >>> restored = codec.decompress(model, data)      # float32 in [0, 1], the original sizes
     >>> thumbnails = codec.decompress_many(model, files)   # many files at once, one entry each
     >>> codec.write_vqz("photo.vqz", model, [photo])
@@ -575,6 +576,45 @@ def compress(model, images, mode="auto", quality=None, beam_width=None, max_byte
     return compress_codes(codec, grids, sizes, mode=mode, quality=quality)
 
 
+def compress_each(model, images, mode="auto", quality=None, beam_width=None, max_bytes=None, min_psnr=None,
+                  names=None):
+    """One `.vqz` per image (thumbnails: each its own file): a list of bytes, each what
+    `compress(model, [image], ...)` writes for that image, with `max_bytes` or `min_psnr` met
+    by each file on its own (so each may have its own quality). Without them the networks and
+    the code search run batched over images of equal size, as for one file of all the images
+    (the same codes as that file); every image is encoded before any bytes are returned.
+
+    Args:
+        names: how errors name each image (default "image i").
+
+    Raises:
+        as `compress`, the message prefixed with the image's name.
+
+    Example:
+        >>> files = compress_each(rq_model, thumbnails, min_psnr=32.0)
+        >>> [read_header(f).quality for f in files]
+    """
+    codec = codec_model(model)
+    quality = check_quality(codec, quality)
+    if max_bytes is not None and min_psnr is not None:
+        raise ValueError(f"give max_bytes or min_psnr, not both (got max_bytes={max_bytes!r}, min_psnr={min_psnr!r}).")
+    images = _image_list(images, codec.channels)
+    names = [f"image {i}" for i in range(len(images))] if names is None else list(names)
+    if len(names) != len(images):
+        raise ValueError(f"{len(images)} images but {len(names)} names.")
+    if max_bytes is None and min_psnr is None:
+        sizes, grids = encode_images(codec, images, quality=quality, beam_width=beam_width)
+        return [compress_codes(codec, [grid], [size], mode=mode, quality=quality) for size, grid in zip(sizes, grids)]
+    files = []
+    for name, image in zip(names, images):
+        try:
+            files.append(compress(codec, [image], mode=mode, quality=quality, beam_width=beam_width,
+                                  max_bytes=max_bytes, min_psnr=min_psnr))
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from None
+    return files
+
+
 def compress_within(model, images, max_bytes, mode="auto", quality=None, beam_width=None):
     """`.vqz` bytes of the highest quality q <= `quality` (default D) whose file has at most
     `max_bytes` bytes: rate control by a size budget instead of a quality.
@@ -780,8 +820,7 @@ def save_images(images, folder, prefix="image"):
 __all__ = [
     "MIN_SIDE", "MODES", "Limits", "check_image", "VQZFormatError", "VQZModelMismatchError", "CodecModel",
     "KerasCodecModel", "LiteRTCodecModel", "codec_model", "check_quality", "check_beam_width",
-    "encode_images", "decode_images", "compress", "compress_within", "compress_to_psnr", "decompress",
-    "decompress_many", "compress_codes", "decompress_codes",
-    "decompress_codes_many", "read_header",
+    "encode_images", "decode_images", "compress", "compress_each", "compress_within", "compress_to_psnr",
+    "decompress", "decompress_many", "compress_codes", "decompress_codes", "decompress_codes_many", "read_header",
     "write_vqz", "read_vqz", "save_images",
 ]
