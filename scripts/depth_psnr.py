@@ -51,7 +51,7 @@ def main(argv=None):
     x, _ = data.load_split(spec, "test", limit=args.images, spread=args.spread)
     batches = range(0, len(x), args.batch_size)
     codes = np.concatenate([model.encode_to_codes(x[i : i + args.batch_size]) for i in batches])
-    unquantized = np.concatenate([model.likelihood.image(model._decode(model.latent_grid(x[i : i + args.batch_size])))
+    unquantized = np.concatenate([model.likelihood.image(model.decode(model.latent_grid(x[i : i + args.batch_size])))
                                   for i in batches])
     row = []
     for depth in range(1, model.depth + 1):
