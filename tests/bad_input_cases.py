@@ -40,6 +40,16 @@ def _rq(depth):
                         residual_channels=4, num_residual_blocks=1)
 
 
+def _compress_zeros(model, folder=None, **options):
+    """`codec.compress` of one black 16 x 16 image with `model` (`write_vqz` into `folder` when given)."""
+    from vaezoo import codec
+
+    image = [np.zeros((16, 16, 3), np.uint8)]
+    if folder is None:
+        return codec.compress(model, image, **options)
+    return codec.write_vqz(os.path.join(folder, "out.vqz"), model, image, **options)
+
+
 def _deep_rq_file(folder):
     """A quality-3 file of a depth-3 RQ-VAE, read with a depth-2 one."""
     from vaezoo import codec
@@ -296,32 +306,27 @@ CASES = [
      ValueError, r"make 6105 streams, whose lengths alone need 6104 bytes"),
     ("vqz-future-version", "a .vqz of format version 4", lambda d: _read_vqz(d, b"VQZ\x04" + _vqz_bytes()[4:]),
      ValueError, r"unsupported \.vqz format version 4; this vaezoo reads versions 1, 2 and 3"),
-    ("vqz-quality-range", "quality 9 for an RQ-VAE of depth 3", lambda d: __import__("vaezoo.codec").codec.compress(
-        _rq(3), [np.zeros((16, 16, 3), np.uint8)], quality=9), ValueError,
+    ("vqz-quality-range", "quality 9 for an RQ-VAE of depth 3", lambda d: _compress_zeros(_rq(3), quality=9), ValueError,
      r"quality must be an integer in \[1, 3\] \(the RQ-VAE's code depths to store\), got 9"),
-    ("vqz-quality-vq", "quality 2 for a VQ-VAE", lambda d: __import__("vaezoo.codec").codec.compress(
-        _vq(), [np.zeros((16, 16, 3), np.uint8)], quality=2), ValueError,
+    ("vqz-quality-vq", "quality 2 for a VQ-VAE", lambda d: _compress_zeros(_vq(), quality=2), ValueError,
      r"quality must be 1 for a VQ-VAE \(its one operating point"),
     ("vqz-beam-width-vq", "a code search (beam width 2) asked of a VQ-VAE",
-     lambda d: __import__("vaezoo.codec").codec.compress(_vq(), [np.zeros((16, 16, 3), np.uint8)], beam_width=2),
+     lambda d: _compress_zeros(_vq(), beam_width=2),
      ValueError, r"beam_width=2 needs an RQ-VAE's code search, and a VQ-VAE has one code per position"),
     ("vqz-max-bytes-too-small", "a 10-byte budget for a 16 x 16 image (the smallest file is larger)",
-     lambda d: __import__("vaezoo.codec").codec.write_vqz(os.path.join(d, "out.vqz"), _rq(3),
-                                                          [np.zeros((16, 16, 3), np.uint8)], max_bytes=10),
+     lambda d: _compress_zeros(_rq(3), d, max_bytes=10),
      ValueError, r"max_bytes=10 is below the smallest file of these images: \d+ bytes at quality 1"),
     ("vqz-max-bytes-type", "a size budget given as the string '200'",
-     lambda d: __import__("vaezoo.codec").codec.compress(_rq(3), [np.zeros((16, 16, 3), np.uint8)], max_bytes="200"),
+     lambda d: _compress_zeros(_rq(3), max_bytes="200"),
      TypeError, r"max_bytes must be an integer >= 1"),
     ("vqz-min-psnr-unreachable", "a 90 dB target that the highest quality misses (an untrained depth-3 RQ-VAE)",
-     lambda d: __import__("vaezoo.codec").codec.write_vqz(os.path.join(d, "out.vqz"), _rq(3),
-                                                          [np.zeros((16, 16, 3), np.uint8)], min_psnr=90.0),
+     lambda d: _compress_zeros(_rq(3), d, min_psnr=90.0),
      ValueError, r"min_psnr=90\.0 dB is above what these images reach at quality 3: [\d.]+ dB \(its 8-bit decoding\)"),
     ("vqz-min-psnr-type", "a PSNR target given as the string '35'",
-     lambda d: __import__("vaezoo.codec").codec.compress(_rq(3), [np.zeros((16, 16, 3), np.uint8)], min_psnr="35"),
+     lambda d: _compress_zeros(_rq(3), min_psnr="35"),
      TypeError, r"min_psnr must be a number"),
     ("vqz-budget-and-target", "both a size budget and a PSNR target",
-     lambda d: __import__("vaezoo.codec").codec.compress(_rq(3), [np.zeros((16, 16, 3), np.uint8)], max_bytes=200,
-                                                         min_psnr=30.0),
+     lambda d: _compress_zeros(_rq(3), max_bytes=200, min_psnr=30.0),
      ValueError, r"give max_bytes or min_psnr, not both"),
     ("reconstruct-quality-vae", "vaezoo reconstruct --quality for a VAE (it writes no .vqz files)",
      lambda d: __import__("vaezoo.cli").cli._vqz_rows(_vae(), np.zeros((1, 28, 28, 1), np.uint8), [1]),
