@@ -9,8 +9,9 @@ a grid of codes, and the grid is entropy-coded with the model's exact context mo
 refining the ones before it: `quality=q` (1..D, default D) stores the first q, so one model
 gives D operating points (fewer bytes at lower quality); `max_bytes=N` picks the highest
 quality whose file fits N bytes (`compress_within`), `min_psnr=P` the lowest whose 8-bit
-decodings reach P dB (`compress_to_psnr`). The header records q; decoding needs nothing else. A VQ-VAE has one operating point, quality 1 (its single code per
-position): `quality` may be omitted or 1. An RQ-VAE's stacks are chosen by a beam search for the
+decodings reach P dB (`compress_to_psnr`). The header records q; decoding needs nothing
+else. A VQ-VAE has one operating point, quality 1 (its single code per position):
+`quality` may be omitted or 1. An RQ-VAE's stacks are chosen by a beam search for the
 stored depths (`vaezoo.code_search`; `beam_width=1` is greedy residual coding, the codes training
 uses): on `rq-vae-cifar` a file costs 0-2% more bytes than greedy codes and decodes up to 0.8 dB
 nearer the original (`docs/vqz_format.md`, "Which codes"). Decoding reverses this and crops to
@@ -566,14 +567,18 @@ def compress(model, images, mode="auto", quality=None, beam_width=None, max_byte
     """
     codec = codec_model(model)
     quality = check_quality(codec, quality)
-    if max_bytes is not None and min_psnr is not None:
-        raise ValueError(f"give max_bytes or min_psnr, not both (got max_bytes={max_bytes!r}, min_psnr={min_psnr!r}).")
+    _check_one_target(max_bytes, min_psnr)
     if max_bytes is not None:
         return compress_within(codec, images, max_bytes, mode=mode, quality=quality, beam_width=beam_width)
     if min_psnr is not None:
         return compress_to_psnr(codec, images, min_psnr, mode=mode, quality=quality, beam_width=beam_width)
     sizes, grids = encode_images(codec, images, quality=quality, beam_width=beam_width)
     return compress_codes(codec, grids, sizes, mode=mode, quality=quality)
+
+
+def _check_one_target(max_bytes, min_psnr):
+    if max_bytes is not None and min_psnr is not None:
+        raise ValueError(f"give max_bytes or min_psnr, not both (got max_bytes={max_bytes!r}, min_psnr={min_psnr!r}).")
 
 
 def compress_each(model, images, mode="auto", quality=None, beam_width=None, max_bytes=None, min_psnr=None,
@@ -596,8 +601,7 @@ def compress_each(model, images, mode="auto", quality=None, beam_width=None, max
     """
     codec = codec_model(model)
     quality = check_quality(codec, quality)
-    if max_bytes is not None and min_psnr is not None:
-        raise ValueError(f"give max_bytes or min_psnr, not both (got max_bytes={max_bytes!r}, min_psnr={min_psnr!r}).")
+    _check_one_target(max_bytes, min_psnr)
     images = _image_list(images, codec.channels)
     names = [f"image {i}" for i in range(len(images))] if names is None else list(names)
     if len(names) != len(images):
