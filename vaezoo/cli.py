@@ -176,7 +176,7 @@ def _vqz_rows(model, images, qualities):
         codec.check_quality(device, quality)  # every quality is checked before any work
     rows = {"input": pixels}
     for quality in qualities:
-        files = [codec.compress(device, [image], quality=quality) for image in pixels]
+        files = codec.compress_each(device, pixels, quality=quality)
         decoded = visualize.as_uint8(np.concatenate(codec.decompress_many(device, files)))
         size = np.mean([len(data) for data in files])
         rows[f"q{quality}: {size:.0f} B, {psnr(pixels / 255.0, decoded / 255.0):.1f} dB"] = decoded
