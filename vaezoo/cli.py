@@ -550,7 +550,8 @@ def build_parser():
                           description="Encode images of any size (at least 8 pixels a side, the model's "
                                       "channels) to VQ-VAE code grids (RQ-VAE code stacks) and entropy-code them "
                                       "with the model's exact context model into one .vqz file (format version 3, "
-                                      "docs/vqz_format.md). Nothing is resized.")
+                                      "docs/vqz_format.md), or one file per image with --output-dir. Nothing is "
+                                      "resized.")
     comp.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
     _add_codec_model_options(comp, required=True, model_help=vq_model_help)
     where = comp.add_mutually_exclusive_group(required=True)
