@@ -17,9 +17,9 @@ TEMPORARY = re.compile(re.escape(tempfile.gettempdir()) + r"/tmp[\w-]+")
 
 
 def main():
-    rows = ["| case | what is wrong | error | message |", "|---|---|---|---|"]
     import keras
 
+    rows = ["| case | what is wrong | error | message |", "|---|---|---|---|"]
     for case_id, what, call, expected, _ in CASES:
         keras.utils.set_random_seed(0)  # the same weights (and so hashes in messages) on every rerun
         with tempfile.TemporaryDirectory() as folder:

@@ -282,16 +282,23 @@ def _compress(args):
     return 0
 
 
+def _file_stems(paths, clash, output, advice):
+    """Each path's file name without its extension, which names the outputs written for it;
+    `ValueError` "clash (output of each repeated stem): advice." when two paths share one."""
+    stems = [os.path.splitext(os.path.basename(path))[0] for path in paths]
+    repeated = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if repeated:
+        raise ValueError(f"{clash} ({', '.join(output.format(stem) for stem in repeated)}): {advice}.")
+    return stems
+
+
 def _compress_each(args, model, images, options):
     """`vaezoo compress --output-dir`: one .vqz per image, DIR/NAME.vqz, all encoded before any is written."""
     from vaezoo import codec
     from vaezoo.io import atomic_path
 
-    names = [os.path.splitext(os.path.basename(path))[0] for path in args.images]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise ValueError(f"several images would write the same file ({', '.join(n + '.vqz' for n in repeated)}): "
-                         "compress images with the same name into different folders.")
+    names = _file_stems(args.images, "several images would write the same file", "{}.vqz",
+                        "compress images with the same name into different folders")
     files = codec.compress_each(model, images, names=args.images, **options)
     os.makedirs(args.output_dir, exist_ok=True)
     for name, data in zip(names, files):
@@ -308,11 +315,8 @@ def _decompress(args):
     from vaezoo import codec
 
     prefixes = ([args.prefix] if len(args.files) == 1 else
-                [os.path.splitext(os.path.basename(path))[0] for path in args.files])
-    repeated = sorted({p for p in prefixes if prefixes.count(p) > 1})
-    if repeated:
-        raise ValueError(f"several files would write the same PNG names ({', '.join(repeated)}_0000.png, ...): "
-                         "decompress files with the same name into different folders.")
+                _file_stems(args.files, "several files would write the same PNG names", "{}_0000.png, ...",
+                            "decompress files with the same name into different folders"))
     model = _codec_model(args, args.files[0])
     decoded = codec.decompress_many(model, args.files)  # every file is checked before any PNG is written
     count = sum(len(codec.save_images(images, args.output, prefix=prefix)) for images, prefix in zip(decoded, prefixes))
